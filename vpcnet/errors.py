@@ -1,0 +1,69 @@
+"""One error hierarchy for vpcnet.
+
+Adapters translate library errors (botocore, redis, kubernetes, pyroute2) into these
+with ``raise ... from e``. Retry semantics live in the type: a ``TemporaryError`` is
+worth retrying (throttling, 5xx, conflicts), a ``PermanentError`` is not and must be
+surfaced (Kubernetes Event on the node, error in Redis) instead of crash-looping.
+"""
+
+from __future__ import annotations
+
+
+class VpcnetError(Exception):
+    """Base of every error vpcnet raises on purpose."""
+
+
+class TemporaryError(VpcnetError):
+    """Transient: retry after ``delay`` seconds (None lets the caller choose a backoff)."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(VpcnetError):
+    """Will not succeed by retrying; needs a human or a changed input."""
+
+
+class ConfigError(PermanentError):
+    """Invalid settings, annotation, profile or CNI configuration."""
+
+
+class UnknownInstanceTypeError(PermanentError):
+    """No ENI/IP limits are known for this instance type."""
+
+
+class NotFoundError(PermanentError):
+    """The object (instance, ENI, node) does not exist (any more)."""
+
+
+class Ec2Error(VpcnetError):
+    """An EC2 API error, with the AWS error code kept for matching."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Ec2TemporaryError(Ec2Error, TemporaryError):
+    """Throttling, 5xx, eventual-consistency 'not found yet'."""
+
+    def __init__(self, code: str, message: str, *, delay: float | None = None) -> None:
+        Ec2Error.__init__(self, code, message)
+        self.delay = delay
+
+
+class Ec2PermanentError(Ec2Error, PermanentError):
+    """Limits exceeded, invalid parameters, unauthorized."""
+
+
+class StateError(TemporaryError):
+    """Redis unreachable or a lost optimistic-lock race; retry."""
+
+
+class LockHeld(TemporaryError):
+    """Another worker holds the per-node lock; retry later."""
+
+
+class PoolExhausted(VpcnetError):
+    """The node has no free IP (CNI code 11)."""

@@ -1,0 +1,151 @@
+"""Typed settings, read once from the environment (``VPCNET_*``) and passed explicitly.
+
+Nothing else in vpcnet reads ``os.environ``; components receive a settings object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+from vpcnet.domain import Mode
+from vpcnet.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _conv(name: str, raw: str, typ: Any) -> Any:
+    try:
+        if typ in (bool, "bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if typ in (int, "int"):
+            return int(raw)
+        if typ in (float, "float"):
+            return float(raw)
+        if typ in ("Mode",):
+            return Mode(raw)
+        if typ in ("tuple[str, ...]",):
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
+        if typ in ("str | None",):
+            return raw or None
+        return raw
+    except ValueError as e:
+        raise ConfigError(f"invalid value for {name}: {raw!r}") from e
+
+
+def _from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None, **overrides: Any) -> T:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        key = prefix + f.name.upper()
+        if key in env:
+            values[f.name] = _conv(key, env[key], f.type)
+    values.update(overrides)
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if validate:
+        validate()
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Control-plane settings (watcher, workers, beat, CLI)."""
+
+    cluster_name: str = "vpcnet"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None  # defaults to redis_url
+    aws_region: str = "us-east-1"
+    ec2_endpoint_url: str | None = None  # the emulator's URL; None = real AWS
+    kubeconfig: str | None = None  # None = in-cluster config
+    mode: Mode = Mode.FULL
+    warm_ip_target: int = 0
+    minimum_ip_target: int = 0
+    warm_eni_target: int = 1
+    warm_prefix_target: int = 1
+    ip_cooldown_seconds: float = 30.0
+    eni_gc_grace_seconds: float = 600.0
+    reconcile_interval_seconds: float = 60.0
+    gc_interval_seconds: float = 300.0
+    warm_pool_interval_seconds: float = 10.0
+    # Share of AWS's token buckets that vpcnet allows itself, across all workers,
+    # leaving headroom for other EC2 clients in the account.
+    rate_limit_share: float = 0.8
+    task_time_limit_seconds: int = 300
+    broker_visibility_timeout_seconds: int = 3600
+    lease_duration_seconds: float = 15.0
+    event_namespace: str = "default"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def validate(self) -> None:
+        if not self.cluster_name or "/" in self.cluster_name or "{" in self.cluster_name:
+            raise ConfigError(f"invalid cluster name {self.cluster_name!r}")
+        if not 0 < self.rate_limit_share <= 1:
+            raise ConfigError("rate_limit_share must be in (0, 1]")
+        if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:
+            raise ConfigError("task time limit must stay below the broker visibility timeout")
+        for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        return _from_env(cls, "VPCNET_", env, **overrides)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Node agent settings (the DaemonSet). No AWS credentials, ever."""
+
+    node_name: str = ""
+    cluster_name: str = "vpcnet"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    imds_url: str = "http://169.254.169.254"
+    socket_path: str = "/run/vpcnet/agent.sock"
+    checkpoint_path: str = "/var/lib/vpcnet/checkpoint.json"
+    cni_conf_dir: str = "/etc/cni/net.d"
+    cni_bin_dir: str = "/opt/cni/bin"
+    cni_conf_name: str = "10-vpcnet.conflist"
+    host_netns: str | None = None  # simulation: the node is this named netns
+    mtu: int = 9001
+    snat: bool = True
+    snat_exclusions: tuple[str, ...] = ()  # CIDRs never SNAT'd (the VPC CIDR is always)
+    vpc_cidrs: tuple[str, ...] = ()
+    ip_cooldown_seconds: float = 30.0
+    resync_seconds: float = 30.0
+    veth_prefix: str = "vpc"
+    log_file: str = "/var/log/vpcnet/cni.log"
+    chained_plugins: tuple[str, ...] = ()  # e.g. ("portmap",) appended to the conflist
+
+    def validate(self) -> None:
+        if not self.node_name:
+            raise ConfigError("node_name is required (VPCNET_AGENT_NODE_NAME)")
+        if not 576 <= self.mtu <= 9001:
+            raise ConfigError(f"mtu {self.mtu} outside 576..9001")
+        if len(self.veth_prefix) > 4 or not self.veth_prefix.isalnum():
+            raise ConfigError("veth_prefix must be 1-4 alphanumerics")
+        for c in self.snat_exclusions + self.vpc_cidrs:
+            try:
+                ipaddress.IPv4Network(c)
+            except ValueError as e:
+                raise ConfigError(f"invalid CIDR {c!r}") from e
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:
+        return _from_env(cls, "VPCNET_AGENT_", env, **overrides)
+
+
+__all__ = ["AgentSettings", "Settings", "field"]

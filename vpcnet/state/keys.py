@@ -1,0 +1,128 @@
+"""Redis key layout, schema version 1. Pure: no redis import.
+
+Every key of one node shares the hash tag ``{<cluster>/<node>}`` so Lua scripts and
+MULTI transactions over a node's keys also work on Redis Cluster. Cluster-wide keys use
+the tag ``{<cluster>}``.
+
+Per node (writer in brackets):
+
+``node``         hash  [control plane] instance_id, instance_type, az, subnet_id, primary_ip,
+                       mode, phase (vpcnet.domain.NodePhase), error, generation, updated
+``enis``         hash  [control plane] eni_id -> EniRecord JSON (vpcnet.domain), pool source
+``assigned``     hash  [agent] ip -> Assignment JSON (mirror of the agent's checkpoint)
+``cooldown``     zset  [agent] ip -> unix time the IP was freed (not reusable before + cooldown)
+``release-req``  set   [control plane] IPs the warm-pool trim wants to give back to EC2
+``release-ok``   set   [agent] IPs from release-req the agent removed from its pool (unused)
+``agent``        hash  [agent] ready (0/1), generation (the enis generation programmed),
+                       heartbeat, free, assigned, cooldown, version, error
+``lock``         str   [control plane] per-node lock (token), with TTL
+
+Channels: ``changed`` (per node; control plane publishes after any write of node/enis/
+release-req, the agent reacts within a second) and the cluster channel ``agent-ready``
+(the agent publishes its node name once it has programmed a generation and is ready).
+
+Cluster-wide: ``schema`` (str "1"), ``nodes`` (set of node names), ``limits:<type>``
+(InstanceLimits JSON), ``ratelimit:<class>`` (token bucket hash), ``errors`` (capped list
+of recent error JSON), ``dedup:<node>`` (watcher enqueue dedup, with TTL).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+PREFIX = "vpcnet"
+
+
+def _check(part: str, what: str) -> str:
+    if not part or any(c in part for c in "{}/ \n"):
+        raise ValueError(f"invalid {what} for a Redis key: {part!r}")
+    return part
+
+
+class ClusterKeys:
+    def __init__(self, cluster: str) -> None:
+        self.cluster = _check(cluster, "cluster name")
+        self._p = f"{PREFIX}:{{{cluster}}}"
+
+    @property
+    def schema(self) -> str:
+        return f"{self._p}:schema"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self._p}:nodes"
+
+    @property
+    def errors(self) -> str:
+        return f"{self._p}:errors"
+
+    @property
+    def agent_ready_channel(self) -> str:
+        return f"{self._p}:agent-ready"
+
+    def limits(self, instance_type: str) -> str:
+        return f"{self._p}:limits:{_check(instance_type, 'instance type')}"
+
+    def ratelimit(self, action_class: str) -> str:
+        return f"{self._p}:ratelimit:{_check(action_class, 'action class')}"
+
+    def dedup(self, node: str) -> str:
+        return f"{self._p}:dedup:{_check(node, 'node name')}"
+
+    def node(self, node: str) -> NodeKeys:
+        return NodeKeys(self.cluster, node)
+
+
+class NodeKeys:
+    def __init__(self, cluster: str, node: str) -> None:
+        self.cluster = _check(cluster, "cluster name")
+        self.node_name = _check(node, "node name")
+        self._p = f"{PREFIX}:{{{cluster}/{node}}}"
+
+    @property
+    def node(self) -> str:
+        return f"{self._p}:node"
+
+    @property
+    def enis(self) -> str:
+        return f"{self._p}:enis"
+
+    @property
+    def assigned(self) -> str:
+        return f"{self._p}:assigned"
+
+    @property
+    def cooldown(self) -> str:
+        return f"{self._p}:cooldown"
+
+    @property
+    def release_req(self) -> str:
+        return f"{self._p}:release-req"
+
+    @property
+    def release_ok(self) -> str:
+        return f"{self._p}:release-ok"
+
+    @property
+    def agent(self) -> str:
+        return f"{self._p}:agent"
+
+    @property
+    def lock(self) -> str:
+        return f"{self._p}:lock"
+
+    @property
+    def changed_channel(self) -> str:
+        return f"{self._p}:changed"
+
+    def all(self) -> list[str]:
+        """Every key of the node (for release and Redis-loss tests)."""
+        return [
+            self.node,
+            self.enis,
+            self.assigned,
+            self.cooldown,
+            self.release_req,
+            self.release_ok,
+            self.agent,
+            self.lock,
+        ]
