@@ -1,0 +1,20 @@
+# The two README commands, plus the pieces they are made of.
+.PHONY: demo test setup lint bench-cni bench-storm
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+lint:
+	.venv/bin/ruff check vpcnet workers beat tests && .venv/bin/mypy
+
+bench-cni:
+	.venv/bin/vpcnet bench cni --pods 200
+
+bench-storm:
+	.venv/bin/vpcnet bench storm --nodes 100

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up everything vpcnet needs on a Debian machine (run as root): system packages,
+# a virtualenv in .venv with the package and its test/sim extras. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# redis-server: the state store and Celery broker (tests start their own on a free port).
+# iptables/iproute2: the agent's SNAT and netns; containernetworking-plugins: the reference
+# ptp/host-local/portmap plugins for the CNI benchmark and chaining tests.
+PKGS=(python3 python3-venv python3-dev redis-server iptables iproute2 containernetworking-plugins
+      iputils-ping procps kmod ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages ${missing[*]}; run as root" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The machine's own redis instance is never used; stop it so it holds no port or memory.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q redis-server 2>/dev/null; then
+  systemctl stop redis-server || true
+fi
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+  || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}'))"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up and runs every check: lint (ruff), types (mypy --strict), and all test suites
+# (unit, integration, netns, e2e). Tests start their own services (redis-server on a free
+# port, Celery workers, the EC2 and Kubernetes emulators) and network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff"; .venv/bin/ruff check vpcnet workers beat tests
+echo "== mypy --strict"; .venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
