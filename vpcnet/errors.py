@@ -67,3 +67,32 @@ class LockHeld(TemporaryError):
 
 class PoolExhausted(VpcnetError):
     """The node has no free IP (CNI code 11)."""
+
+
+class KubeError(VpcnetError):
+    """A Kubernetes API error; ``status`` is the HTTP code, ``reason`` the Status reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+
+
+class KubeTemporaryError(KubeError, TemporaryError):
+    """5xx, 429, a connection failure or timeout: retry with backoff."""
+
+    def __init__(self, status: int, reason: str, message: str, *, delay: float | None = None) -> None:
+        KubeError.__init__(self, status, reason, message)
+        self.delay = delay
+
+
+class KubeConflict(KubeTemporaryError):
+    """409: an optimistic-concurrency race was lost (or the object already exists); re-read."""
+
+
+class KubePermanentError(KubeError, PermanentError):
+    """Forbidden, invalid, unsupported: retrying the same request will not help."""
+
+
+class WatchExpired(VpcnetError):
+    """410 Gone: the watch's resourceVersion is too old; the caller must relist."""
