@@ -82,6 +82,12 @@ class Settings:
     broker_visibility_timeout_seconds: int = 3600
     lease_duration_seconds: float = 15.0
     event_namespace: str = "default"
+    # Leader election of the watcher replicas (coordination.k8s.io/v1 Lease).
+    lease_name: str = "vpcnet-watcher"
+    lease_namespace: str = "default"
+    # A burst of node updates enqueues at most one task per node and action per window
+    # (plus one trailing task if what matters changed during the window).
+    watcher_dedup_seconds: float = 30.0
 
     @property
     def broker(self) -> str:
@@ -97,6 +103,9 @@ class Settings:
         for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        for name in ("lease_duration_seconds", "watcher_dedup_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
