@@ -1,0 +1,26 @@
+"""``vpcnet demo``: the whole system on this machine (see vpcnet.embedded.demo)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "demo", help="run the embedded default end to end (no AWS account, no cluster)"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave it running; print the Flower URL")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs and state go")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vpcnet.embedded.demo import Demo
+
+    console = Console(stderr=bool(args.json))
+    return Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir).run()

@@ -1,0 +1,310 @@
+"""The embedded stack: every vpcnet process and both emulators, wired on one machine.
+
+Used by ``vpcnet demo``, the e2e tests and ``vpcnet bench storm``. The control plane runs
+exactly as in a cluster (watcher, Celery workers, beat, Flower as child processes, talking
+to Redis, to EC2 through boto3 and to Kubernetes through the ``kubernetes`` client); only
+AWS and the kube-apiserver are emulated. Nodes are either network namespaces with a real
+agent (``with_netns``) or API-only (for join storms at a scale no netns set-up allows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpcnet.embedded.procs import ManagedProcess, RedisServer, free_port, wait_for
+from vpcnet.settings import Settings
+from vpcnet.state.keys import ClusterKeys
+
+VPC_CIDR = "10.0.0.0/16"
+SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
+AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    workdir: Path
+    cluster: str = "demo"
+    mode: str = "full"
+    ec2_latency: str = "fast"  # "fast" | "aws" (see vpcnet.sim.ec2 presets)
+    ec2_throttle: bool = True
+    worker_processes: int = 1
+    worker_concurrency: int = 16
+    beat: bool = True
+    flower: bool = True
+    watcher_replicas: int = 1
+    with_netns: bool = True
+    netns_prefix: str = "vpcdemo-"
+    ip_cooldown_seconds: float = 30.0
+    eni_gc_grace_seconds: float = 60.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SimNode:
+    name: str
+    instance_id: str
+    instance_type: str
+    az: str
+    subnet_id: str
+    netns: str | None = None
+    agent: ManagedProcess | None = None
+    socket_path: Path | None = None
+    conf_dir: Path | None = None
+    bin_dir: Path | None = None
+    checkpoint_path: Path | None = None
+
+
+def _bin(name: str) -> str:
+    """A console script of this installation (the venv's), never a PATH lookup."""
+    candidate = Path(sys.executable).with_name(name)
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run scripts/setup.sh")
+    return found
+
+
+class EmbeddedStack:
+    def __init__(self, opts: StackOptions) -> None:
+        self.opts = opts
+        self.workdir = opts.workdir
+        self.log_dir = opts.workdir / "logs"
+        self.redis = RedisServer(opts.workdir / "redis")
+        self.procs: list[ManagedProcess] = []
+        self.nodes: dict[str, SimNode] = {}
+        self.ec2: Any = None  # vpcnet.sim.ec2.Ec2Emulator
+        self.kube: Any = None  # vpcnet.sim.kube.KubeEmulator
+        self.vpc: Any = None  # vpcnet.sim.vpc.SimVpc
+        self.world: Any = None
+        self.kubeconfig = opts.workdir / "kubeconfig"
+        self.flower_port = free_port()
+        self.flower_password = secrets.token_urlsafe(12)
+        self.keys = ClusterKeys(opts.cluster)
+
+    # -- environment handed to every control-plane process -----------------------------
+
+    def control_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "VPCNET_CLUSTER_NAME": self.opts.cluster,
+                "VPCNET_REDIS_URL": self.redis.url,
+                "VPCNET_EC2_ENDPOINT_URL": self.ec2.endpoint_url,
+                "VPCNET_KUBECONFIG": str(self.kubeconfig),
+                "VPCNET_MODE": self.opts.mode,
+                "VPCNET_AWS_REGION": "us-east-1",
+                "VPCNET_IP_COOLDOWN_SECONDS": str(self.opts.ip_cooldown_seconds),
+                "VPCNET_ENI_GC_GRACE_SECONDS": str(self.opts.eni_gc_grace_seconds),
+                "AWS_ACCESS_KEY_ID": "embedded",
+                "AWS_SECRET_ACCESS_KEY": "embedded",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.opts.extra_env)
+        return env
+
+    def control_settings(self) -> Settings:
+        """The same settings the control-plane processes read from their environment."""
+        return Settings.from_env(self.control_env())
+
+    def agent_env(self, node: SimNode) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            {
+                "VPCNET_AGENT_NODE_NAME": node.name,
+                "VPCNET_AGENT_CLUSTER_NAME": self.opts.cluster,
+                "VPCNET_AGENT_REDIS_URL": self.redis.url,
+                "VPCNET_AGENT_IMDS_URL": f"{self.ec2.endpoint_url}/_imds/{node.instance_id}",
+                "VPCNET_AGENT_SOCKET_PATH": str(node.socket_path),
+                "VPCNET_AGENT_CHECKPOINT_PATH": str(node.checkpoint_path),
+                "VPCNET_AGENT_CNI_CONF_DIR": str(node.conf_dir),
+                "VPCNET_AGENT_CNI_BIN_DIR": str(node.bin_dir),
+                "VPCNET_AGENT_HOST_NETNS": node.netns or "",
+                "VPCNET_AGENT_VPC_CIDRS": VPC_CIDR,
+                "VPCNET_AGENT_IP_COOLDOWN_SECONDS": str(self.opts.ip_cooldown_seconds),
+                "VPCNET_AGENT_LOG_FILE": str(self.log_dir / f"cni-{node.name}.log"),
+                "VPCNET_AGENT_RESYNC_SECONDS": "5",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def start_services(self) -> None:
+        """Redis and both emulators (in this process, on loopback ports)."""
+        from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig
+        from vpcnet.sim.kube import KubeEmulator
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        self.ec2 = Ec2Emulator(
+            Ec2SimConfig.preset(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
+            host="127.0.0.1",
+            port=0,
+        )
+        self.ec2.start()
+        self.world = self.ec2.bootstrap_vpc(cidr=VPC_CIDR, subnets=SUBNETS, azs=AZS)
+        self.kube = KubeEmulator(host="127.0.0.1", port=0)
+        self.kube.start()
+        self.kube.write_kubeconfig(self.kubeconfig)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, self.log_dir, env=env, cwd=self.workdir).start()
+        self.procs.append(proc)
+        return proc
+
+    def start_control_plane(self) -> None:
+        env = self.control_env()
+        celery = _bin("celery")
+        for i in range(self.opts.worker_processes):
+            self._spawn(
+                f"worker-{i}",
+                [
+                    celery, "-A", "workers", "worker",
+                    "--hostname", f"worker{i}@{self.opts.cluster}",
+                    "--concurrency", str(self.opts.worker_concurrency),
+                    "--loglevel", "INFO",
+                    "--events",
+                ],
+                env,
+            )
+        if self.opts.beat:
+            self._spawn(
+                "beat",
+                [celery, "-A", "workers", "beat", "--loglevel", "INFO",
+                 "--schedule", str(self.workdir / "beat-schedule")],
+                env,
+            )
+        if self.opts.flower:
+            self._spawn(
+                "flower",
+                [
+                    celery, "-A", "workers", "flower",
+                    "--address=127.0.0.1", f"--port={self.flower_port}",
+                    f"--basic-auth=admin:{self.flower_password}",
+                ],
+                env,
+            )
+        for i in range(self.opts.watcher_replicas):
+            self._spawn(f"watcher-{i}", [_bin("vpcnet"), "watcher"], env)
+
+    def start_vpc(self) -> None:
+        from vpcnet.sim.vpc import SimVpc
+
+        self.vpc = SimVpc(
+            prefix=self.opts.netns_prefix,
+            ec2_admin_url=self.ec2.endpoint_url,
+            cidr=VPC_CIDR,
+            subnets=SUBNETS,
+        )
+        self.vpc.setup()
+        self.vpc.start_fabric(0.2)
+
+    def launch_node(self, name: str, instance_type: str, subnet_index: int = 0) -> SimNode:
+        """Run an EC2 instance for the node and, with netns, its namespace and agent."""
+        subnet_id = self.world["subnet_ids"][subnet_index % len(SUBNETS)]
+        iid = self.ec2.run_instance(
+            instance_type=instance_type,
+            subnet_id=subnet_id,
+            name=name,
+            security_group_ids=[self.world["security_group_id"]],
+        )
+        node = SimNode(name, iid, instance_type, AZS[subnet_index % len(AZS)], subnet_id)
+        self.nodes[name] = node
+        if self.opts.with_netns:
+            node.netns = self.vpc.add_node(iid, name)
+            base = self.workdir / "nodes" / name
+            node.socket_path = base / "agent.sock"
+            node.conf_dir = base / "net.d"
+            node.bin_dir = base / "bin"
+            node.checkpoint_path = base / "checkpoint.json"
+            for d in (node.conf_dir, node.bin_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            node.agent = self._spawn(f"agent-{name}", [_bin("vpcnet"), "agent"], self.agent_env(node))
+        return node
+
+    def register_node(self, node: SimNode) -> None:
+        """What kubelet does when it joins: the Node object with its AWS providerID."""
+        self.kube.add_node(
+            node.name,
+            provider_id=f"aws:///{node.az}/{node.instance_id}",
+            instance_type=node.instance_type,
+        )
+
+    # -- observation ---------------------------------------------------------------------
+
+    def node_phase(self, name: str) -> str:
+        client = self.redis.client()
+        try:
+            raw = client.hget(self.keys.node(name).node, "phase")
+        finally:
+            client.close()
+        return raw.decode() if raw else "pending"
+
+    def node_tainted(self, name: str) -> bool:
+        from kubernetes import client as k8s
+
+        api = k8s.CoreV1Api(self.kube.api_client())
+        node = api.read_node(name)
+        taints = (node.spec.taints if node.spec else None) or []
+        return any(t.key == "vpcnet.io/not-ready" for t in taints)
+
+    def wait_processes_up(self, timeout: float = 60.0) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        if self.opts.flower:
+            import urllib.request
+
+            def flower_up() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{self.flower_url}/healthcheck", timeout=1):
+                        return True
+                except OSError:
+                    return False
+
+            wait_for(flower_up, timeout, "Flower")
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    def dead_processes(self) -> list[ManagedProcess]:
+        return [p for p in self.procs if not p.alive()]
+
+    # -- tear-down -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        if self.vpc is not None:
+            with contextlib.suppress(Exception):
+                self.vpc.teardown()
+        for svc in (self.kube, self.ec2):
+            if svc is not None:
+                with contextlib.suppress(Exception):
+                    svc.stop()
+        self.redis.stop()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[EmbeddedStack]:
+        try:
+            self.start_services()
+            if self.opts.with_netns:
+                self.start_vpc()
+            self.start_control_plane()
+            yield self
+        finally:
+            self.stop()
