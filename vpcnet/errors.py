@@ -69,6 +69,18 @@ class PoolExhausted(VpcnetError):
     """The node has no free IP (CNI code 11)."""
 
 
+class CheckpointError(PermanentError):
+    """The agent's local checkpoint exists but cannot be read back (corrupt, wrong version)."""
+
+
+class PodNetworkError(VpcnetError):
+    """Programming a pod's veth, addresses, routes or rules failed (netlink errno kept)."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class KubeError(VpcnetError):
     """A Kubernetes API error; ``status`` is the HTTP code, ``reason`` the Status reason."""
 
