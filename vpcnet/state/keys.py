@@ -24,6 +24,16 @@ release-req, the agent reacts within a second) and the cluster channel ``agent-r
 Cluster-wide: ``schema`` (str "1"), ``nodes`` (set of node names), ``limits:<type>``
 (InstanceLimits JSON), ``ratelimit:<class>`` (token bucket hash), ``errors`` (capped list
 of recent error JSON), ``dedup:<node>`` (watcher enqueue dedup, with TTL).
+
+Added by the control plane (workers/beat):
+
+- cluster ``ec2-stats`` hash: ``calls:<Action>``, ``throttled:<Action>``, ``errors:<Action>``,
+  ``latency_us:<Action>``, ``wait_us:<Action>`` summed over every worker process;
+  ``subnet:<id>`` hash (cidr, az, vpc_id) cache of immutable subnet facts;
+  ``beat-lock`` str (token, TTL): the one active beat.
+- node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
+- node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
+  last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied) and ``mode``.
 """
 
 from __future__ import annotations
@@ -64,6 +74,17 @@ class ClusterKeys:
 
     def ratelimit(self, action_class: str) -> str:
         return f"{self._p}:ratelimit:{_check(action_class, 'action class')}"
+
+    @property
+    def ec2_stats(self) -> str:
+        return f"{self._p}:ec2-stats"
+
+    @property
+    def beat_lock(self) -> str:
+        return f"{self._p}:beat-lock"
+
+    def subnet(self, subnet_id: str) -> str:
+        return f"{self._p}:subnet:{_check(subnet_id, 'subnet id')}"
 
     def dedup(self, node: str) -> str:
         return f"{self._p}:dedup:{_check(node, 'node name')}"
@@ -111,6 +132,10 @@ class NodeKeys:
         return f"{self._p}:lock"
 
     @property
+    def ec2_calls(self) -> str:
+        return f"{self._p}:ec2-calls"
+
+    @property
     def changed_channel(self) -> str:
         return f"{self._p}:changed"
 
@@ -125,4 +150,5 @@ class NodeKeys:
             self.release_ok,
             self.agent,
             self.lock,
+            self.ec2_calls,
         ]
