@@ -89,6 +89,13 @@ class ClusterKeys:
     def dedup(self, node: str) -> str:
         return f"{self._p}:dedup:{_check(node, 'node name')}"
 
+    def dedup_action(self, node: str, action: str) -> str:
+        """Watcher enqueue dedup for one action (provision, release, ready) of a node.
+
+        Value: what was enqueued (e.g. the instance id); TTL: the dedup window.
+        """
+        return f"{self.dedup(node)}:{_check(action, 'action')}"
+
     def node(self, node: str) -> NodeKeys:
         return NodeKeys(self.cluster, node)
 
