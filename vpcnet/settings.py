@@ -88,6 +88,12 @@ class Settings:
     # A burst of node updates enqueues at most one task per node and action per window
     # (plus one trailing task if what matters changed during the window).
     watcher_dedup_seconds: float = 30.0
+    # Celery workers: EC2 work is I/O-bound (waiting on EC2 and on the shared rate limiter),
+    # so one worker process runs this many threads.
+    worker_concurrency: int = 64
+    # Custom networking: a JSON file of named ENI profiles (subnet or subnet tags,
+    # security groups, mode), chosen per node by annotation or label selector.
+    profiles_path: str | None = None
 
     @property
     def broker(self) -> str:
