@@ -73,12 +73,24 @@ class CheckpointError(PermanentError):
     """The agent's local checkpoint exists but cannot be read back (corrupt, wrong version)."""
 
 
+class ImdsError(TemporaryError):
+    """Instance metadata unreachable, refusing tokens or returning malformed values."""
+
+
+class HostNetworkError(TemporaryError):
+    """Programming the node's ENI links, route tables, rules, sysctls or iptables failed."""
+
+
 class PodNetworkError(VpcnetError):
     """Programming a pod's veth, addresses, routes or rules failed (netlink errno kept)."""
 
     def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class InstallError(PermanentError):
+    """The CNI plugin or its self-contained runtime could not be installed."""
 
 
 class KubeError(VpcnetError):

@@ -1,0 +1,64 @@
+"""``vpcnet install-cni``: install the CNI plugin and its self-contained runtime on a host.
+
+Run by the agent DaemonSet's init container with the host's /opt/cni/bin and /opt/vpcnet
+mounted at the same paths. ``--root`` installs into a mounted host root instead (paths
+inside the launcher stay host paths). ``--verify`` then execs the installed plugin's
+VERSION with an empty environment (chrooted into ``--root`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vpcnet.errors import InstallError
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "install-cni", help="install the CNI plugin (self-contained, no host Python needed)"
+    )
+    parser.add_argument("--bin-dir", type=Path, default=Path("/opt/cni/bin"),
+                        help="CNI plugin directory kubelet/the runtime execs from")
+    parser.add_argument("--runtime-dir", type=Path, default=Path("/opt/vpcnet"),
+                        help="where the plugin's private runtime lives on the host")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="install into this mounted host root")
+    parser.add_argument("--launcher", type=Path, default=None,
+                        help="prebuilt launcher (default: the image's, else compile launcher.c)")
+    parser.add_argument("--verify", action="store_true",
+                        help="exec the installed plugin's VERSION afterwards")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vpcnet.install import install, verify_plugin
+
+    try:
+        result = install(args.bin_dir, args.runtime_dir, root=args.root, launcher=args.launcher)
+        report: dict[str, Any] = result.to_dict()
+        if args.verify:
+            started = time.monotonic()
+            answer = verify_plugin(result.plugin, root=args.root)
+            report["verify"] = {
+                "supportedVersions": answer.get("supportedVersions"),
+                "seconds": round(time.monotonic() - started, 4),
+            }
+    except (InstallError, OSError) as e:
+        if args.json:
+            print(json.dumps({"error": str(e)}))
+        else:
+            print(f"vpcnet install-cni: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
