@@ -144,12 +144,18 @@ class AgentSettings:
     veth_prefix: str = "vpc"
     log_file: str = "/var/log/vpcnet/cni.log"
     chained_plugins: tuple[str, ...] = ()  # e.g. ("portmap",) appended to the conflist
+    install_plugin: bool = True  # the agent (re)installs vpcnet-cni into cni_bin_dir
+    cni_runtime_dir: str = "/opt/vpcnet"  # the plugin's self-contained runtime
+    imds_redirect_port: int = 0  # >0: pods' 169.254.169.254:80 -> <primary ip>:port (kube2iam)
+    status_file: str = "/run/vpcnet/agent-status.json"  # readiness probe: vpcnet agent --check-ready
 
     def validate(self) -> None:
         if not self.node_name:
             raise ConfigError("node_name is required (VPCNET_AGENT_NODE_NAME)")
         if not 576 <= self.mtu <= 9001:
             raise ConfigError(f"mtu {self.mtu} outside 576..9001")
+        if not 0 <= self.imds_redirect_port <= 65535:
+            raise ConfigError(f"imds_redirect_port {self.imds_redirect_port} outside 0..65535")
         if len(self.veth_prefix) > 4 or not self.veth_prefix.isalnum():
             raise ConfigError("veth_prefix must be 1-4 alphanumerics")
         for c in self.snat_exclusions + self.vpc_cidrs:

@@ -1,0 +1,104 @@
+"""The CNI network configuration list the container runtime reads.
+
+Its presence is the runtime's signal that the node can take pods (the kubelet reports
+the node NetworkReady once a valid conflist exists), so the agent writes it only after
+it has programmed the node's ENIs (invariant 5) and removes it on an unrecoverable
+error. The write is atomic — temp file, fsync, rename, directory fsync — so a runtime
+never reads half a file; an unchanged file is not rewritten.
+
+Plugin entry schema: see ``vpcnet.cni.plugin``'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vpcnet.errors import ConfigError
+
+CNI_VERSION = "1.1.0"
+CNI_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
+NETWORK_NAME = "vpcnet"
+PLUGIN_TYPE = "vpcnet-cni"
+
+# Chained reference plugins ask the runtime for their inputs through capabilities.
+_CHAINED: dict[str, dict[str, Any]] = {
+    "portmap": {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+    "bandwidth": {"type": "bandwidth", "capabilities": {"bandwidth": True}},
+    "tuning": {"type": "tuning"},
+}
+
+
+def plan_conflist(
+    *,
+    agent_socket: str,
+    log_file: str,
+    mtu: int,
+    chained_plugins: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The conflist document (pure)."""
+    if not os.path.isabs(agent_socket):
+        raise ConfigError(f"agent socket path must be absolute: {agent_socket!r}")
+    plugins: list[dict[str, Any]] = [
+        {"type": PLUGIN_TYPE, "agentSocket": agent_socket, "logFile": log_file, "mtu": mtu}
+    ]
+    for name in chained_plugins:
+        if not name or "/" in name:
+            raise ConfigError(f"invalid chained plugin name {name!r}")
+        plugins.append(dict(_CHAINED.get(name, {"type": name})))
+    return {
+        "cniVersion": CNI_VERSION,
+        "cniVersions": list(CNI_VERSIONS),
+        "name": NETWORK_NAME,
+        "plugins": plugins,
+    }
+
+
+def render(conflist: dict[str, Any]) -> bytes:
+    return (json.dumps(conflist, indent=2, sort_keys=False) + "\n").encode()
+
+
+def ensure_conflist(path: Path, conflist: dict[str, Any]) -> bool:
+    """Write ``conflist`` to ``path`` atomically unless it is already there; True if written."""
+    data = render(conflist)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def remove_conflist(path: Path) -> bool:
+    """Remove the conflist (the node stops taking pods); True if it existed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_dir(path.parent)
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
