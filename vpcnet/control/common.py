@@ -1,0 +1,108 @@
+"""Helpers every control-plane operation shares: the node lock, a work deadline,
+cached lookups (limits, subnet CIDRs) and how permanent errors are surfaced."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+
+from vpcnet.aws.calls import attributed_to
+from vpcnet.control.context import ControlContext
+from vpcnet.domain import InstanceLimits, IPv4Net, NodePhase
+from vpcnet.errors import LockHeld, NotFoundError, StateError, TemporaryError, VpcnetError
+from vpcnet.limits import resolve_limits
+from vpcnet.plan import Targets
+
+log = structlog.get_logger("vpcnet.control")
+
+EVENT_WARNING = "Warning"
+EVENT_NORMAL = "Normal"
+
+
+@contextmanager
+def node_lock(ctx: ControlContext, node: str) -> Iterator[str]:
+    """Hold the node's lock; a heartbeat renews its short TTL while the work runs, so a
+    killed worker frees the node within ``lock_ttl_seconds``."""
+    ttl = ctx.lock_ttl_seconds
+    token = ctx.state.acquire_lock(node, ttl)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                ctx.state.extend_lock(node, token, ttl)
+            except LockHeld:
+                return  # lost: the fenced write will refuse, the task retries
+            except StateError as e:
+                log.warning("lock heartbeat failed", node=node, error=str(e))
+
+    beat = threading.Thread(target=heartbeat, name=f"lock-{node}", daemon=True)
+    beat.start()
+    try:
+        yield token
+    finally:
+        stop.set()
+        beat.join()
+        ctx.state.release_lock(node, token)
+
+
+class Deadline:
+    """A task hands over to a retry (it is idempotent) rather than outlive its budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self._end:
+            raise TemporaryError(f"work budget spent before {what}; continuing in a retry", delay=1.0)
+
+
+def targets(ctx: ControlContext) -> Targets:
+    s = ctx.settings
+    return Targets(s.warm_ip_target, s.minimum_ip_target, s.warm_eni_target, s.warm_prefix_target)
+
+
+def instance_limits(ctx: ControlContext, instance_type: str) -> InstanceLimits:
+    # Cluster-wide cache fill: not counted against the node being provisioned.
+    with attributed_to(None):
+        return resolve_limits(
+            instance_type,
+            cached=ctx.state.cached_limits,
+            describe=ctx.ec2.describe_instance_type,
+            store=ctx.state.store_limits,
+        )
+
+
+def subnet_cidr(ctx: ControlContext, subnet_id: str) -> IPv4Net:
+    """A subnet's CIDR never changes: one DescribeSubnets per subnet, ever (Redis cache)."""
+    hit = ctx.state.cached_subnet(subnet_id)
+    if hit is not None:
+        return hit[0]
+    with attributed_to(None):
+        found = ctx.ec2.describe_subnets([subnet_id])
+    if not found:
+        raise NotFoundError(f"subnet {subnet_id} not found")
+    ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone)
+    return found[0].cidr
+
+
+def surface_error(ctx: ControlContext, node: str, err: VpcnetError, reason: str) -> None:
+    """A permanent error: Warning Event on the node, error in Redis, phase ERROR.
+
+    Never raises: surfacing must not turn one failure into a crash loop.
+    """
+    message = str(err)
+    log.warning("node failed permanently", node=node, reason=reason, error=message)
+    try:
+        ctx.state.set_fields(node, {"phase": NodePhase.ERROR.value, "error": f"{reason}: {message}"})
+        ctx.state.record_error(node, reason, message)
+    except StateError as e:
+        log.error("cannot record node error in Redis", node=node, error=str(e))
+    try:
+        ctx.kube.emit_event(node, reason, message, EVENT_WARNING)
+    except VpcnetError as e:
+        log.error("cannot emit node event", node=node, error=str(e))

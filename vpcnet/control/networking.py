@@ -1,0 +1,160 @@
+"""Per-node networking choices: mode, subnet and security groups (custom networking).
+
+Defaults come from the cluster settings and the instance (its subnet, its groups). A node
+overrides them with annotations, or with a profile: named in the ``vpcnet.io/profile``
+annotation, or the first profile whose ``node_selector`` matches the node's labels.
+Profiles are a JSON file (``Settings.profiles_path``, e.g. a mounted ConfigMap)::
+
+    {"profiles": [{"name": "pods-b", "node_selector": {"pool": "b"},
+                   "subnet_tags": {"vpcnet.io/pods": "b"}, "security_groups": ["sg-1"],
+                   "mode": "warm"}]}
+
+Pure apart from reading that file; invalid input is a ``ConfigError`` (permanent).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vpcnet.control.view import SubnetView
+from vpcnet.domain import Mode
+from vpcnet.errors import ConfigError
+
+ANN_MODE = "vpcnet.io/mode"
+ANN_SUBNET = "vpcnet.io/subnet-id"
+ANN_SUBNET_TAGS = "vpcnet.io/subnet-tags"  # "k=v,k2=v2": the matching subnet with most free IPs
+ANN_SECURITY_GROUPS = "vpcnet.io/security-groups"  # "sg-1,sg-2"
+ANN_PROFILE = "vpcnet.io/profile"
+
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SG_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    mode: Mode | None = None
+    subnet_id: str | None = None
+    subnet_tags: Mapping[str, str] | None = None
+    security_groups: tuple[str, ...] | None = None
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return bool(self.node_selector) and all(
+            labels.get(k) == v for k, v in self.node_selector.items()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeNetworking:
+    mode: Mode
+    subnet_id: str | None = None  # None: the instance's subnet (unless subnet_tags)
+    subnet_tags: Mapping[str, str] | None = None
+    security_groups: tuple[str, ...] | None = None  # None: the instance's groups
+    profile: str | None = None
+
+
+def _mode(raw: str, where: str) -> Mode:
+    try:
+        return Mode(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: mode {raw!r} is not one of full, warm, prefix") from None
+
+
+def _subnet(raw: str, where: str) -> str:
+    if not _SUBNET_RE.match(raw.strip()):
+        raise ConfigError(f"{where}: {raw!r} is not a subnet id")
+    return raw.strip()
+
+
+def _groups(raw: Sequence[str], where: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in raw if g.strip())
+    bad = [g for g in groups if not _SG_RE.match(g)]
+    if bad or not groups:
+        raise ConfigError(f"{where}: invalid security group list {list(raw)!r}")
+    return groups
+
+
+def _tags(raw: str, where: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in raw.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where}: subnet tags must be k=v[,k=v], got {raw!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_profile(d: Mapping[str, Any]) -> Profile:
+    name = str(d.get("name", ""))
+    where = f"profile {name!r}"
+    if not name:
+        raise ConfigError("a profile needs a name")
+    sel = d.get("node_selector") or {}
+    tags = d.get("subnet_tags")
+    groups = d.get("security_groups")
+    if not isinstance(sel, dict) or (tags is not None and not isinstance(tags, dict)):
+        raise ConfigError(f"{where}: node_selector and subnet_tags must be objects")
+    return Profile(
+        name=name,
+        node_selector={str(k): str(v) for k, v in sel.items()},
+        mode=_mode(str(d["mode"]), where) if d.get("mode") else None,
+        subnet_id=_subnet(str(d["subnet_id"]), where) if d.get("subnet_id") else None,
+        subnet_tags={str(k): str(v) for k, v in tags.items()} if tags else None,
+        security_groups=_groups([str(g) for g in groups], where) if groups else None,
+    )
+
+
+def load_profiles(path: str | None) -> dict[str, Profile]:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read profiles from {path}: {e}") from e
+    profiles = [parse_profile(p) for p in raw.get("profiles", ())]
+    return {p.name: p for p in profiles}
+
+
+def node_networking(
+    default_mode: Mode,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    profiles: Mapping[str, Profile],
+) -> NodeNetworking:
+    """The node's choices: annotations override the profile, which overrides defaults."""
+    profile: Profile | None = None
+    if ANN_PROFILE in annotations:
+        name = annotations[ANN_PROFILE]
+        if name not in profiles:
+            raise ConfigError(f"annotation {ANN_PROFILE}: no profile named {name!r}")
+        profile = profiles[name]
+    else:
+        profile = next((p for p in profiles.values() if p.selects(labels)), None)
+
+    mode = profile.mode if profile and profile.mode else default_mode
+    subnet_id = profile.subnet_id if profile else None
+    subnet_tags = profile.subnet_tags if profile else None
+    groups = profile.security_groups if profile else None
+    if ANN_MODE in annotations:
+        mode = _mode(annotations[ANN_MODE], f"annotation {ANN_MODE}")
+    if ANN_SUBNET in annotations:
+        subnet_id, subnet_tags = _subnet(annotations[ANN_SUBNET], f"annotation {ANN_SUBNET}"), None
+    elif ANN_SUBNET_TAGS in annotations:
+        subnet_id, subnet_tags = None, _tags(annotations[ANN_SUBNET_TAGS], f"annotation {ANN_SUBNET_TAGS}")
+    if ANN_SECURITY_GROUPS in annotations:
+        groups = _groups(annotations[ANN_SECURITY_GROUPS].split(","), f"annotation {ANN_SECURITY_GROUPS}")
+    return NodeNetworking(mode, subnet_id, subnet_tags, groups, profile.name if profile else None)
+
+
+def choose_subnet(candidates: Sequence[SubnetView], availability_zone: str) -> SubnetView:
+    """The candidate in the node's AZ with the most free addresses (ties: lowest id)."""
+    in_az = [s for s in candidates if s.availability_zone == availability_zone]
+    if not in_az:
+        raise ConfigError(f"no subnet matching the node's tags in {availability_zone}")
+    return sorted(in_az, key=lambda s: (-s.available_ips, s.subnet_id))[0]

@@ -1,0 +1,46 @@
+"""node_ready: the agent reported that it programmed the node's current ENIs.
+
+Only then does the node lose its not-ready taint (invariant 5) and become READY.
+"""
+
+from __future__ import annotations
+
+from vpcnet.control.common import EVENT_NORMAL, log, node_lock
+from vpcnet.control.context import ControlContext
+from vpcnet.domain import NodePhase
+from vpcnet.errors import PermanentError, TemporaryError
+from vpcnet.state.control import NodeState
+
+NOT_READY_TAINT = "vpcnet.io/not-ready"  # same key as vpcnet.kube.types.NOT_READY_TAINT
+NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
+
+
+def agent_has_programmed(ctx: ControlContext, st: NodeState) -> bool:
+    agent = ctx.state.agent(st.name)
+    try:
+        programmed = int(agent.get("generation", "0") or 0)
+    except ValueError:
+        return False
+    return agent.get("ready") == "1" and st.generation > 0 and programmed >= st.generation
+
+
+def node_ready(ctx: ControlContext, node_name: str) -> bool:
+    """Converge: True when the node is READY (taint gone); False if the agent is not there yet."""
+    st = ctx.state.read_node(node_name)
+    if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY):
+        return False
+    if not agent_has_programmed(ctx, st):
+        return st.phase is NodePhase.READY
+    with node_lock(ctx, node_name):
+        st = ctx.state.read_node(node_name)
+        if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY):
+            return False
+        ctx.kube.remove_taint(node_name, NOT_READY_TAINT)
+        if st.phase is not NodePhase.READY:
+            ctx.state.set_fields(node_name, {"phase": NodePhase.READY.value}, register=False)
+            try:
+                ctx.kube.emit_event(node_name, "NetworkReady",
+                                    f"agent programmed generation {st.generation}", EVENT_NORMAL)
+            except (PermanentError, TemporaryError) as e:
+                log.warning("cannot emit event", node=node_name, error=str(e))
+    return True

@@ -1,0 +1,90 @@
+"""The periodic reconcile (beat): desired vs Redis vs EC2 vs Kubernetes, for every node.
+
+One Kubernetes LIST and a few batched DescribeInstances per run, whatever the number of
+nodes; only nodes that differ get a task: a provisioning pass (Redis or EC2 drifted, a
+pass died, an error to retry), a release (node or instance gone), or node_ready (the
+agent reported while nobody was listening).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from vpcnet.aws.calls import attributed_to
+from vpcnet.control.common import log
+from vpcnet.control.context import ControlContext
+from vpcnet.control.followup import NODE_READY, PROVISION_NODE, RELEASE_NODE, Followup
+from vpcnet.control.ready import agent_has_programmed
+from vpcnet.control.view import InstanceView
+from vpcnet.domain import NodePhase, parse_provider_id
+from vpcnet.errors import VpcnetError
+from vpcnet.plan import managed_enis
+from vpcnet.state.control import NodeState
+
+
+def _instance_of(provider_id: str) -> tuple[str, str]:
+    try:
+        az, iid = parse_provider_id(provider_id)
+    except ValueError:
+        return "", ""
+    return az, iid
+
+
+def reconcile_scan(ctx: ControlContext) -> list[Followup]:
+    states = {n: ctx.state.read_node(n) for n in ctx.state.list_nodes()}
+    kube_nodes = {n.name: _instance_of(n.provider_id) for n in ctx.kube.list_nodes()[0]}
+    with attributed_to(None):
+        instances = ctx.ec2.describe_instances(
+            [st.instance_id for st in states.values() if st and st.instance_id]
+        )
+    out: list[Followup] = []
+    for name, st in states.items():
+        if st is None or not st.instance_id:
+            continue
+        try:
+            out.extend(_reconcile_node(ctx, st, kube_nodes.get(name), instances))
+        except VpcnetError as e:  # one bad node must not stop the scan
+            log.warning("reconcile skipped a node", node=name, error=str(e))
+    return out
+
+
+def _reconcile_node(
+    ctx: ControlContext,
+    st: NodeState,
+    kube: tuple[str, str] | None,
+    instances: Mapping[str, InstanceView],
+) -> Iterator[Followup]:
+    iid = st.instance_id
+    inst = instances.get(iid)
+    if kube is None or kube[1] != iid or inst is None or not inst.alive:
+        yield Followup(RELEASE_NODE, (st.name, iid), why="node or instance gone")
+        return
+    provision = Followup(PROVISION_NODE, (st.name, iid, kube[0]))
+    phase = st.phase
+    if phase in (None, NodePhase.PENDING, NodePhase.PROVISIONING, NodePhase.ERROR):
+        if not ctx.state.lock_held(st.name):  # a pass that died, or an error worth retrying
+            yield Followup(provision.task, provision.args, why=f"phase {phase}")
+        return
+    if phase not in (NodePhase.PROVISIONED, NodePhase.READY):
+        return
+    if _fingerprint_ec2(ctx, inst) != _fingerprint_redis(st):
+        yield Followup(provision.task, provision.args, why="Redis differs from EC2")
+    elif phase is NodePhase.PROVISIONED and agent_has_programmed(ctx, st):
+        yield Followup(NODE_READY, (st.name,), why="agent ready")
+
+
+def _fingerprint_ec2(ctx: ControlContext, inst: InstanceView) -> set[tuple[str, int, frozenset[str]]]:
+    return {
+        (e.eni_id, e.device_index if e.device_index is not None else -1,
+         frozenset(map(str, (*e.ips, *e.prefixes))))
+        for e in managed_enis(ctx.cluster, inst.enis)
+    }
+
+
+def _fingerprint_redis(st: NodeState) -> set[tuple[str, int, frozenset[str]]]:
+    return {
+        (r.eni_id, r.device_index, frozenset(map(str, (*r.ips, *r.prefixes)))) for r in st.enis
+    }
+
+
+__all__ = ["reconcile_scan"]

@@ -1,0 +1,98 @@
+"""EC2's view of an instance, its ENIs and subnets, as pure values.
+
+The EC2 adapter converts boto3's dicts into these at the edge; the planner reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vpcnet.domain import EniRecord, IPv4, IPv4Net
+
+TAG_CLUSTER = "vpcnet.io/cluster"
+TAG_NODE = "vpcnet.io/node"
+TAG_INSTANCE = "vpcnet.io/instance-id"
+TAG_CREATED_AT = "vpcnet.io/created-at"
+
+
+def eni_description(cluster: str, node: str) -> str:
+    """Set on every ENI vpcnet creates: DescribeInstances returns descriptions, not tags,
+    so ownership is known from the one describe call a provisioning pass makes."""
+    return f"vpcnet/{cluster}/{node}"
+
+
+@dataclass(frozen=True, slots=True)
+class EniView:
+    eni_id: str
+    mac: str
+    subnet_id: str
+    primary_ip: IPv4
+    ips: tuple[IPv4, ...] = ()  # secondary addresses
+    prefixes: tuple[IPv4Net, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    status: str = "in-use"  # EC2: available | attaching | in-use | detaching
+    device_index: int | None = None
+    attachment_id: str | None = None
+    instance_id: str | None = None
+    delete_on_termination: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def is_primary(self) -> bool:
+        return self.device_index == 0
+
+    def owned_by(self, cluster: str) -> bool:
+        return self.tags.get(TAG_CLUSTER) == cluster or self.description.startswith(
+            f"vpcnet/{cluster}/"
+        )
+
+    @property
+    def used_slots(self) -> int:
+        """IPv4 slots taken besides the primary address (a prefix takes one slot)."""
+        return len(self.ips) + len(self.prefixes)
+
+    def to_record(self, subnet_cidr: IPv4Net) -> EniRecord:
+        return EniRecord(
+            eni_id=self.eni_id,
+            mac=self.mac.lower(),
+            device_index=self.device_index if self.device_index is not None else -1,
+            subnet_id=self.subnet_id,
+            subnet_cidr=subnet_cidr,
+            primary_ip=self.primary_ip,
+            ips=tuple(sorted(self.ips)),
+            prefixes=tuple(sorted(self.prefixes)),
+            security_groups=tuple(sorted(self.security_groups)),
+            is_primary=self.is_primary,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    instance_id: str
+    instance_type: str
+    availability_zone: str
+    state: str  # pending | running | stopping | stopped | shutting-down | terminated
+    subnet_id: str
+    vpc_id: str
+    primary_ip: IPv4 | None
+    security_groups: tuple[str, ...]
+    enis: tuple[EniView, ...]  # attached, any owner
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("shutting-down", "terminated")
+
+    def primary_eni(self) -> EniView | None:
+        return next((e for e in self.enis if e.is_primary), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetView:
+    subnet_id: str
+    cidr: IPv4Net
+    availability_zone: str
+    available_ips: int
+    vpc_id: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""The warm-pool scan (beat): which nodes need a top-up or trim, and the no-free-IPs taint.
+
+EC2-free: it plans from Redis' copy of each node's ENIs and the agent's pool report, and
+only nodes whose plan is not empty get a provisioning pass (which re-reads EC2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vpcnet.control.common import log, targets
+from vpcnet.control.context import ControlContext
+from vpcnet.control.followup import PROVISION_NODE, Followup
+from vpcnet.control.ready import NO_FREE_IPS_TAINT
+from vpcnet.domain import Mode, NodePhase
+from vpcnet.errors import ConfigError, StateError, VpcnetError
+from vpcnet.plan import EniConfig, NodeSpec, PoolUsage, plan_node, view_from_record
+from vpcnet.state.control import NodeState
+
+
+def free_ips(st: NodeState, usage: PoolUsage) -> int:
+    pool = {ip for r in st.enis for ip in r.pod_ips()}
+    return len(pool - usage.assigned - usage.cooling - usage.release_requested)
+
+
+def warm_pool_scan(ctx: ControlContext) -> list[Followup]:
+    out: list[Followup] = []
+    for node in ctx.state.list_nodes():
+        try:
+            out.extend(_scan_node(ctx, node))
+        except VpcnetError as e:  # one bad node must not stop the scan
+            log.warning("warm-pool scan skipped a node", node=node, error=str(e))
+    return out
+
+
+def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
+    st = ctx.state.read_node(node)
+    if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY) or not st.enis:
+        return
+    usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
+    if st.phase is NodePhase.READY:
+        _no_free_ips_taint(ctx, st, free_ips(st, usage) == 0)
+    mode = Mode(st.fields.get("mode", ctx.settings.mode.value))
+    if mode is Mode.FULL:
+        return
+    limits = ctx.state.cached_limits(st.fields.get("instance_type", ""))
+    if limits is None:
+        return  # provisioning fills the cache; nothing to plan against yet
+    first = st.enis[0]
+    spec = NodeSpec(
+        cluster=ctx.cluster,
+        node_name=node,
+        instance_id=st.instance_id,
+        limits=limits,
+        mode=mode,
+        eni_config=EniConfig(first.subnet_id, first.security_groups),
+        targets=targets(ctx),
+    )
+    try:
+        plan = plan_node(spec, [view_from_record(ctx.cluster, r) for r in st.enis], usage)
+    except ConfigError:
+        return  # provisioning surfaces it
+    if plan:
+        yield Followup(PROVISION_NODE, (node, st.instance_id, st.fields.get("az", "")),
+                       why=f"warm pool: {len(plan.actions)} actions")
+
+
+def _no_free_ips_taint(ctx: ControlContext, st: NodeState, empty: bool) -> None:
+    tainted = st.fields.get("no_free_ips") == "1"
+    if empty == tainted:
+        return
+    try:
+        if empty:
+            ctx.kube.ensure_taint(st.name, NO_FREE_IPS_TAINT, "NoSchedule")
+        else:
+            ctx.kube.remove_taint(st.name, NO_FREE_IPS_TAINT)
+        ctx.state.set_fields(st.name, {"no_free_ips": "1" if empty else "0"}, register=False)
+    except (StateError, VpcnetError) as e:
+        log.warning("no-free-ips taint not updated", node=st.name, error=str(e))

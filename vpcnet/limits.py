@@ -1,0 +1,104 @@
+"""Instance-type ENI/IP limits: the bundled fallback table, capacity arithmetic, resolution.
+
+Where limits come from, in order: the Redis cache (filled once per type), EC2's
+``DescribeInstanceTypes``, then the table bundled in ``vpcnet/data/instance_types.json``
+(so a throttled or partitioned EC2 API never blocks a join for a common type). Pure: the
+cache and EC2 are passed in as callables by the control plane.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from importlib import resources
+
+from vpcnet.domain import InstanceLimits, Mode
+from vpcnet.errors import TemporaryError, UnknownInstanceTypeError
+
+PREFIX_SIZE = 16  # a delegated /28 gives 16 addresses and occupies one IPv4 slot of the ENI
+
+
+@functools.cache
+def bundled_table() -> Mapping[str, InstanceLimits]:
+    raw = resources.files("vpcnet").joinpath("data/instance_types.json").read_text("utf-8")
+    table = json.loads(raw)["instance_types"]
+    return {
+        name: InstanceLimits(
+            instance_type=name,
+            max_enis=int(row["max_enis"]),
+            ipv4_per_eni=int(row["ipv4_per_eni"]),
+            hypervisor=str(row.get("hypervisor", "nitro")),
+        )
+        for name, row in table.items()
+    }
+
+
+def bundled_limits(instance_type: str) -> InstanceLimits | None:
+    return bundled_table().get(instance_type)
+
+
+def limits_to_json(limits: InstanceLimits) -> str:
+    return json.dumps(
+        {
+            "instance_type": limits.instance_type,
+            "max_enis": limits.max_enis,
+            "ipv4_per_eni": limits.ipv4_per_eni,
+            "hypervisor": limits.hypervisor,
+        },
+        sort_keys=True,
+    )
+
+
+def limits_from_json(raw: str | bytes) -> InstanceLimits:
+    d = json.loads(raw)
+    return InstanceLimits(
+        instance_type=d["instance_type"],
+        max_enis=int(d["max_enis"]),
+        ipv4_per_eni=int(d["ipv4_per_eni"]),
+        hypervisor=str(d.get("hypervisor", "nitro")),
+    )
+
+
+def slots_per_eni(limits: InstanceLimits) -> int:
+    """IPv4 slots an ENI offers to pods: every address but the ENI's own primary."""
+    return max(limits.ipv4_per_eni - 1, 0)
+
+
+def max_pod_ips(limits: InstanceLimits, mode: Mode) -> int:
+    """The most pod addresses a node of this type can hold in ``mode``."""
+    slots = limits.max_enis * slots_per_eni(limits)
+    return slots * PREFIX_SIZE if mode is Mode.PREFIX else slots
+
+
+def resolve_limits(
+    instance_type: str,
+    *,
+    cached: Callable[[str], InstanceLimits | None],
+    describe: Callable[[str], InstanceLimits | None],
+    store: Callable[[InstanceLimits], None],
+) -> InstanceLimits:
+    """Limits for ``instance_type``: cache, then EC2 (stored in the cache), then the table.
+
+    ``describe`` returns None when EC2 does not know the type and raises TemporaryError
+    when EC2 cannot answer now; in both cases the bundled table is the fallback, and a
+    type nobody knows is a permanent error.
+    """
+    hit = cached(instance_type)
+    if hit is not None:
+        return hit
+    try:
+        described = describe(instance_type)
+    except TemporaryError:
+        fallback = bundled_limits(instance_type)
+        if fallback is None:
+            raise
+        return fallback  # not cached: the next resolution asks EC2 again
+    if described is not None:
+        store(described)
+        return described
+    fallback = bundled_limits(instance_type)
+    if fallback is None:
+        raise UnknownInstanceTypeError(f"no ENI/IP limits known for instance type {instance_type!r}")
+    store(fallback)
+    return fallback

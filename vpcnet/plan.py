@@ -1,0 +1,415 @@
+"""Pure planning: what a node's ENIs and IPs should become, as a list of frozen actions.
+
+Each ``plan_*`` compares EC2's view of the instance's attached ENIs (or Redis' copy of
+it) and the agent's pool usage with the mode's targets, and returns the actions that
+converge them. No I/O: the control plane re-reads the world, plans, then acts.
+
+A plan also states the EC2 calls it costs (``Plan.ec2_calls``); a clean join costs
+``join_calls`` (one DescribeInstances plus the plan), which the tests and the storm
+benchmark hold the real call counts against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from vpcnet.control.view import TAG_CLUSTER, EniView
+from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, Mode
+from vpcnet.errors import ConfigError
+from vpcnet.limits import PREFIX_SIZE, slots_per_eni
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Warm-pool targets, with the AWS VPC CNI's meaning."""
+
+    warm_ip_target: int = 0  # free IPs to keep (warm mode); overrides warm_eni_target
+    minimum_ip_target: int = 0  # IPs to hold in total, used or not
+    warm_eni_target: int = 1  # whole free ENIs' worth of IPs to keep (warm mode)
+    warm_prefix_target: int = 1  # free /28 prefixes to keep (prefix mode)
+
+
+@dataclass(frozen=True, slots=True)
+class EniConfig:
+    """Where new ENIs go: the instance's subnet and groups unless a node overrides them."""
+
+    subnet_id: str
+    security_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    cluster: str
+    node_name: str
+    instance_id: str
+    limits: InstanceLimits
+    mode: Mode
+    eni_config: EniConfig
+    targets: Targets = Targets()
+    # The provisioning pass' epoch (stable across a killed pass and its re-run, new for
+    # the next pass): part of every ClientToken, so a replay returns the same ENI and a
+    # later pass never collides with an old token.
+    epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """The agent's report of its pool (Redis ``assigned``, ``cooldown``, release sets)."""
+
+    assigned: frozenset[IPv4] = frozenset()
+    cooling: frozenset[IPv4] = frozenset()  # freed less than the cooldown ago
+    release_requested: frozenset[IPv4] = frozenset()
+    release_confirmed: frozenset[IPv4] = frozenset()
+
+
+# --- actions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AssignIps:
+    eni_id: str
+    count: int
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"AssignPrivateIpAddresses": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class AssignPrefixes:
+    eni_id: str
+    count: int
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"AssignPrivateIpAddresses": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class AddEni:
+    """Create an ENI with its addresses in one call, attach it, set DeleteOnTermination."""
+
+    device_index: int
+    subnet_id: str
+    security_groups: tuple[str, ...]
+    ip_count: int
+    prefix_count: int
+    client_token: str
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {
+            "CreateNetworkInterface": 1,
+            "AttachNetworkInterface": 1,
+            "ModifyNetworkInterfaceAttribute": 1,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SetDeleteOnTermination:
+    eni_id: str
+    attachment_id: str
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"ModifyNetworkInterfaceAttribute": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRelease:
+    """Ask the agent to take free IPs out of its pool (Redis only; no EC2 call)."""
+
+    ips: tuple[IPv4, ...]
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class UnassignIps:
+    """Give IPs the agent confirmed unused back to EC2."""
+
+    eni_id: str
+    ips: tuple[IPv4, ...]
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"UnassignPrivateIpAddresses": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class UnassignPrefixes:
+    eni_id: str
+    prefixes: tuple[IPv4Net, ...]
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"UnassignPrivateIpAddresses": 1}
+
+
+Action = (
+    AssignIps
+    | AssignPrefixes
+    | AddEni
+    | SetDeleteOnTermination
+    | RequestRelease
+    | UnassignIps
+    | UnassignPrefixes
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return bool(self.actions)
+
+    def ec2_calls(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for a in self.actions:
+            total.update(a.ec2_calls)
+        return dict(total)
+
+    @property
+    def touches_ec2(self) -> bool:
+        return any(a.ec2_calls for a in self.actions)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def client_token(
+    cluster: str,
+    instance_id: str,
+    epoch: str,
+    device_index: int,
+    subnet_id: str,
+    security_groups: Sequence[str],
+    ip_count: int,
+    prefix_count: int,
+) -> str:
+    """Deterministic CreateNetworkInterface ClientToken (max 64 ASCII characters).
+
+    A re-run of an interrupted task plans the same ENI for the same free device index
+    and so sends the same token: EC2 returns the ENI it already made instead of a second.
+    """
+    key = "|".join(
+        [cluster, instance_id, epoch, str(device_index), subnet_id, ",".join(sorted(security_groups)),
+         str(ip_count), str(prefix_count)]
+    )
+    return "vpcnet-" + hashlib.sha256(key.encode()).hexdigest()[:48]
+
+
+def managed_enis(cluster: str, enis: Iterable[EniView]) -> list[EniView]:
+    """The ENIs whose addresses vpcnet pools: the primary and the ones it created."""
+    out = [e for e in enis if e.is_primary or e.owned_by(cluster)]
+    return sorted(out, key=lambda e: e.device_index if e.device_index is not None else 1 << 20)
+
+
+def free_device_indices(limits: InstanceLimits, enis: Sequence[EniView]) -> list[int]:
+    """Device indices new ENIs may take: the lowest unused, as many as the type allows."""
+    used = {e.device_index for e in enis if e.device_index is not None}
+    room = max(limits.max_enis - len(enis), 0)
+    out: list[int] = []
+    d = 1
+    while len(out) < room:
+        if d not in used:
+            out.append(d)
+        d += 1
+    return out
+
+
+def view_from_record(cluster: str, rec: EniRecord) -> EniView:
+    """Redis' copy of an ENI as the planner's input (for EC2-free pool checks)."""
+    return EniView(
+        eni_id=rec.eni_id,
+        mac=rec.mac,
+        subnet_id=rec.subnet_id,
+        primary_ip=rec.primary_ip,
+        ips=rec.ips,
+        prefixes=rec.prefixes,
+        security_groups=rec.security_groups,
+        device_index=rec.device_index,
+        attachment_id=None,
+        delete_on_termination=True,
+        tags={} if rec.is_primary else {TAG_CLUSTER: cluster},
+    )
+
+
+def _dot_fixes(spec: NodeSpec, managed: Sequence[EniView]) -> list[Action]:
+    return [
+        SetDeleteOnTermination(e.eni_id, e.attachment_id)
+        for e in managed
+        if not e.is_primary and e.attachment_id and not e.delete_on_termination
+    ]
+
+
+def _add_enis(spec: NodeSpec, indices: Sequence[int], counts: Sequence[int], prefixes: bool) -> list[Action]:
+    cfg = spec.eni_config
+    out: list[Action] = []
+    for d, n in zip(indices, counts, strict=False):
+        ip_count, prefix_count = (0, n) if prefixes else (n, 0)
+        token = client_token(spec.cluster, spec.instance_id, spec.epoch, d, cfg.subnet_id,
+                             cfg.security_groups, ip_count, prefix_count)
+        out.append(AddEni(d, cfg.subnet_id, tuple(sorted(cfg.security_groups)),
+                          ip_count, prefix_count, token))
+    return out
+
+
+def _top_up(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView],
+            deficit: int, prefixes: bool) -> list[Action]:
+    """Fill existing ENIs' free slots first (one call each), then add ENIs."""
+    slots = slots_per_eni(spec.limits)
+    out: list[Action] = []
+    for e in managed:
+        if deficit <= 0:
+            break
+        n = min(slots - e.used_slots, deficit)
+        if n > 0:
+            out.append(AssignPrefixes(e.eni_id, n) if prefixes else AssignIps(e.eni_id, n))
+            deficit -= n
+    counts: list[int] = []
+    for _ in free_device_indices(spec.limits, enis):
+        if deficit <= 0:
+            break
+        counts.append(min(slots, deficit))
+        deficit -= counts[-1]
+    out += _add_enis(spec, free_device_indices(spec.limits, enis), counts, prefixes)
+    return out
+
+
+def _capacity(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView]) -> int:
+    """Slots the node could ever hold: managed ENIs plus ENIs it may still attach."""
+    return (len(managed) + len(free_device_indices(spec.limits, enis))) * slots_per_eni(spec.limits)
+
+
+def _trim_order(managed: Sequence[EniView]) -> list[tuple[EniView, IPv4]]:
+    # Drain the highest device index first so whole ENIs empty out over time.
+    pairs = [(e, ip) for e in managed for ip in e.ips]
+    return sorted(pairs, key=lambda p: (-(p[0].device_index or 0), -int(p[1])))
+
+
+# --- plans ----------------------------------------------------------------------------
+
+
+def plan_full(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUsage()) -> Plan:
+    """The seed's behaviour: every ENI the type allows, each with every address it allows."""
+    slots = slots_per_eni(spec.limits)
+    managed = managed_enis(spec.cluster, enis)
+    actions: list[Action] = _dot_fixes(spec, managed)
+    for e in managed:
+        if e.used_slots < slots:
+            actions.append(AssignIps(e.eni_id, slots - e.used_slots))
+    indices = free_device_indices(spec.limits, enis)
+    actions += _add_enis(spec, indices, [slots] * len(indices), prefixes=False)
+    return Plan(tuple(actions))
+
+
+def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
+    """Keep ``warm_ip_target`` (or ``warm_eni_target`` ENIs' worth) free IPs, at least
+    ``minimum_ip_target`` in total; trim surplus the agent confirmed unused."""
+    t = spec.targets
+    slots = slots_per_eni(spec.limits)
+    managed = managed_enis(spec.cluster, enis)
+    pool = {ip for e in managed for ip in e.ips}
+    assigned = usage.assigned & pool
+    requested = (usage.release_requested & pool) - assigned
+    busy = assigned | ((usage.cooling & pool) - requested)
+    kept = len(pool) - len(requested)  # requested IPs are on their way out
+    if t.warm_ip_target or t.minimum_ip_target:
+        desired = max(len(busy) + t.warm_ip_target, t.minimum_ip_target)
+        hysteresis = 0
+    else:
+        desired = (math.ceil(len(busy) / slots) + t.warm_eni_target) * slots if slots else 0
+        hysteresis = slots - 1  # trim only a whole ENI's worth, against churn
+    desired = min(desired, _capacity(spec, enis, managed))
+
+    actions: list[Action] = _dot_fixes(spec, managed)
+    confirmed = (usage.release_confirmed & requested) - assigned
+    for e in managed:
+        mine = tuple(sorted(ip for ip in e.ips if ip in confirmed))
+        if mine:
+            actions.append(UnassignIps(e.eni_id, mine))
+    if desired > kept:
+        actions += _top_up(spec, enis, managed, desired - kept, prefixes=False)
+    elif kept - desired > hysteresis:
+        surplus = kept - desired
+        candidates = [ip for e, ip in _trim_order(managed) if ip not in busy and ip not in requested]
+        chosen = tuple(sorted(candidates[:surplus]))
+        if chosen:
+            actions.append(RequestRelease(chosen))
+    return Plan(tuple(actions))
+
+
+def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
+    """/28 prefix delegation: keep ``warm_prefix_target`` whole free prefixes (and at least
+    ``minimum_ip_target`` addresses); a prefix goes back only when all 16 are confirmed."""
+    if not spec.limits.supports_prefixes:
+        raise ConfigError(
+            f"prefix mode needs a Nitro instance; {spec.limits.instance_type} is "
+            f"{spec.limits.hypervisor or 'bare metal'}"
+        )
+    t = spec.targets
+    managed = managed_enis(spec.cluster, enis)
+    owned = [(e, p) for e in managed for p in e.prefixes]
+    hot = usage.assigned | usage.cooling
+
+    def addrs(p: IPv4Net) -> set[IPv4]:
+        return set(p)
+
+    requested = {p for _, p in owned if addrs(p) <= usage.release_requested}
+    busy = {p for _, p in owned if addrs(p) & hot and p not in requested}
+    kept = len(owned) - len(requested)
+    desired = max(len(busy) + t.warm_prefix_target, math.ceil(t.minimum_ip_target / PREFIX_SIZE))
+    desired = min(desired, _capacity(spec, enis, managed))
+
+    actions: list[Action] = _dot_fixes(spec, managed)
+    for e in managed:
+        done = tuple(
+            p for p in e.prefixes
+            if addrs(p) <= usage.release_confirmed and not addrs(p) & usage.assigned
+        )
+        if done:
+            actions.append(UnassignPrefixes(e.eni_id, done))
+    if desired > kept:
+        actions += _top_up(spec, enis, managed, desired - kept, prefixes=True)
+    elif kept > desired:
+        free = [(e, p) for e, p in owned if p not in requested and p not in busy]
+        free.sort(key=lambda ep: (-(ep[0].device_index or 0), -int(ep[1].network_address)))
+        chosen = [ip for _, p in free[: kept - desired] for ip in p]
+        if chosen:
+            actions.append(RequestRelease(tuple(sorted(chosen))))
+    return Plan(tuple(actions))
+
+
+def plan_node(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUsage()) -> Plan:
+    if spec.mode is Mode.FULL:
+        return plan_full(spec, enis, usage)
+    if spec.mode is Mode.WARM:
+        return plan_warm(spec, enis, usage)
+    return plan_prefix(spec, enis, usage)
+
+
+def join_calls(plan: Plan) -> dict[str, int]:
+    """EC2 calls a provisioning pass costs: one DescribeInstances, then the plan's calls."""
+    calls = Counter({"DescribeInstances": 1})
+    calls.update(plan.ec2_calls())
+    return dict(calls)
+
+
+def min_join_calls(spec: NodeSpec) -> dict[str, int]:
+    """The minimum EC2 calls for a clean join of a fresh instance (its primary ENI alone)."""
+    primary = EniView(
+        eni_id="eni-primary", mac="02:00:00:00:00:00", subnet_id=spec.eni_config.subnet_id,
+        primary_ip=IPv4("10.0.0.10"), device_index=0,
+    )
+    return join_calls(plan_node(spec, [primary], PoolUsage()))

@@ -1,0 +1,302 @@
+"""The control plane's Redis adapter (layout: ``vpcnet.state.keys``, schema v1).
+
+Writes that the agent acts on are atomic and fenced: a node's ``node`` + ``enis`` are
+replaced by one Lua script that first checks the caller still holds the node's lock,
+bumps ``generation`` and publishes on the node's ``changed`` channel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, NodePhase
+from vpcnet.errors import LockHeld, StateError
+from vpcnet.limits import limits_from_json, limits_to_json
+from vpcnet.plan import PoolUsage
+from vpcnet.state.keys import SCHEMA_VERSION, ClusterKeys, NodeKeys
+
+ERRORS_KEPT = 1000
+LIMITS_TTL_SECONDS = 24 * 3600  # refresh_limits re-reads them sooner; this bounds staleness
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: lock, node, enis, release-req, release-ok, nodes, schema
+# ARGV: token ('' = unfenced), node fields JSON, enis JSON {id: record}, released IPs JSON,
+#       node name, channel, schema version
+_WRITE = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local fields = cjson.decode(ARGV[2])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[2], k, v) end
+redis.call('DEL', KEYS[3])
+for id, rec in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[3], id, rec) end
+for _, ip in ipairs(cjson.decode(ARGV[4])) do
+  redis.call('SREM', KEYS[4], ip)
+  redis.call('SREM', KEYS[5], ip)
+end
+local gen = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('SADD', KEYS[6], ARGV[5])
+redis.call('SET', KEYS[7], ARGV[7], 'NX')
+redis.call('PUBLISH', ARGV[6], gen)
+return gen
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    name: str
+    fields: Mapping[str, str]
+    enis: tuple[EniRecord, ...]
+
+    @property
+    def phase(self) -> NodePhase | None:
+        raw = self.fields.get("phase", "")
+        return NodePhase(raw) if raw in NodePhase._value2member_map_ else None
+
+    @property
+    def generation(self) -> int:
+        return int(self.fields.get("generation", "0") or 0)
+
+    @property
+    def instance_id(self) -> str:
+        return self.fields.get("instance_id", "")
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class ControlState:
+    def __init__(self, client: redis.Redis[bytes], cluster: str) -> None:
+        self.redis = client
+        self.keys = ClusterKeys(cluster)
+        self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+        self._write = client.register_script(_WRITE)
+
+    def node_keys(self, node: str) -> NodeKeys:
+        return self.keys.node(node)
+
+    # -- per-node lock ---------------------------------------------------------------
+
+    def acquire_lock(self, node: str, ttl_seconds: float) -> str:
+        token = uuid.uuid4().hex
+        try:
+            ok = self.redis.set(self.node_keys(node).lock, token, nx=True, px=int(ttl_seconds * 1000))
+        except redis.RedisError as e:
+            raise StateError(f"lock {node}: {e}") from e
+        if not ok:
+            raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
+        return token
+
+    def extend_lock(self, node: str, token: str, ttl_seconds: float) -> None:
+        """Keep the lock during long work; fails if it expired and someone else took it."""
+        try:
+            ok = self._extend(keys=[self.node_keys(node).lock], args=[token, int(ttl_seconds * 1000)])
+        except redis.RedisError as e:
+            raise StateError(f"lock {node}: {e}") from e
+        if not ok:
+            raise LockHeld(f"lost the lock of node {node}", delay=1.0)
+
+    def release_lock(self, node: str, token: str) -> None:
+        try:
+            self._release(keys=[self.node_keys(node).lock], args=[token])
+        except redis.RedisError:
+            pass  # the TTL frees it
+
+    def lock_held(self, node: str) -> bool:
+        try:
+            return bool(self.redis.exists(self.node_keys(node).lock))
+        except redis.RedisError as e:
+            raise StateError(f"lock {node}: {e}") from e
+
+    @contextmanager
+    def locked(self, node: str, ttl_seconds: float = 60.0) -> Iterator[str]:
+        token = self.acquire_lock(node, ttl_seconds)
+        try:
+            yield token
+        finally:
+            self.release_lock(node, token)
+
+    # -- node + enis -----------------------------------------------------------------
+
+    def write_node(
+        self,
+        node: str,
+        fields: Mapping[str, str],
+        enis: Sequence[EniRecord],
+        *,
+        lock_token: str,
+        released: Sequence[IPv4] = (),
+    ) -> int:
+        """Replace the node's ENIs, update fields, bump and publish ``generation``.
+
+        ``released`` IPs are dropped from release-req/release-ok in the same step.
+        """
+        k = self.node_keys(node)
+        try:
+            gen = self._write(
+                keys=[k.lock, k.node, k.enis, k.release_req, k.release_ok, self.keys.nodes,
+                      self.keys.schema],
+                args=[
+                    lock_token,
+                    json.dumps({**fields, "updated": f"{time.time():.3f}"}),
+                    json.dumps({e.eni_id: e.to_json() for e in enis}) if enis else "{}",
+                    json.dumps([str(i) for i in released]) if released else "[]",
+                    node,
+                    k.changed_channel,
+                    str(SCHEMA_VERSION),
+                ],
+            )
+        except redis.RedisError as e:
+            raise StateError(f"write node {node}: {e}") from e
+        if int(gen) < 0:
+            raise LockHeld(f"lost the lock of node {node} before writing", delay=1.0)
+        return int(gen)
+
+    def set_fields(self, node: str, fields: Mapping[str, str], *, register: bool = True) -> None:
+        try:
+            pipe = self.redis.pipeline()
+            mapping: dict[str | bytes, str] = {k: v for k, v in fields.items()}
+            mapping["updated"] = f"{time.time():.3f}"
+            pipe.hset(self.node_keys(node).node, mapping=mapping)
+            if register:
+                pipe.sadd(self.keys.nodes, node)
+                pipe.set(self.keys.schema, str(SCHEMA_VERSION), nx=True)
+            pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"node {node}: {e}") from e
+
+    def read_node(self, node: str) -> NodeState | None:
+        k = self.node_keys(node)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hgetall(k.node)
+            pipe.hgetall(k.enis)
+            fields, enis = pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"read node {node}: {e}") from e
+        if not fields and not enis:
+            return None
+        records = sorted((EniRecord.from_json(v) for v in enis.values()), key=lambda r: r.device_index)
+        return NodeState(node, {_s(a): _s(b) for a, b in fields.items()}, tuple(records))
+
+    def list_nodes(self) -> list[str]:
+        try:
+            return sorted(_s(n) for n in self.redis.smembers(self.keys.nodes))
+        except redis.RedisError as e:
+            raise StateError(f"list nodes: {e}") from e
+
+    def delete_node(self, node: str) -> None:
+        k = self.node_keys(node)
+        try:
+            pipe = self.redis.pipeline()
+            pipe.delete(*[key for key in k.all() if key != k.lock])
+            pipe.srem(self.keys.nodes, node)
+            pipe.publish(k.changed_channel, "deleted")
+            pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"delete node {node}: {e}") from e
+
+    # -- the agent's side ------------------------------------------------------------
+
+    def read_usage(self, node: str, cooldown_seconds: float, now: float | None = None) -> PoolUsage:
+        k = self.node_keys(node)
+        now = time.time() if now is None else now
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hkeys(k.assigned)
+            pipe.zrangebyscore(k.cooldown, now - cooldown_seconds, "+inf")
+            pipe.smembers(k.release_req)
+            pipe.smembers(k.release_ok)
+            assigned, cooling, req, ok = pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"read usage {node}: {e}") from e
+
+        def ips(raw: Any) -> frozenset[IPv4]:
+            return frozenset(ipaddress.IPv4Address(_s(x)) for x in raw)
+
+        return PoolUsage(assigned=ips(assigned), cooling=ips(cooling),
+                         release_requested=ips(req), release_confirmed=ips(ok))
+
+    def agent(self, node: str) -> dict[str, str]:
+        try:
+            raw = self.redis.hgetall(self.node_keys(node).agent)
+        except redis.RedisError as e:
+            raise StateError(f"agent {node}: {e}") from e
+        return {_s(a): _s(b) for a, b in raw.items()}
+
+    def request_release(self, node: str, ips: Sequence[IPv4]) -> None:
+        k = self.node_keys(node)
+        try:
+            pipe = self.redis.pipeline()
+            pipe.sadd(k.release_req, *[str(i) for i in ips])
+            pipe.publish(k.changed_channel, "release-req")
+            pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"request release {node}: {e}") from e
+
+    # -- errors ----------------------------------------------------------------------
+
+    def record_error(self, node: str, kind: str, message: str) -> None:
+        entry = json.dumps({"node": node, "kind": kind, "message": message, "at": time.time()})
+        try:
+            pipe = self.redis.pipeline()
+            pipe.lpush(self.keys.errors, entry)
+            pipe.ltrim(self.keys.errors, 0, ERRORS_KEPT - 1)
+            pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"record error {node}: {e}") from e
+
+    def errors(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [json.loads(_s(x)) for x in self.redis.lrange(self.keys.errors, 0, limit - 1)]
+
+    # -- caches ----------------------------------------------------------------------
+
+    def cached_limits(self, instance_type: str) -> InstanceLimits | None:
+        try:
+            raw = self.redis.get(self.keys.limits(instance_type))
+        except redis.RedisError:
+            return None  # the cache is an optimisation; EC2 or the table still answer
+        return limits_from_json(raw) if raw else None
+
+    def store_limits(self, limits: InstanceLimits) -> None:
+        try:
+            self.redis.set(self.keys.limits(limits.instance_type), limits_to_json(limits),
+                           ex=LIMITS_TTL_SECONDS)
+        except redis.RedisError:
+            pass
+
+    def cached_limit_types(self) -> list[str]:
+        prefix = self.keys.limits("x")[:-1]
+        return sorted(_s(k)[len(prefix):] for k in self.redis.scan_iter(match=prefix + "*"))
+
+    def cached_subnet(self, subnet_id: str) -> tuple[IPv4Net, str] | None:
+        try:
+            raw = self.redis.hgetall(self.keys.subnet(subnet_id))
+        except redis.RedisError:
+            return None
+        if not raw:
+            return None
+        d = {_s(a): _s(b) for a, b in raw.items()}
+        return ipaddress.IPv4Network(d["cidr"]), d.get("az", "")
+
+    def store_subnet(self, subnet_id: str, cidr: IPv4Net, az: str) -> None:
+        try:
+            self.redis.hset(self.keys.subnet(subnet_id), mapping={"cidr": str(cidr), "az": az})
+        except redis.RedisError:
+            pass
