@@ -1,0 +1,348 @@
+"""The node agent process (``vpcnet agent``, the DaemonSet): composes the agent's parts.
+
+Start-up order matters:
+
+1. load the local checkpoint (the pool and its assignments survive restarts);
+2. start the CNI socket server at once, so DEL and CHECK work while the rest starts
+   (ADD is refused with "not ready" until the host is programmed);
+3. read instance metadata (who am I, primary IP, VPC CIDRs);
+4. follow Redis: read the node's ENIs, subscribe to its ``changed`` channel;
+5. program the host (links, tables, rules, SNAT), hand the programmed ENIs to the IPAM;
+6. install the plugin, write the conflist, report ready in Redis.
+
+Then it loops: every wake-up (a ``changed`` message, within a second) or resync
+interval it converges again. Redis being unreachable never stops ADD/DEL: the pool is
+local (checkpoint) and the Redis mirror catches up when Redis is back. SIGTERM stops
+the loop, the server and the mirror gracefully; the conflist stays, so pods on the node
+keep working across agent upgrades.
+
+The agent never imports boto3 and holds no AWS credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vpcnet.agent import conflist
+from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.hostnet import HostNetwork
+from vpcnet.agent.hostplan import HostPlan, plan_host
+from vpcnet.agent.imds import ImdsClient, InstanceIdentity
+from vpcnet.agent.ipam import Ipam
+from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
+from vpcnet.domain import EniRecord, IPv4Net
+from vpcnet.errors import PermanentError, StateError, VpcnetError
+from vpcnet.settings import AgentSettings
+
+log = logging.getLogger("vpcnet.agent")
+
+_RETRY_SECONDS = 1.0  # while ENIs are still attaching or a step failed
+
+
+def agent_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vpcnet")
+    except Exception:  # not installed as a distribution (running from a tree)
+        return "0+unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Programmed:
+    """What the last successful pass programmed."""
+
+    generation: int
+    enis: tuple[EniRecord, ...]
+    missing: tuple[EniRecord, ...]  # in Redis, but no link with that MAC yet
+    plan: HostPlan
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.version = agent_version()
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self.ready = False
+        self.error = ""
+        self.programmed: Programmed | None = None
+        self.checkpoint = Checkpoint(settings.checkpoint_path)
+        self.ipam = self._load_ipam()
+        self.hostnet = HostNetwork(settings.host_netns, veth_prefix=settings.veth_prefix)
+        self.imds = ImdsClient(settings.imds_url)
+        self.sync = RedisSync(
+            settings.redis_url,
+            settings.cluster_name,
+            settings.node_name,
+            self.ipam,
+            wake=self.wake,
+        )
+        self._identity: InstanceIdentity | None = None
+        self._vpc_cidrs: tuple[IPv4Net, ...] = ()
+        self._plugin_installed = not settings.install_plugin
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self.conflist_path = Path(settings.cni_conf_dir) / settings.cni_conf_name
+
+    # -- parts -------------------------------------------------------------------------
+
+    def _load_ipam(self) -> Ipam:
+        # A corrupt checkpoint raises CheckpointError (permanent): starting from an
+        # empty pool could hand out IPs that running pods hold.
+        data = self.checkpoint.load()
+        if data is None:
+            log.info("no checkpoint at %s: starting with an empty pool", self.checkpoint.path)
+            return Ipam(cooldown_seconds=self.settings.ip_cooldown_seconds)
+        ipam = Ipam.from_checkpoint(data, cooldown_seconds=self.settings.ip_cooldown_seconds)
+        stats = ipam.stats()
+        log.info("checkpoint loaded: %d assigned, %d free", stats.assigned, stats.free)
+        return ipam
+
+    def _start_cni_server(self) -> None:
+        from vpcnet.agent.cniserver import CniServer
+        from vpcnet.agent.podnet import PodNetwork
+
+        podnet = PodNetwork(self.settings)
+        self._server = CniServer(
+            self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready
+        )
+        self._server_thread = threading.Thread(
+            target=self._server.serve_forever, name="cni-server", daemon=True
+        )
+        self._server_thread.start()
+        log.info("CNI server listening on %s", self.settings.socket_path)
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        self._start_cni_server()
+        self.sync.start()
+        try:
+            while not self._stop.is_set():
+                wait = self.reconcile()
+                self.wake.wait(wait)
+                self.wake.clear()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        log.info("agent stopping")
+        if self._server is not None:
+            self._server.shutdown()
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+        try:
+            self.checkpoint.sync(self.ipam)
+        except VpcnetError as e:
+            log.error("final checkpoint write failed: %s", e)
+        try:
+            self.sync.flush()
+        except StateError as e:
+            log.warning("final mirror flush failed (reconciled at next start): %s", e)
+        self.sync.stop()
+
+    # -- the converging pass ---------------------------------------------------------
+
+    def reconcile(self) -> float:
+        """One pass; returns how long to wait before the next one (unless woken)."""
+        try:
+            self._reconcile()
+            self.error = ""
+        except PermanentError as e:
+            # The node cannot take pods until a human or the control plane fixes this.
+            log.error("unrecoverable: %s", e)
+            self.error = str(e)
+            self.ready = False
+            if conflist.remove_conflist(self.conflist_path):
+                log.warning("conflist removed: the node takes no new pods")
+        except VpcnetError as e:
+            log.warning("pass failed, retrying: %s", e)
+            self.error = str(e)
+        except Exception as e:  # a bug must not kill the agent serving DEL
+            log.exception("unexpected error in the agent loop")
+            self.error = f"{type(e).__name__}: {e}"
+        self._report()
+        if self.error or not self.ready:
+            return _RETRY_SECONDS
+        return self.settings.resync_seconds
+
+    def _reconcile(self) -> None:
+        state = self._read_state()
+        identity = self._read_identity()
+        if state is not None and state.configured:
+            expected = state.node.get("instance_id")
+            if expected and expected != identity.instance_id:
+                raise PermanentError(
+                    f"Redis says node {self.settings.node_name} is {expected}, "
+                    f"metadata says {identity.instance_id}"
+                )
+            desired, generation = state.enis, state.generation
+        elif self.ipam.enis():
+            # Redis unreachable or emptied (lost): keep what we know; never unprogram
+            # running pods because the store is gone (invariant 4).
+            desired = tuple(self.ipam.enis())
+            generation = self.programmed.generation if self.programmed else 0
+        else:
+            log.info("node %s not configured yet", self.settings.node_name)
+            self.ready = False
+            return
+        links = {mac: li.ifname for mac, li in self.hostnet.links_by_mac().items()}
+        present = tuple(e for e in desired if e.mac.lower() in links)
+        missing = tuple(e for e in desired if e.mac.lower() not in links)
+        for eni in missing:
+            log.info("ENI %s (%s) has no link yet (attaching?)", eni.eni_id, eni.mac)
+        plan = plan_host(
+            present,
+            links,
+            primary_ip=identity.primary_ip,
+            vpc_cidrs=self._vpc_cidrs,
+            snat=self.settings.snat,
+            snat_exclusions=[IPv4Net(c) for c in self.settings.snat_exclusions],
+            mtu=self.settings.mtu,
+            veth_prefix=self.settings.veth_prefix,
+            imds_redirect_port=self.settings.imds_redirect_port,
+        )
+        self.hostnet.ensure(plan)
+        diff = self.ipam.set_enis(present)  # only programmed ENIs feed the pool
+        for alloc in diff.vanished:
+            log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
+        if state is not None:
+            confirmed = self.ipam.confirm_release(state.release_req)
+            self.checkpoint.sync(self.ipam)
+            self.sync.confirm_released(confirmed)
+        else:
+            self.checkpoint.sync(self.ipam)
+        self.programmed = Programmed(generation, present, missing, plan)
+        ready = bool(present) and not missing
+        if ready:
+            self._ensure_plugin()
+            path = self.conflist_path
+            doc = conflist.plan_conflist(
+                agent_socket=os.path.abspath(self.settings.socket_path),
+                log_file=self.settings.log_file,
+                mtu=self.settings.mtu,
+                chained_plugins=self.settings.chained_plugins,
+            )
+            if conflist.ensure_conflist(path, doc):
+                log.info("conflist written to %s", path)
+        self.ready = ready
+
+    def _read_state(self) -> NodeState | None:
+        try:
+            return self.sync.read_node()
+        except StateError as e:
+            log.warning("%s; serving from the local pool", e)
+            return None
+
+    def _read_identity(self) -> InstanceIdentity:
+        if self._identity is None:
+            identity = self.imds.identity()
+            primary = self.imds.interface(identity.primary_mac)
+            cidrs = [IPv4Net(c) for c in self.settings.vpc_cidrs] or list(primary.vpc_cidrs)
+            if not cidrs:
+                raise PermanentError("no VPC CIDR from metadata or VPCNET_AGENT_VPC_CIDRS")
+            self._vpc_cidrs = tuple(cidrs)
+            self._identity = identity
+            log.info(
+                "instance %s, primary %s (%s), VPC %s",
+                identity.instance_id,
+                identity.primary_ip,
+                identity.primary_mac,
+                ", ".join(map(str, cidrs)),
+            )
+        return self._identity
+
+    def _ensure_plugin(self) -> None:
+        if self._plugin_installed:
+            return
+        from vpcnet.install import install_plugin
+
+        plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir))
+        log.info("CNI plugin installed at %s", plugin)
+        self._plugin_installed = True
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _report(self) -> None:
+        generation = self.programmed.generation if self.programmed else 0
+        report = AgentReport(
+            ready=self.ready,
+            generation=generation,
+            stats=self.ipam.stats(),
+            version=self.version,
+            error=self.error,
+        )
+        write_status(Path(self.settings.status_file), report, time.time())
+        try:
+            self.sync.report(report)
+            self.sync.request_full_mirror()
+        except StateError as e:
+            log.debug("agent report deferred: %s", e)
+
+
+def write_status(path: Path, report: AgentReport, now: float) -> None:
+    """The local status file behind ``vpcnet agent --check-ready`` (readiness probe)."""
+    doc = {
+        "ready": report.ready,
+        "generation": report.generation,
+        "heartbeat": now,
+        "free": report.stats.free,
+        "assigned": report.stats.assigned,
+        "cooldown": report.stats.cooldown,
+        "error": report.error,
+        "pid": os.getpid(),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot write status file %s: %s", path, e)
+
+
+def check_ready(path: Path, max_age: float, now: float) -> tuple[bool, str]:
+    """Readiness probe: the agent is ready and its loop ran recently."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return False, f"no status: {e}"
+    age = now - float(doc.get("heartbeat", 0))
+    if age > max_age:
+        return False, f"agent loop stalled ({age:.0f}s since the last pass)"
+    if not doc.get("ready"):
+        return False, f"not ready: {doc.get('error') or 'node not configured yet'}"
+    return True, f"ready (generation {doc.get('generation')}, {doc.get('free')} free)"
+
+
+def run_agent(settings: AgentSettings, *, install_signals: bool = True) -> int:
+    try:
+        agent = Agent(settings)
+    except PermanentError as e:
+        # e.g. a corrupt checkpoint: refuse to run rather than risk reusing held IPs.
+        log.error("agent cannot start: %s", e)
+        conflist.remove_conflist(Path(settings.cni_conf_dir) / settings.cni_conf_name)
+        return 1
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: agent.stop())
+    return agent.run()

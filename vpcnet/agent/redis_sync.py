@@ -1,0 +1,314 @@
+"""The agent's side of Redis: follow the node's desired state, mirror the pool back.
+
+Reads (``read_node``): the node's ``node`` hash, ``enis`` hash and ``release-req`` set,
+written by the control plane. A subscriber thread listens on the node's ``changed``
+channel and wakes the agent's loop within a second of a publish; the loop also resyncs
+periodically, so a missed message costs at most one resync interval.
+
+Writes: ``assigned`` / ``cooldown`` mirror the IPAM's changes, ``release-ok`` confirms
+released IPs, ``agent`` carries the readiness report, and the node name is published
+on the cluster's ``agent-ready`` channel once per programmed generation.
+
+Redis may be unreachable at any time: ADD/DEL never wait on it. IPAM changes are
+queued (coalesced per IP, newest wins) and flushed by a mirror thread; after any
+failed write the next successful flush rewrites the whole mirror from the IPAM (the
+local checkpoint is the truth), so the mirror reconciles when Redis is back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
+from vpcnet.domain import EniRecord, IPv4
+from vpcnet.errors import StateError
+from vpcnet.state.keys import ClusterKeys, NodeKeys
+
+log = logging.getLogger(__name__)
+
+_SOCKET_TIMEOUT = 2.0
+_CONNECT_TIMEOUT = 1.0
+_MAX_BACKOFF = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """The control plane's view of this node, as last read from Redis."""
+
+    generation: int
+    enis: tuple[EniRecord, ...]
+    node: Mapping[str, str] = field(default_factory=dict)
+    release_req: frozenset[IPv4] = frozenset()
+
+    @property
+    def configured(self) -> bool:
+        """The control plane has written ENIs for this node (a generation exists)."""
+        return self.generation > 0 and bool(self.enis)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReport:
+    ready: bool
+    generation: int
+    stats: PoolStats
+    version: str
+    error: str = ""
+
+
+def _decode(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class RedisSync:
+    def __init__(
+        self,
+        redis_url: str,
+        cluster: str,
+        node: str,
+        ipam: Ipam,
+        *,
+        wake: threading.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys: NodeKeys = ClusterKeys(cluster).node(node)
+        self.cluster_keys = ClusterKeys(cluster)
+        self.node_name = node
+        self.ipam = ipam
+        self.wake = wake
+        self._clock = clock
+        self._client = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=_SOCKET_TIMEOUT,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            retry_on_timeout=False,
+        )
+        self._pending: dict[IPv4, IpamChange] = {}
+        self._pending_lock = threading.Lock()
+        self._pending_event = threading.Event()
+        self._full_resync = True  # the first flush rewrites the mirror from the IPAM
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._published_generation = -1
+        self.connected = False  # last Redis operation succeeded
+        self.mirror_flushes = 0
+        ipam.add_listener(self._on_ipam_change)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._subscribe_loop, "redis-sub"), (self._mirror_loop, "redis-mirror")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._pending_event.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._client.close()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def read_node(self) -> NodeState:
+        """The node's desired state; StateError when Redis cannot be read."""
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self.keys.node)
+                pipe.hgetall(self.keys.enis)
+                pipe.smembers(self.keys.release_req)
+                node_raw, enis_raw, release_raw = pipe.execute()
+        except redis.RedisError as e:
+            self._mark(False)
+            raise StateError(f"cannot read node state from Redis: {e}") from e
+        self._mark(True)
+        node = {_decode(k): _decode(v) for k, v in node_raw.items()}
+        enis = []
+        for eni_id, raw in enis_raw.items():
+            try:
+                enis.append(EniRecord.from_json(raw))
+            except (ValueError, KeyError, TypeError) as e:
+                # One bad record must not hide the others; the audit reports it.
+                log.error("skipping malformed ENI record %s: %r", _decode(eni_id), e)
+        release = set()
+        for raw in release_raw:
+            try:
+                release.add(ipaddress.IPv4Address(_decode(raw)))
+            except ValueError:
+                log.error("skipping malformed release-req entry %r", raw)
+        try:
+            generation = int(node.get("generation", "0") or 0)
+        except ValueError:
+            generation = 0
+        return NodeState(
+            generation=generation,
+            enis=tuple(sorted(enis, key=lambda e: e.device_index)),
+            node=node,
+            release_req=frozenset(release),
+        )
+
+    # -- writes ------------------------------------------------------------------------
+
+    def confirm_released(self, ips: set[IPv4]) -> None:
+        """``release-ok`` for the IPs the IPAM gave up (idempotent set add)."""
+        if not ips:
+            return
+        try:
+            self._client.sadd(self.keys.release_ok, *sorted(str(ip) for ip in ips))
+        except redis.RedisError as e:
+            self._mark(False)
+            raise StateError(f"cannot write release-ok: {e}") from e
+        self._mark(True)
+
+    def report(self, r: AgentReport) -> None:
+        """Write the ``agent`` hash; publish ``agent-ready`` once per ready generation."""
+        fields: dict[str | bytes, bytes | float | int | str] = {
+            "ready": int(r.ready),
+            "generation": r.generation,
+            "heartbeat": self._clock(),
+            "free": r.stats.free,
+            "assigned": r.stats.assigned,
+            "cooldown": r.stats.cooldown,
+            "version": r.version,
+            "error": r.error,
+        }
+        publish = r.ready and r.generation != self._published_generation
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.agent, mapping=fields)
+                if publish:
+                    pipe.publish(self.cluster_keys.agent_ready_channel, self.node_name)
+                pipe.execute()
+        except redis.RedisError as e:
+            self._mark(False)
+            raise StateError(f"cannot write the agent report: {e}") from e
+        self._mark(True)
+        if publish:
+            self._published_generation = r.generation
+            log.info("agent ready for generation %d (published)", r.generation)
+
+    def request_full_mirror(self) -> None:
+        """Rewrite the whole mirror on the next flush (periodic resync)."""
+        with self._pending_lock:
+            self._full_resync = True
+        self._pending_event.set()
+
+    # -- mirror ------------------------------------------------------------------------
+
+    def _on_ipam_change(self, change: IpamChange) -> None:
+        # Runs under the IPAM lock on the ADD/DEL path: enqueue only, never block.
+        with self._pending_lock:
+            self._pending[change.ip] = change
+        self._pending_event.set()
+
+    def _mirror_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            self._pending_event.wait()
+            if self._stop.is_set():
+                return
+            self._pending_event.clear()
+            try:
+                self.flush()
+                backoff = 0.1
+            except StateError as e:
+                log.warning("mirror to Redis deferred: %s", e)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                self._pending_event.set()  # try again
+
+    def flush(self) -> None:
+        """Write queued changes (or the whole mirror after a failure) to Redis."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, {}
+            full, self._full_resync = self._full_resync, False
+        try:
+            if full:
+                self._write_full()
+            elif batch:
+                self._write_changes(batch.values())
+        except redis.RedisError as e:
+            with self._pending_lock:
+                # Everything is rewritten from the IPAM once Redis answers again.
+                self._full_resync = True
+            self._mark(False)
+            raise StateError(f"cannot mirror the pool to Redis: {e}") from e
+        self._mark(True)
+        self.mirror_flushes += 1
+
+    def _write_full(self) -> None:
+        allocations = self.ipam.allocations()
+        cooldown = self.ipam.cooldown()
+        released = self.ipam.released()
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.assigned, self.keys.cooldown)
+            if allocations:
+                pipe.hset(
+                    self.keys.assigned,
+                    mapping={str(a.ip): a.to_assignment().to_json() for a in allocations},
+                )
+            if cooldown:
+                pipe.zadd(self.keys.cooldown, {str(ip): t for ip, t in cooldown.items()})
+            if released:
+                pipe.sadd(self.keys.release_ok, *sorted(str(ip) for ip in released))
+            pipe.execute()
+
+    def _write_changes(self, changes: Any) -> None:
+        with self._client.pipeline(transaction=True) as pipe:
+            for c in changes:
+                ip = str(c.ip)
+                if c.kind is ChangeKind.ASSIGN and c.allocation is not None:
+                    pipe.hset(self.keys.assigned, ip, c.allocation.to_assignment().to_json())
+                    pipe.zrem(self.keys.cooldown, ip)
+                elif c.kind is ChangeKind.RELEASE:
+                    pipe.hdel(self.keys.assigned, ip)
+                    pipe.zadd(self.keys.cooldown, {ip: c.freed_at or self._clock()})
+                elif c.kind is ChangeKind.DROP:
+                    pipe.hdel(self.keys.assigned, ip)
+                    pipe.zrem(self.keys.cooldown, ip)
+                elif c.kind is ChangeKind.CONFIRM:
+                    pipe.sadd(self.keys.release_ok, ip)
+                # VANISH: the pod still holds the IP; it stays in ``assigned``.
+            pipe.execute()
+
+    # -- subscription ------------------------------------------------------------------
+
+    def _subscribe_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.keys.changed_channel)
+                # Anything published while we were not subscribed is caught up now.
+                self.wake.set()
+                backoff = 0.1
+                while not self._stop.is_set():
+                    msg = pubsub.get_message(timeout=0.5)
+                    if msg is not None:
+                        self.wake.set()
+            except redis.RedisError as e:
+                log.debug("subscription to %s lost: %s", self.keys.changed_channel, e)
+                self._mark(False)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
+
+    def _mark(self, ok: bool) -> None:
+        if ok and not self.connected:
+            # Redis is back: whatever was mirrored before may be stale or lost.
+            with self._pending_lock:
+                self._full_resync = True
+            self._pending_event.set()
+        self.connected = ok
