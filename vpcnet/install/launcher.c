@@ -31,10 +31,11 @@
  * fold the initializer into the code, since the installer rewrites them in the file. */
 __attribute__((used)) char vpcnet_argv[BLOB_SIZE] = VPCNET_MARKER;
 
-/* A CNI error object on stdout (the runtime reads it) and a non-zero exit. */
+/* A CNI error object on stdout (the runtime reads it) and a non-zero exit; code 100 is
+ * vpcnet.cni.protocol.ERR_INTERNAL. */
 static int fail(const char *msg, const char *details)
 {
-    printf("{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"%s\",\"details\":\"%s\"}\n",
+    printf("{\"cniVersion\":\"1.0.0\",\"code\":100,\"msg\":\"%s\",\"details\":\"%s\"}\n",
            msg, details);
     fflush(stdout);
     return 1;
