@@ -33,7 +33,9 @@ Added by the control plane (workers/beat):
   ``beat-lock`` str (token, TTL): the one active beat.
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
-  last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied) and ``mode``.
+  last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
+  ``pass_epoch`` (ClientToken epoch of an unfinished pass) and ``queued:<task>`` (unix
+  time a scan enqueued that task; dedups beat's follow-ups).
 """
 
 from __future__ import annotations
