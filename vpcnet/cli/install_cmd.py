@@ -3,7 +3,8 @@
 Run by the agent DaemonSet's init container with the host's /opt/cni/bin and /opt/vpcnet
 mounted at the same paths. ``--root`` installs into a mounted host root instead (paths
 inside the launcher stay host paths). ``--verify`` then execs the installed plugin's
-VERSION with an empty environment (chrooted into ``--root`` if given).
+VERSION with an empty environment (chrooted into ``--root`` if given). ``--host-sysctls``
+sets the sysctls the unprivileged agent cannot (see ``vpcnet.install.sysctl``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
                         help="install into this mounted host root")
     parser.add_argument("--launcher", type=Path, default=None,
                         help="prebuilt launcher (default: the image's, else compile launcher.c)")
+    parser.add_argument("--host-sysctls", action="store_true",
+                        help="also set the host sysctls the agent needs (privileged init)")
     parser.add_argument("--verify", action="store_true",
                         help="exec the installed plugin's VERSION afterwards")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -38,10 +41,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vpcnet.install import install, verify_plugin
+    from vpcnet.install.sysctl import device_links, ensure_sysctls, plan_host_sysctls
 
     try:
         result = install(args.bin_dir, args.runtime_dir, root=args.root, launcher=args.launcher)
         report: dict[str, Any] = result.to_dict()
+        if args.host_sysctls:
+            report["sysctls_written"] = ensure_sysctls(plan_host_sysctls(device_links()))
         if args.verify:
             started = time.monotonic()
             answer = verify_plugin(result.plugin, root=args.root)
