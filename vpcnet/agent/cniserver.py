@@ -1,0 +1,541 @@
+"""The agent's CNI socket server: where ``vpcnet-cni`` requests become IPs and veths.
+
+A threaded unix-socket server (socket mode 0600, one request per connection, size- and
+time-limited). Requests are validated again here (never trust the client), serialised
+per attachment key, and run against the IPAM and ``PodNetwork``:
+
+- ADD: refused with code 11 while the node is not ready; allocates (the same key gets
+  the same IP), persists the checkpoint *before* any side effect and before answering,
+  programs the pod; on failure rolls the pod back and frees an IP it took.
+- DEL: removes the pod's veth and rules, then frees the IP into the cooldown; an IP is
+  only freed once its rules are gone, so a failed DEL keeps it (the runtime retries).
+- CHECK: the IP the runtime recorded is still ours and ``PodNetwork.check`` passes.
+- STATUS: 50 when the node is not ready or the pool has no free IP.
+- GC: tears down and frees attachments absent from ``cni.dev/valid-attachments``;
+  runs exclusively (no ADD/DEL in flight), as the spec asks of runtimes anyway.
+
+DELs the plugin spooled while the agent was unreachable (``pending-del`` next to the
+socket) are replayed at start, every few seconds, and before an ADD of the same key.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.ipam import AttachmentKey, Ipam
+from vpcnet.agent.podnet import PodNetwork, PodSpec, eni_table
+from vpcnet.cni import protocol as p
+from vpcnet.cni.protocol import CniError
+from vpcnet.errors import PodNetworkError, PoolExhausted, VpcnetError
+from vpcnet.settings import AgentSettings
+
+log = logging.getLogger("vpcnet.agent.cni")
+
+READ_TIMEOUT_SECONDS = 10.0
+PENDING_SCAN_SECONDS = 5.0
+_MAX_POD_FIELD = 253  # a Kubernetes name
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    command: str
+    key: AttachmentKey | None = None
+    netns: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
+    mtu: int | None = None
+    expect_ip: ipaddress.IPv4Address | None = None
+    valid: frozenset[AttachmentKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTiming:
+    """Where one request's time went (for metrics and ``vpcnet bench cni``)."""
+
+    command: str
+    ok: bool
+    total: float  # seconds, parse to reply
+    checkpoint: float  # of which writing the checkpoint
+    netlink: float  # of which programming the pod network
+
+
+def parse_request(raw: bytes) -> Request:
+    """Validate one wire request; CniError with the spec code otherwise."""
+    try:
+        doc = p.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CniError(p.ERR_DECODE, "undecodable request", str(e)[:256]) from e
+    if not isinstance(doc, dict):
+        raise CniError(p.ERR_DECODE, "request is not a JSON object")
+    if doc.get("v") != p.WIRE_VERSION:
+        raise CniError(p.ERR_INCOMPATIBLE_VERSION, f"wire version {doc.get('v')!r} not supported")
+    command = doc.get("command")
+    if command not in p.AGENT_COMMANDS:
+        raise CniError(p.ERR_INVALID_ENV, f"unknown command {str(command)[:32]!r}")
+    if command in ("STATUS",):
+        return Request(command)
+    if command == "GC":
+        valid = doc.get("validAttachments")
+        if not isinstance(valid, list) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in valid
+        ):
+            raise CniError(p.ERR_INVALID_CONFIG, "validAttachments must be a list of [containerId, ifname]")
+        return Request(command, valid=frozenset(AttachmentKey(c, i) for c, i in valid))
+    cid, ifname, netns = doc.get("containerId"), doc.get("ifname"), doc.get("netns", "")
+    if not isinstance(cid, str) or not p.valid_container_id(cid):
+        raise CniError(p.ERR_INVALID_ENV, "invalid CNI_CONTAINERID")
+    if not isinstance(ifname, str) or not p.valid_ifname(ifname):
+        raise CniError(p.ERR_INVALID_ENV, "invalid CNI_IFNAME")
+    if not isinstance(netns, str) or (netns and not p.valid_netns(netns)):
+        raise CniError(p.ERR_INVALID_ENV, "invalid CNI_NETNS")
+    if command in ("ADD", "CHECK") and not netns:
+        raise CniError(p.ERR_INVALID_ENV, "CNI_NETNS is required")
+    names = [doc.get("podNamespace", ""), doc.get("podName", "")]
+    if not all(isinstance(n, str) and len(n) <= _MAX_POD_FIELD for n in names):
+        raise CniError(p.ERR_INVALID_ENV, "invalid K8S_POD_NAMESPACE / K8S_POD_NAME")
+    mtu = doc.get("mtu")
+    if mtu is not None and (type(mtu) is not int or not 576 <= mtu <= 9001):
+        raise CniError(p.ERR_INVALID_CONFIG, "mtu must be an integer in 576..9001")
+    expect = None
+    if command == "CHECK":
+        try:
+            expect = ipaddress.IPv4Address(doc.get("expectIp"))
+        except ValueError as e:
+            raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 address") from e
+    return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect)
+
+
+class _Gate:
+    """Many ADD/DEL/CHECK at once, or one GC alone (a small readers-writer lock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True  # new readers wait from here on
+            self._cond.wait_for(lambda: self._shared == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class _KeyLocks:
+    """One lock per attachment key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: dict[AttachmentKey, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: AttachmentKey) -> Iterator[None]:
+        with self._mutex:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._mutex:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _UnixServer
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(READ_TIMEOUT_SECONDS)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > p.MAX_REQUEST_BYTES:
+                    break
+                chunks.append(chunk)
+        except OSError as e:
+            log.warning("reading a CNI request failed: %s", e)
+            return
+        if size > p.MAX_REQUEST_BYTES:
+            reply = p.error_reply(p.ERR_DECODE, "request too large", f"> {p.MAX_REQUEST_BYTES} bytes")
+        else:
+            reply = self.server.cni.handle(b"".join(chunks))
+        try:
+            conn.sendall(p.dumps(reply).encode())
+        except OSError as e:
+            # The plugin gave up (timeout, killed): for ADD the runtime will DEL.
+            log.warning("answering a CNI request failed: %s", e)
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 1024  # a burst of pods on a fresh node
+    cni: CniServer
+
+
+class CniServer:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        ipam: Ipam,
+        podnet: PodNetwork,
+        checkpoint: Checkpoint,
+        is_ready: Callable[[], bool] = lambda: True,
+        on_change: Callable[[], None] | None = None,
+        pending_dir: str | None = None,
+        observe: Callable[[RequestTiming], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ipam = ipam
+        self.podnet = podnet
+        self.checkpoint = checkpoint
+        self.is_ready = is_ready
+        self.on_change = on_change
+        self.observe = observe
+        self._phase = threading.local()  # per-request phase durations
+        self.socket_path = Path(settings.socket_path)
+        self.pending_dir = Path(pending_dir or self.socket_path.parent / "pending-del")
+        self._gate = _Gate()
+        self._keys = _KeyLocks()
+        self._server: _UnixServer | None = None
+        self._stop = threading.Event()
+        self._bound = threading.Event()
+        self._state_lock = threading.Lock()
+        self._serving = False
+        self.requests = 0  # served, for the agent's report and the benchmark
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Create the listening socket (mode 0600); fails if another agent serves it."""
+        if self._server is not None:
+            return
+        path = self.socket_path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.exists() and _answers(path):
+            raise VpcnetError(f"another agent is serving {path}")
+        # Bind under a temporary name, restrict it, then rename it into place: the
+        # final path never exists with a wider mode, and a stale file is replaced.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        server = _UnixServer(str(tmp), _Handler, bind_and_activate=False)
+        try:
+            server.server_bind()
+            os.chmod(tmp, 0o600)
+            server.server_activate()
+            os.replace(tmp, path)
+        except OSError:
+            server.server_close()
+            tmp.unlink(missing_ok=True)
+            raise
+        server.cni = self
+        self._server = server
+        self._bound.set()
+
+    def serve_forever(self) -> None:
+        """Bind (if needed), replay spooled DELs, then serve until ``shutdown``."""
+        self.bind()
+        assert self._server is not None
+        try:
+            self.podnet.ensure_forwarding()
+        except PodNetworkError as e:
+            log.error("cannot enable forwarding in the node namespace: %s", e)
+        self.drain_pending()
+        sweeper = threading.Thread(target=self._pending_loop, name="cni-pending", daemon=True)
+        sweeper.start()
+        with self._state_lock:
+            if self._stop.is_set():
+                return
+            self._serving = True
+        self._server.serve_forever(poll_interval=0.2)
+
+    def wait_bound(self, timeout: float | None = None) -> bool:
+        return self._bound.wait(timeout)
+
+    def shutdown(self) -> None:
+        with self._state_lock:
+            self._stop.set()
+            serving = self._serving
+        server = self._server
+        if server is None:
+            return
+        if serving:  # socketserver's shutdown() waits for a loop that must have started
+            server.shutdown()
+        server.server_close()
+        try:
+            self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        self._server = None
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, raw: bytes) -> dict[str, Any]:
+        """One wire request -> one reply; never raises."""
+        started = time.perf_counter()
+        self._phase.checkpoint = self._phase.netlink = 0.0
+        req: Request | None = None
+        try:
+            req = parse_request(raw)
+            reply = self._dispatch(req)
+        except CniError as e:
+            reply = e.to_reply()
+        except PoolExhausted as e:
+            reply = p.error_reply(p.ERR_TRY_AGAIN, "no free IP on this node", str(e))
+        except PodNetworkError as e:
+            code = p.ERR_UNKNOWN_CONTAINER if _netns_gone(e, req) else p.ERR_POD_NETWORK
+            reply = p.error_reply(code, "pod network setup failed", str(e))
+        except VpcnetError as e:
+            reply = p.error_reply(p.ERR_INTERNAL, type(e).__name__, str(e))
+        except Exception as e:
+            log.exception("CNI request failed unexpectedly")
+            reply = p.error_reply(p.ERR_INTERNAL, "internal error in the vpcnet agent", f"{type(e).__name__}: {e}")
+        self.requests += 1
+        elapsed = time.perf_counter() - started
+        ms = elapsed * 1000
+        if self.observe is not None and req is not None:
+            self.observe(
+                RequestTiming(req.command, bool(reply.get("ok")), elapsed, self._phase.checkpoint, self._phase.netlink)
+            )
+        if req is not None:
+            log.info(
+                "cni %s %s -> %s (%.1f ms)",
+                req.command,
+                req.key or "",
+                "ok" if reply.get("ok") else f"error {reply.get('code')}: {reply.get('details') or reply.get('msg')}",
+                ms,
+            )
+        return reply
+
+    def _dispatch(self, req: Request) -> dict[str, Any]:
+        if req.command == "STATUS":
+            return self._status()
+        if req.command == "GC":
+            with self._gate.exclusive():
+                return self._gc(req.valid)
+        assert req.key is not None
+        with self._gate.shared(), self._keys.hold(req.key):
+            if req.command == "ADD":
+                return self._add(req)
+            if req.command == "DEL":
+                self._delete(req.key)
+                self._unspool(req.key)
+                return {"ok": True}
+            return self._check(req)
+
+    def _status(self) -> dict[str, Any]:
+        if not self.is_ready():
+            raise CniError(p.ERR_NOT_AVAILABLE, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
+        if self.ipam.stats().free == 0:
+            raise CniError(p.ERR_NOT_AVAILABLE, "no free IP on this node")
+        return {"ok": True}
+
+    def _add(self, req: Request) -> dict[str, Any]:
+        assert req.key is not None
+        if not self.is_ready():
+            raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
+        self._replay_pending(req.key)  # a DEL spooled for this key must go first
+        if not os.path.exists(req.netns):
+            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        fresh = self.ipam.get(req.key) is None
+        alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name)
+        try:
+            with self._timed("checkpoint"):
+                self.checkpoint.sync(self.ipam)  # durable before any side effect
+            mtu = req.mtu or self.settings.mtu
+            with self._timed("netlink"):
+                link = self.podnet.setup(PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), mtu))
+        except BaseException:
+            if fresh:
+                self.ipam.release(req.key)
+                self._persist_quietly()
+            raise
+        self._changed()
+        return {
+            "ok": True,
+            "ip": str(alloc.ip),
+            "hostIf": link.host_ifname,
+            "hostMac": link.host_mac,
+            "podMac": link.pod_mac,
+            "mtu": link.mtu,
+            "gateway": p.POD_GATEWAY,
+            "eni": alloc.eni.eni_id,
+        }
+
+    def _delete(self, key: AttachmentKey) -> None:
+        alloc = self.ipam.get(key)
+        with self._timed("netlink"):
+            self.podnet.teardown(key, alloc.ip if alloc else None, eni_table(alloc.eni) if alloc else None)
+        if alloc is not None:
+            self.ipam.release(key)
+            with self._timed("checkpoint"):
+                self.checkpoint.sync(self.ipam)
+            self._changed()
+
+    def _check(self, req: Request) -> dict[str, Any]:
+        assert req.key is not None
+        alloc = self.ipam.get(req.key)
+        if alloc is None:
+            raise CniError(p.ERR_CHECK_FAILED, "no IP is assigned to this attachment", str(req.key))
+        if alloc.ip != req.expect_ip:
+            raise CniError(p.ERR_CHECK_FAILED, "IP differs from prevResult", f"assigned {alloc.ip}, prevResult {req.expect_ip}")
+        if not os.path.exists(req.netns):
+            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        try:
+            self.podnet.check(PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu))
+        except PodNetworkError as e:
+            raise CniError(p.ERR_CHECK_FAILED, "pod network differs from ADD", str(e)) from e
+        return {"ok": True}
+
+    def _gc(self, valid: frozenset[AttachmentKey]) -> dict[str, Any]:
+        self._drain(gated=False)
+        failures = []
+        released = 0
+        for alloc in self.ipam.allocations():
+            if alloc.key in valid:
+                continue
+            try:
+                self._delete(alloc.key)
+                released += 1
+            except VpcnetError as e:  # keep going: remove as much as possible
+                failures.append(f"{alloc.key}: {e}")
+        if failures:
+            raise CniError(p.ERR_POD_NETWORK, f"GC could not remove {len(failures)} attachments", "; ".join(failures)[:2000])
+        return {"ok": True, "released": released}
+
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - start
+            setattr(self._phase, phase, getattr(self._phase, phase, 0.0) + spent)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("on_change callback failed")
+
+    def _persist_quietly(self) -> None:
+        try:
+            self.checkpoint.sync(self.ipam)
+        except VpcnetError as e:
+            log.error("checkpoint write failed: %s", e)
+
+    # -- spooled DELs ---------------------------------------------------------------------------
+
+    def drain_pending(self) -> int:
+        """Replay every DEL the plugin spooled while the agent was unreachable."""
+        return self._drain(gated=True)
+
+    def _drain(self, gated: bool) -> int:
+        try:
+            names = [n for n in os.listdir(self.pending_dir) if n.endswith(".json")]
+        except FileNotFoundError:
+            return 0
+        done = 0
+        for name in names:
+            key = self._read_pending(self.pending_dir / name)
+            if key is None:
+                continue
+            if gated:
+                with self._gate.shared(), self._keys.hold(key):
+                    done += self._replay_pending(key)
+            else:  # the caller holds the gate exclusively
+                done += self._replay_pending(key)
+        return done
+
+    def _read_pending(self, path: Path) -> AttachmentKey | None:
+        try:
+            doc = p.loads(path.read_text())
+            key = AttachmentKey(doc["containerId"], doc["ifname"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.error("dropping unreadable spooled DEL %s: %s", path, e)
+            path.unlink(missing_ok=True)
+            return None
+        if path.name != p.pending_name(*key):
+            log.error("dropping spooled DEL %s: name does not match its key %s", path, key)
+            path.unlink(missing_ok=True)
+            return None
+        return key
+
+    def _replay_pending(self, key: AttachmentKey) -> int:
+        """Run the spooled DEL of ``key`` if there is one (caller holds the key lock)."""
+        path = self.pending_dir / p.pending_name(*key)
+        if not path.exists():
+            return 0
+        self._delete(key)
+        path.unlink(missing_ok=True)
+        log.info("replayed the DEL of %s spooled while the agent was down", key)
+        return 1
+
+    def _unspool(self, key: AttachmentKey) -> None:
+        (self.pending_dir / p.pending_name(*key)).unlink(missing_ok=True)
+
+    def _pending_loop(self) -> None:
+        while not self._stop.wait(PENDING_SCAN_SECONDS):
+            try:
+                self.drain_pending()
+            except VpcnetError as e:
+                log.warning("replaying spooled DELs failed (retrying): %s", e)
+
+
+def _answers(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _netns_gone(e: PodNetworkError, req: Request | None) -> bool:
+    return e.errno == errno.ENOENT and req is not None and bool(req.netns) and not os.path.exists(req.netns)

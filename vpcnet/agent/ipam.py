@@ -1,0 +1,418 @@
+"""The node's IP pool, built from its ENIs (pure: no I/O).
+
+Pool IPs are the ENIs' secondary IPs and every address of their delegated /28
+prefixes. Each pool IP is in exactly one state: free, assigned to one attachment,
+or cooling down after a release (not reusable before ``cooldown_seconds``, so that
+peers' ARP and conntrack entries for the old pod expire first).
+
+The key is the CNI attachment key (container id, ifname): allocating again for the
+same key returns the same IP. IPs the control plane asks back (``release-req``) are
+confirmed only when unused and then leave the pool until they leave the ENIs too.
+IPs that vanish from the ENIs while assigned stay assigned (the pod still uses them)
+and are reported in the ``EniDiff``, never silently dropped.
+
+Thread-safe: one re-entrant lock guards the state; listeners run under it, in
+order, and must be quick (enqueue, never block).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import ipaddress
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+from vpcnet.domain import Assignment, EniRecord, IPv4
+from vpcnet.errors import CheckpointError, ConfigError, PoolExhausted
+
+CHECKPOINT_VERSION = 1
+
+
+class AttachmentKey(NamedTuple):
+    """The CNI attachment key; the network name is fixed (one vpcnet network per node)."""
+
+    container_id: str
+    ifname: str
+
+    def __str__(self) -> str:
+        return f"{self.container_id}/{self.ifname}"
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    key: AttachmentKey
+    ip: IPv4
+    eni: EniRecord
+    pod_namespace: str = ""
+    pod_name: str = ""
+    since: float = 0.0
+
+    def to_assignment(self) -> Assignment:
+        return Assignment(
+            ip=self.ip,
+            container_id=self.key.container_id,
+            ifname=self.key.ifname,
+            pod_namespace=self.pod_namespace,
+            pod_name=self.pod_name,
+            since=self.since,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    total: int  # IPs in the pool: on the ENIs, minus those confirmed for release
+    free: int  # allocatable now
+    assigned: int  # held by an attachment (pool IPs only)
+    cooldown: int  # released, waiting out the cooldown
+    vanished: int = 0  # still assigned, but no longer on any ENI (reported)
+    released: int = 0  # confirmed for release to EC2, out of the pool
+
+
+@dataclass(frozen=True, slots=True)
+class EniDiff:
+    added_enis: tuple[str, ...] = ()
+    removed_enis: tuple[str, ...] = ()
+    added_ips: frozenset[IPv4] = frozenset()
+    removed_ips: frozenset[IPv4] = frozenset()
+    vanished: tuple[Allocation, ...] = ()  # assigned IPs that left every ENI
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.added_enis or self.removed_enis or self.added_ips or self.removed_ips
+        )
+
+
+class ChangeKind(enum.StrEnum):
+    ASSIGN = "assign"  # ip now held by key
+    RELEASE = "release"  # ip freed by key, cooling down until ``until``
+    DROP = "drop"  # ip freed by key but not returned to the pool (vanished/released)
+    CONFIRM = "confirm"  # ip confirmed for release to EC2 (release-ok)
+    VANISH = "vanish"  # assigned ip no longer on any ENI
+
+
+@dataclass(frozen=True, slots=True)
+class IpamChange:
+    kind: ChangeKind
+    ip: IPv4
+    allocation: Allocation | None = None
+    freed_at: float | None = None
+
+
+Listener = Callable[[IpamChange], None]
+
+
+@dataclass(slots=True)
+class _Slot:
+    eni: EniRecord
+    order: tuple[int, int]  # allocation preference: low device index, then low address
+
+
+@dataclass(slots=True)
+class _State:
+    slots: dict[IPv4, _Slot] = field(default_factory=dict)  # every IP on the ENIs
+    free: set[IPv4] = field(default_factory=set)
+    heap: list[tuple[tuple[int, int], IPv4]] = field(default_factory=list)  # lazy
+    cooldown: dict[IPv4, float] = field(default_factory=dict)  # ip -> freed at (FIFO)
+    by_key: dict[AttachmentKey, Allocation] = field(default_factory=dict)
+    by_ip: dict[IPv4, AttachmentKey] = field(default_factory=dict)
+    released: set[IPv4] = field(default_factory=set)  # confirmed, out of the pool
+    enis: dict[str, EniRecord] = field(default_factory=dict)
+
+
+class Ipam:
+    def __init__(
+        self, cooldown_seconds: float = 30.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        if cooldown_seconds < 0:
+            raise ConfigError("cooldown_seconds must not be negative")
+        self.cooldown_seconds = cooldown_seconds
+        self._clock = clock
+        self._s = _State()
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._generation = 0  # bumped on every change; the checkpoint writer follows it
+
+    # -- observers -----------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def _emit(self, change: IpamChange) -> None:
+        self._generation += 1
+        for cb in self._listeners:
+            cb(change)
+
+    # -- pool source -----------------------------------------------------------------
+
+    def set_enis(self, enis: Sequence[EniRecord]) -> EniDiff:
+        """Make the pool follow the node's ENIs; returns what changed."""
+        with self._lock:
+            s = self._s
+            new_slots: dict[IPv4, _Slot] = {}
+            for eni in sorted(enis, key=lambda e: (e.device_index, e.eni_id)):
+                for ip in eni.pod_ips():
+                    if ip in new_slots:
+                        raise ConfigError(f"{ip} is on both {new_slots[ip].eni.eni_id} and {eni.eni_id}")
+                    new_slots[ip] = _Slot(eni, (eni.device_index, int(ip)))
+            old_ips, new_ips = set(s.slots), set(new_slots)
+            added, removed = new_ips - old_ips, old_ips - new_ips
+            vanished: list[Allocation] = []
+            for ip in removed:
+                s.free.discard(ip)
+                s.cooldown.pop(ip, None)
+                s.released.discard(ip)  # gone from EC2 as asked: forget it
+                key = s.by_ip.get(ip)
+                if key is not None:
+                    vanished.append(s.by_key[key])
+            # Confirmed-released IPs not on any ENI are forgotten too.
+            s.released &= new_ips
+            for ip, slot in new_slots.items():
+                key = s.by_ip.get(ip)
+                if key is not None and s.by_key[key].eni != slot.eni:
+                    s.by_key[key] = replace(s.by_key[key], eni=slot.eni)
+            s.slots = new_slots
+            for ip in added:
+                if ip not in s.by_ip and ip not in s.released:
+                    s.free.add(ip)
+            self._rebuild_heap()
+            diff = EniDiff(
+                added_enis=tuple(sorted(set(e.eni_id for e in enis) - set(s.enis))),
+                removed_enis=tuple(sorted(set(s.enis) - set(e.eni_id for e in enis))),
+                added_ips=frozenset(added),
+                removed_ips=frozenset(removed),
+                vanished=tuple(sorted(vanished, key=lambda a: int(a.ip))),
+            )
+            s.enis = {e.eni_id: e for e in enis}
+            if diff.changed:
+                self._generation += 1
+            for alloc in diff.vanished:
+                self._emit(IpamChange(ChangeKind.VANISH, alloc.ip, alloc))
+            return diff
+
+    def enis(self) -> list[EniRecord]:
+        with self._lock:
+            return list(self._s.enis.values())
+
+    # -- attachments -------------------------------------------------------------------
+
+    def allocate(self, key: AttachmentKey, pod_namespace: str = "", pod_name: str = "") -> Allocation:
+        """The IP of ``key``: the one it holds already, else a free one (PoolExhausted)."""
+        with self._lock:
+            s = self._s
+            held = s.by_key.get(key)
+            if held is not None:
+                return held
+            self._expire_cooldown()
+            while s.heap:
+                _, ip = heapq.heappop(s.heap)
+                if ip in s.free:
+                    break
+            else:
+                raise PoolExhausted(
+                    f"no free IP on this node ({len(s.cooldown)} cooling down, "
+                    f"{len(s.by_ip)} assigned)"
+                )
+            s.free.discard(ip)
+            alloc = Allocation(key, ip, s.slots[ip].eni, pod_namespace, pod_name, self._clock())
+            s.by_key[key] = alloc
+            s.by_ip[ip] = key
+            self._emit(IpamChange(ChangeKind.ASSIGN, ip, alloc))
+            return alloc
+
+    def get(self, key: AttachmentKey) -> Allocation | None:
+        with self._lock:
+            return self._s.by_key.get(key)
+
+    def allocations(self) -> list[Allocation]:
+        with self._lock:
+            return list(self._s.by_key.values())
+
+    def release(self, key: AttachmentKey) -> IPv4 | None:
+        """Free the IP of ``key`` into the cooldown; None if it held none (idempotent)."""
+        with self._lock:
+            alloc = self._s.by_key.get(key)
+            if alloc is None:
+                return None
+            self._free(alloc)
+            return alloc.ip
+
+    def gc(self, valid: Iterable[AttachmentKey]) -> list[Allocation]:
+        """Release every attachment not in ``valid`` (CNI GC); returns what was released."""
+        keep = set(valid)
+        with self._lock:
+            stale = [a for k, a in self._s.by_key.items() if k not in keep]
+            for alloc in stale:
+                self._free(alloc)
+            return stale
+
+    def _free(self, alloc: Allocation) -> None:
+        s = self._s
+        del s.by_key[alloc.key]
+        del s.by_ip[alloc.ip]
+        if alloc.ip in s.slots and alloc.ip not in s.released:
+            now = self._clock()
+            s.cooldown[alloc.ip] = now
+            self._emit(IpamChange(ChangeKind.RELEASE, alloc.ip, alloc, freed_at=now))
+        else:
+            self._emit(IpamChange(ChangeKind.DROP, alloc.ip, alloc))
+
+    def _expire_cooldown(self) -> None:
+        s = self._s
+        deadline = self._clock() - self.cooldown_seconds
+        # dict order is release order; the clock may step back, so never trust it
+        # blindly: stop at the first entry still cooling down.
+        expired = []
+        for ip, freed_at in s.cooldown.items():
+            if freed_at > deadline:
+                break
+            expired.append(ip)
+        for ip in expired:
+            del s.cooldown[ip]
+            s.free.add(ip)
+            heapq.heappush(s.heap, (s.slots[ip].order, ip))
+
+    def _rebuild_heap(self) -> None:
+        s = self._s
+        s.heap = [(s.slots[ip].order, ip) for ip in s.free]
+        heapq.heapify(s.heap)
+
+    # -- control plane requests ----------------------------------------------------------
+
+    def confirm_release(self, ips: Iterable[IPv4]) -> set[IPv4]:
+        """Give up the requested IPs that are unused; returns those confirmed.
+
+        Assigned and cooling-down IPs are refused (a peer may still know them). An IP
+        the pool does not hold is unused, so it is confirmed as well.
+        """
+        confirmed: set[IPv4] = set()
+        with self._lock:
+            s = self._s
+            self._expire_cooldown()
+            for ip in ips:
+                if ip in s.by_ip or ip in s.cooldown:
+                    continue
+                confirmed.add(ip)
+                if ip in s.released:
+                    continue
+                s.free.discard(ip)  # the heap entry goes stale and is skipped
+                s.released.add(ip)
+                self._emit(IpamChange(ChangeKind.CONFIRM, ip))
+            return confirmed
+
+    def released(self) -> set[IPv4]:
+        with self._lock:
+            return set(self._s.released)
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            s = self._s
+            self._expire_cooldown()
+            vanished = sum(1 for ip in s.by_ip if ip not in s.slots)
+            assigned = len(s.by_ip) - vanished
+            return PoolStats(
+                total=len(s.free) + assigned + len(s.cooldown),
+                free=len(s.free),
+                assigned=assigned,
+                cooldown=len(s.cooldown),
+                vanished=vanished,
+                released=len(s.released),
+            )
+
+    def cooldown(self) -> dict[IPv4, float]:
+        """IP -> unix time it was freed, for the Redis mirror."""
+        with self._lock:
+            self._expire_cooldown()
+            return dict(self._s.cooldown)
+
+    # -- checkpoint -----------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[int, dict[str, Any]]:
+        """(generation, checkpoint) taken atomically, for the group-committing writer."""
+        with self._lock:
+            return self._generation, self.to_checkpoint()
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        with self._lock:
+            s = self._s
+            return {
+                "version": CHECKPOINT_VERSION,
+                "cooldown_seconds": self.cooldown_seconds,
+                "enis": [_eni_dict(e) for e in s.enis.values()],
+                "allocations": [
+                    {
+                        "container_id": a.key.container_id,
+                        "ifname": a.key.ifname,
+                        "ip": str(a.ip),
+                        "eni_id": a.eni.eni_id,
+                        "eni": _eni_dict(a.eni),
+                        "pod_namespace": a.pod_namespace,
+                        "pod_name": a.pod_name,
+                        "since": a.since,
+                    }
+                    for a in s.by_key.values()
+                ],
+                "cooldown": [[str(ip), t] for ip, t in s.cooldown.items()],
+                "released": sorted(str(ip) for ip in s.released),
+            }
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        data: Mapping[str, Any],
+        cooldown_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Ipam:
+        """Rebuild the pool as it was; CheckpointError on one that does not parse."""
+        try:
+            if data.get("version") != CHECKPOINT_VERSION:
+                raise CheckpointError(f"unsupported IPAM checkpoint version {data.get('version')!r}")
+            ipam = cls(
+                float(data["cooldown_seconds"]) if cooldown_seconds is None else cooldown_seconds,
+                clock,
+            )
+            s = ipam._s
+            ipam.set_enis([_eni_from(d) for d in data["enis"]])
+            s.released = {ipaddress.IPv4Address(i) for i in data["released"]} & set(s.slots)
+            s.free -= s.released
+            for d in data["allocations"]:
+                key = AttachmentKey(str(d["container_id"]), str(d["ifname"]))
+                ip = ipaddress.IPv4Address(d["ip"])
+                if key in s.by_key or ip in s.by_ip:
+                    raise CheckpointError(f"checkpoint assigns {ip} or {key} twice")
+                eni = s.slots[ip].eni if ip in s.slots else _eni_from(d["eni"])
+                s.by_key[key] = Allocation(
+                    key, ip, eni, str(d["pod_namespace"]), str(d["pod_name"]), float(d["since"])
+                )
+                s.by_ip[ip] = key
+                s.free.discard(ip)
+            for raw_ip, freed_at in data["cooldown"]:
+                ip = ipaddress.IPv4Address(raw_ip)
+                if ip in s.slots and ip not in s.by_ip and ip not in s.released:
+                    s.free.discard(ip)
+                    s.cooldown[ip] = float(freed_at)
+            ipam._rebuild_heap()
+            return ipam
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise CheckpointError(f"malformed IPAM checkpoint: {e!r}") from e
+
+
+def _eni_dict(eni: EniRecord) -> dict[str, Any]:
+    d: dict[str, Any] = json.loads(eni.to_json())
+    return d
+
+
+def _eni_from(d: Mapping[str, Any]) -> EniRecord:
+    return EniRecord.from_json(json.dumps(d))

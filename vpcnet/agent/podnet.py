@@ -1,0 +1,347 @@
+"""The agent's side of CNI ADD/DEL/CHECK: a pod's veth, addresses, routes and rules.
+
+Pod side (its netns): ``CNI_IFNAME`` with ``<ip>/32``, ``169.254.1.1 dev eth0 scope
+link``, ``default via 169.254.1.1`` and a permanent neighbour 169.254.1.1 -> host veth
+MAC, so the pod never ARPs for its gateway. Host side (the node's netns: the current
+one, or ``AgentSettings.host_netns`` in simulation): the veth named ``veth_prefix`` +
+hash of (container id, ifname), a ``/32`` route to the pod through it, the rule
+``to <ip> lookup main`` (priority 512) and, for an IP of a non-primary ENI,
+``from <ip> lookup <100 + device index>`` (priority 1536) so replies leave by the ENI
+that owns the address.
+
+ADD rolls back everything it made when any step fails. DEL is idempotent and succeeds
+when the namespace or the interfaces are gone already. Netlink goes through
+``vpcnet.agent.nlbatch`` (batched requests; see there for the measurements).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import ipaddress
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import netns as pr_netns
+
+from vpcnet.agent import nlbatch as nl
+from vpcnet.agent.ipam import AttachmentKey
+from vpcnet.cni.protocol import POD_GATEWAY
+from vpcnet.domain import EniRecord, IPv4
+from vpcnet.errors import PodNetworkError
+from vpcnet.settings import AgentSettings
+
+RULE_TO_POD_PRIORITY = 512
+RULE_FROM_POD_PRIORITY = 1536
+ENI_TABLE_BASE = 100
+IFNAMSIZ = 16  # including the terminating NUL
+
+
+def eni_table(eni: EniRecord) -> int | None:
+    """The route table of ``from <pod ip>`` for an IP of ``eni``; None on the primary ENI."""
+    if eni.is_primary or eni.device_index == 0:
+        return None
+    return ENI_TABLE_BASE + eni.device_index
+
+
+def host_ifname(prefix: str, key: AttachmentKey) -> str:
+    digest = hashlib.sha1(f"{key.container_id}/{key.ifname}".encode(), usedforsecurity=False)
+    return prefix + digest.hexdigest()[: IFNAMSIZ - 1 - len(prefix)]
+
+
+def veth_macs(key: AttachmentKey) -> tuple[str, str]:
+    """(host, pod) MACs: locally administered unicast, stable per attachment.
+
+    Chosen up front so the pod's neighbour entry and the result need no lookup.
+    """
+    d = hashlib.sha256(f"{key.container_id}/{key.ifname}".encode()).digest()
+    host = "02:" + ":".join(f"{b:02x}" for b in d[:5])
+    pod = "0a:" + ":".join(f"{b:02x}" for b in d[5:10])
+    return host, pod
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    key: AttachmentKey
+    netns: str  # path of the pod's network namespace (CNI_NETNS)
+    ip: IPv4
+    table: int | None  # eni_table() of the IP's ENI
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodLink:
+    host_ifname: str
+    host_mac: str
+    pod_mac: str
+    mtu: int
+
+
+class PodNetwork:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.veth_prefix = settings.veth_prefix
+        self.mtu = settings.mtu
+        # Hold the node namespace open: a wrong name fails here, and it cannot
+        # vanish under us while the agent runs.
+        self._host_fd = nl.open_netns(nl.netns_path(settings.host_netns)) if settings.host_netns else None
+        self._idle: list[nl.Rtnl] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in self._idle:
+                sock.close()
+            self._idle.clear()
+        if self._host_fd is not None:
+            os.close(self._host_fd)
+            self._host_fd = None
+
+    @contextmanager
+    def _host(self) -> Iterator[nl.Rtnl]:
+        """A host-namespace netlink socket from a small pool (one per concurrent user)."""
+        with self._lock:
+            sock = self._idle.pop() if self._idle else None
+        if sock is None:
+            sock = nl.Rtnl(self._host_fd)
+        try:
+            yield sock
+        except BaseException:
+            sock.close()  # unread replies could confuse the next user
+            raise
+        with self._lock:
+            self._idle.append(sock)
+
+    def host_ifname(self, key: AttachmentKey) -> str:
+        return host_ifname(self.veth_prefix, key)
+
+    def ensure_forwarding(self) -> None:
+        """net.ipv4.ip_forward=1 in the node namespace: pods' traffic is routed through it."""
+        _write_sysctl(self._host_fd, "net/ipv4/ip_forward", "1")
+
+    # -- ADD -----------------------------------------------------------------------------
+
+    def setup(self, spec: PodSpec) -> PodLink:
+        hname = self.host_ifname(spec.key)
+        hmac, pmac = veth_macs(spec.key)
+        ip = str(spec.ip)
+        pod_fd = nl.open_netns(spec.netns)
+        try:
+            with self._host() as host:
+                made: list[nl.Request] = []  # undo list, besides the veth itself
+                try:
+                    self._create_veth(host, hname, hmac, spec, pmac, pod_fd)
+                    with nl.Rtnl(pod_fd) as pod:
+                        pidx = pod.link_index(spec.key.ifname)
+                        if pidx is None:
+                            raise PodNetworkError(f"{spec.key.ifname} vanished from {spec.netns}", errno=errno.ENODEV)
+                        pod.check(
+                            [
+                                nl.address(pidx, ip),
+                                nl.link_up(pidx),
+                                nl.route(POD_GATEWAY, 32, pidx),
+                                nl.route("0.0.0.0", 0, pidx, gateway=POD_GATEWAY),
+                                nl.permanent_neighbour(pidx, POD_GATEWAY, hmac),
+                            ],
+                            f"configuring {spec.key.ifname} in {spec.netns}",
+                        )
+                    hidx = host.link_index(hname)
+                    if hidx is None:
+                        raise PodNetworkError(f"host veth {hname} vanished", errno=errno.ENODEV)
+                    self._host_routing(host, hidx, spec, made)
+                except BaseException:
+                    self._rollback(host, hname, made)
+                    raise
+        finally:
+            os.close(pod_fd)
+        return PodLink(hname, hmac, pmac, spec.mtu)
+
+    def _create_veth(
+        self, host: nl.Rtnl, hname: str, hmac: str, spec: PodSpec, pmac: str, pod_fd: int
+    ) -> None:
+        veth = nl.veth_pair(hname, hmac, spec.key.ifname, pmac, pod_fd, spec.mtu)
+        code = host.request([veth])[0]
+        if code == errno.EEXIST and host.link_index(hname) is not None:
+            # Our own leftover for this attachment (an ADD cut short): replace it.
+            host.check([nl.link_delete(hname)], f"removing stale {hname}", ok=(errno.ENODEV,))
+            code = host.request([nl.veth_pair(hname, hmac, spec.key.ifname, pmac, pod_fd, spec.mtu)])[0]
+        if code == errno.EEXIST:
+            raise PodNetworkError(f"{spec.key.ifname} already exists in {spec.netns}", errno=code)
+        if code:
+            raise PodNetworkError(f"creating veth {hname}: {os.strerror(code)}", errno=code)
+
+    def _host_routing(self, host: nl.Rtnl, hidx: int, spec: PodSpec, made: list[nl.Request]) -> None:
+        ip = str(spec.ip)
+        batch = [
+            nl.route(ip, 32, hidx),
+            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
+        ]
+        undo = [None, nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
+        if spec.table is not None:
+            batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
+            undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
+        codes = host.request(batch)
+        # Undo only what this call added: an identical rule that already existed
+        # (EEXIST) may belong to a cut-short earlier attempt, never to another pod,
+        # because the route below refuses an IP that is routed elsewhere.
+        made.extend(u for u, c in zip(undo, codes, strict=True) if u is not None and c == 0)
+        if codes[0]:
+            raise PodNetworkError(f"route {ip}/32 dev {self.host_ifname(spec.key)}: {os.strerror(codes[0])}", errno=codes[0])
+        for code in codes[1:]:
+            if code and code != errno.EEXIST:
+                raise PodNetworkError(f"ip rule for {ip}: {os.strerror(code)}", errno=code)
+
+    def _rollback(self, host: nl.Rtnl, hname: str, made: list[nl.Request]) -> None:
+        # Deleting the host veth takes its peer in the pod and the /32 route with it.
+        host.request([nl.link_delete(hname), *made])
+
+    # -- DEL -----------------------------------------------------------------------------
+
+    def teardown(self, key: AttachmentKey, ip: IPv4 | None, table: int | None = None) -> None:
+        """Remove what ``setup`` made; anything already gone is fine (idempotent).
+
+        ``ip`` is None when the IPAM has no allocation for ``key`` any more (a repeated
+        DEL): then only the veth is removed, never rules an IP's next owner may hold.
+        """
+        hname = self.host_ifname(key)
+        batch = [nl.link_delete(hname)]
+        if ip is not None:
+            batch.append(nl.rule(RULE_TO_POD_PRIORITY, dst=str(ip), table=nl.RT_TABLE_MAIN, delete=True))
+            batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=str(ip), table=table or 0, delete=True))
+        with self._host() as host:
+            host.check(batch, f"removing the pod network of {key}", ok=(errno.ENODEV, errno.ENOENT))
+
+    # -- CHECK ---------------------------------------------------------------------------
+
+    def check(self, spec: PodSpec) -> None:
+        """PodNetworkError naming the first thing that differs from what ADD made."""
+        hname = self.host_ifname(spec.key)
+        hmac, _ = veth_macs(spec.key)
+        ip = str(spec.ip)
+        pod_fd = nl.open_netns(spec.netns)
+        try:
+            with nl.Rtnl(pod_fd) as pod:
+                links = {_attr(m, "IFLA_IFNAME"): m for m in pod.dump(*nl.dump_request("link"))}
+                itf = links.get(spec.key.ifname)
+                _expect(itf is not None, f"{spec.key.ifname} missing in {spec.netns}")
+                assert itf is not None
+                pidx = itf["index"]
+                _expect(bool(itf["flags"] & nl.IFF_UP), f"{spec.key.ifname} is down")
+                _expect(_attr(itf, "IFLA_MTU") == spec.mtu, f"{spec.key.ifname} mtu {_attr(itf, 'IFLA_MTU')} != {spec.mtu}")
+                addrs = pod.dump(*nl.dump_request("addr"))
+                _expect(
+                    any(a["index"] == pidx and a["prefixlen"] == 32 and _attr(a, "IFA_LOCAL") == ip for a in addrs),
+                    f"{ip}/32 missing on {spec.key.ifname}",
+                )
+                routes = _main_routes(pod.dump(*nl.dump_request("route")))
+                _expect(
+                    any(_attr(r, "RTA_DST") == POD_GATEWAY and r["dst_len"] == 32 and _attr(r, "RTA_OIF") == pidx for r in routes),
+                    f"route {POD_GATEWAY} dev {spec.key.ifname} missing",
+                )
+                _expect(
+                    any(r["dst_len"] == 0 and _attr(r, "RTA_GATEWAY") == POD_GATEWAY for r in routes),
+                    f"default route via {POD_GATEWAY} missing",
+                )
+                neigh = pod.dump(*nl.dump_request("neigh"))
+                _expect(
+                    any(
+                        n["ifindex"] == pidx
+                        and _attr(n, "NDA_DST") == POD_GATEWAY
+                        and str(_attr(n, "NDA_LLADDR")).lower() == hmac
+                        and n["state"] & nl.NUD_PERMANENT
+                        for n in neigh
+                    ),
+                    f"permanent neighbour {POD_GATEWAY} -> {hmac} missing",
+                )
+        finally:
+            os.close(pod_fd)
+        with self._host() as host:
+            hidx = host.link_index(hname)
+            _expect(hidx is not None, f"host veth {hname} missing")
+            routes = _main_routes(host.dump(*nl.dump_request("route")))
+            _expect(
+                any(_attr(r, "RTA_DST") == ip and r["dst_len"] == 32 and _attr(r, "RTA_OIF") == hidx for r in routes),
+                f"host route {ip}/32 dev {hname} missing",
+            )
+            rules = host.dump(*nl.dump_request("rule"))
+            _expect(
+                any(_rule_is(r, RULE_TO_POD_PRIORITY, "FRA_DST", ip, nl.RT_TABLE_MAIN) for r in rules),
+                f"rule to {ip} lookup main missing",
+            )
+            if spec.table is not None:
+                _expect(
+                    any(_rule_is(r, RULE_FROM_POD_PRIORITY, "FRA_SRC", ip, spec.table) for r in rules),
+                    f"rule from {ip} lookup {spec.table} missing",
+                )
+
+    # -- convergence -----------------------------------------------------------------------
+
+    def remove_stale_rules(self, keep: Mapping[IPv4, int | None]) -> int:
+        """Delete pod rules (priorities 512/1536) of IPs not in ``keep`` (ip -> table).
+
+        For leftovers of a DEL that never reached the agent with its IP known, or of an
+        IP that moved to another ENI. Returns how many rules were removed.
+        """
+        stale: list[nl.Request] = []
+        with self._host() as host:
+            for r in host.dump(*nl.dump_request("rule")):
+                prio = _attr(r, "FRA_PRIORITY")
+                table = _attr(r, "FRA_TABLE") or r["table"]
+                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32:
+                    ip = ipaddress.IPv4Address(_attr(r, "FRA_DST"))
+                    if ip not in keep:
+                        stale.append(nl.rule(prio, dst=str(ip), table=table, delete=True))
+                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32:
+                    ip = ipaddress.IPv4Address(_attr(r, "FRA_SRC"))
+                    if ip not in keep or keep[ip] != table:
+                        stale.append(nl.rule(prio, src=str(ip), table=table, delete=True))
+            host.check(stale, "removing stale pod rules", ok=(errno.ENOENT,))
+        return len(stale)
+
+
+def _attr(msg: Any, name: str) -> Any:
+    return msg.get_attr(name)
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise PodNetworkError(what, errno=errno.ENOENT)
+
+
+def _main_routes(routes: list[Any]) -> list[Any]:
+    return [r for r in routes if (_attr(r, "RTA_TABLE") or r["table"]) == nl.RT_TABLE_MAIN]
+
+
+def _rule_is(r: Any, priority: int, attr: str, ip: str, table: int) -> bool:
+    return bool(
+        _attr(r, "FRA_PRIORITY") == priority
+        and _attr(r, attr) == ip
+        and (_attr(r, "FRA_TABLE") or r["table"]) == table
+    )
+
+
+def _write_sysctl(ns_fd: int | None, name: str, value: str) -> None:
+    """Write /proc/sys/<name> in the namespace ``ns_fd`` (None: ours).
+
+    /proc/sys/net resolves against the opening thread's namespace, so a short-lived
+    thread enters the namespace to open it (setns is per thread).
+    """
+    failure: list[OSError] = []
+
+    def write() -> None:
+        try:
+            if ns_fd is not None:
+                pr_netns.setns(ns_fd)
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(value)
+        except OSError as e:
+            failure.append(e)
+
+    t = threading.Thread(target=write, name="netns-sysctl")
+    t.start()
+    t.join()
+    if failure:
+        raise PodNetworkError(f"sysctl {name}={value}: {failure[0]}", errno=failure[0].errno) from failure[0]
