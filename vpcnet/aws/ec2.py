@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import botocore.exceptions
 from botocore.config import Config
-from botocore.utils import xform_name
+from botocore import xform_name
 
 from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ratelimit import RateLimiter

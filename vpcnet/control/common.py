@@ -106,3 +106,14 @@ def surface_error(ctx: ControlContext, node: str, err: VpcnetError, reason: str)
         ctx.kube.emit_event(node, reason, message, EVENT_WARNING)
     except VpcnetError as e:
         log.error("cannot emit node event", node=node, error=str(e))
+
+
+def refresh_limits(ctx: ControlContext) -> list[str]:
+    """Re-read the limits of every cached type from EC2 (types nobody uses drop out by TTL)."""
+    types = ctx.state.cached_limit_types()
+    with attributed_to(None):
+        for t in types:
+            limits = ctx.ec2.describe_instance_type(t)
+            if limits is not None:
+                ctx.state.store_limits(limits)
+    return types

@@ -212,6 +212,27 @@ class ControlState:
         except redis.RedisError as e:
             raise StateError(f"delete node {node}: {e}") from e
 
+    def claim_followup(self, node: str, task: str, fresh_seconds: float) -> bool:
+        """Mark ``task`` as enqueued for ``node`` unless an enqueue is still fresh (scans
+        run more often than a long queue drains; this keeps them from piling duplicates)."""
+        k = self.node_keys(node).node
+        field = f"queued:{task}"
+        now = time.time()
+        try:
+            raw = self.redis.hget(k, field)
+            if raw is not None and now - float(raw) < fresh_seconds:
+                return False
+            self.redis.hset(k, field, f"{now:.3f}")
+        except redis.RedisError as e:
+            raise StateError(f"followup {node}: {e}") from e
+        return True
+
+    def clear_followup(self, node: str, task: str) -> None:
+        try:
+            self.redis.hdel(self.node_keys(node).node, f"queued:{task}")
+        except redis.RedisError:
+            pass  # it goes stale on its own
+
     # -- the agent's side ------------------------------------------------------------
 
     def read_usage(self, node: str, cooldown_seconds: float, now: float | None = None) -> PoolUsage:

@@ -1,0 +1,86 @@
+"""Celery beat for vpcnet: the periodic schedule, and a scheduler only one beat runs.
+
+``celery -A workers beat`` picks both up (``workers`` sets ``beat_scheduler`` and
+``beat_schedule``). Several beat replicas may run: each tick, a replica must hold the
+cluster's ``beat-lock`` in Redis (token + TTL, renewed every tick, released safely by
+token) to send anything; the others stand by and take over within the lock TTL.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from typing import Any
+
+import redis
+import structlog
+from celery.beat import Scheduler, event_t
+
+from vpcnet.settings import Settings
+from vpcnet.state.keys import ClusterKeys
+
+log = structlog.get_logger("vpcnet.beat")
+
+LOCK_TTL_SECONDS = 30.0
+STANDBY_POLL_SECONDS = 5.0
+REFRESH_LIMITS_SECONDS = 3600.0
+
+# Renew if ours, else take it if free. 1 = we hold it.
+_HOLD = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def beat_schedule(s: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "reconcile": {"task": "vpcnet.reconcile_all", "schedule": s.reconcile_interval_seconds},
+        "gc-enis": {"task": "vpcnet.gc_enis", "schedule": s.gc_interval_seconds},
+        "warm-pool": {"task": "vpcnet.warm_pool", "schedule": s.warm_pool_interval_seconds},
+        "refresh-limits": {"task": "vpcnet.refresh_limits", "schedule": REFRESH_LIMITS_SECONDS},
+    }
+
+
+class LockedScheduler(Scheduler):  # type: ignore[misc]
+    """The in-memory beat scheduler, active only while it holds the Redis beat lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        settings = Settings.from_env()
+        self._redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        self._key = ClusterKeys(settings.cluster_name).beat_lock
+        self._token = uuid.uuid4().hex
+        self._hold = self._redis.register_script(_HOLD)
+        self._release = self._redis.register_script(_RELEASE)
+        self.leader = False
+        super().__init__(*args, **kwargs)
+
+    def holds_lock(self) -> bool:
+        try:
+            held = bool(self._hold(keys=[self._key], args=[self._token, int(LOCK_TTL_SECONDS * 1000)]))
+        except redis.RedisError as e:
+            log.warning("beat lock unreachable; standing by", error=str(e))
+            held = False
+        if held != self.leader:
+            log.info("beat leadership changed", leader=held, token=self._token)
+            self.leader = held
+        return held
+
+    def tick(self, event_t: Any = event_t, min: Any = min, heappop: Any = heapq.heappop,
+             heappush: Any = heapq.heappush) -> float:
+        if not self.holds_lock():
+            return STANDBY_POLL_SECONDS
+        interval = float(super().tick(event_t, min, heappop, heappush))
+        return float(min(interval, LOCK_TTL_SECONDS / 3))
+
+    def close(self) -> None:
+        try:
+            self._release(keys=[self._key], args=[self._token])
+        except redis.RedisError:
+            pass  # the TTL frees it
+        super().close()

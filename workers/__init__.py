@@ -1,0 +1,77 @@
+"""The Celery app of vpcnet's control plane: ``celery -A workers worker`` (and ``beat``).
+
+Queues (a worker consumes both unless started with ``-Q``):
+
+- ``ec2``: every task that calls EC2 — ``vpcnet.provision_node``, ``vpcnet.release_node``,
+  ``vpcnet.gc_enis``, ``vpcnet.refresh_limits`` — and ``vpcnet.node_ready`` (the watcher
+  sends it here too). Its pace is set by the shared EC2 rate limiter, not by the worker.
+- ``vpcnet``: beat's scans, ``vpcnet.reconcile_all`` and ``vpcnet.warm_pool``, which read
+  Redis/Kubernetes (and batched describes) and enqueue per-node tasks.
+
+Every task is idempotent, so: ``acks_late`` + ``reject_on_worker_lost`` (a killed worker's
+task is redelivered), prefetch 1, and a time limit below the broker's visibility timeout.
+EC2 work is I/O-bound (EC2 latency and waiting for rate-limit tokens), so the default
+pool is threads: one process runs ``VPCNET_WORKER_CONCURRENCY`` tasks at once on a small
+machine. Settings come from ``VPCNET_*`` (``vpcnet.settings.Settings``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+from beat import beat_schedule
+from vpcnet.settings import Settings
+
+EC2_QUEUE = "ec2"
+SCAN_QUEUE = "vpcnet"
+
+settings = Settings.from_env()
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    vis = s.broker_visibility_timeout_seconds
+    return {
+        "broker_url": s.broker,
+        "result_backend": s.broker,
+        "result_expires": 3600,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": s.task_time_limit_seconds,
+        "task_soft_time_limit": max(1, s.task_time_limit_seconds - 10),
+        "worker_pool": "threads",
+        "worker_concurrency": s.worker_concurrency,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": vis,
+            # Look for a dead worker's unacked tasks often enough to matter.
+            "unacked_restore_interval": max(1, min(10, vis // 4)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "health_check_interval": 30,
+        },
+        "result_backend_transport_options": {"visibility_timeout": vis},
+        "task_queues": (Queue(EC2_QUEUE), Queue(SCAN_QUEUE)),  # type: ignore[no-untyped-call]
+        "task_default_queue": EC2_QUEUE,
+        "task_routes": {
+            "vpcnet.reconcile_all": {"queue": SCAN_QUEUE},
+            "vpcnet.warm_pool": {"queue": SCAN_QUEUE},
+        },
+        "beat_scheduler": "beat:LockedScheduler",
+        "beat_schedule": beat_schedule(s),
+        "beat_max_loop_interval": 5,
+    }
+
+
+app = Celery("vpcnet", include=["workers.tasks"])
+app.conf.update(celery_config(settings))
+
+__all__ = ["EC2_QUEUE", "SCAN_QUEUE", "app", "settings"]

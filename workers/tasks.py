@@ -1,0 +1,131 @@
+"""Thin Celery tasks: take ids, call ``vpcnet.control``, retry what is temporary.
+
+Retries: a ``TemporaryError`` (throttling that persisted, 5xx, a held node lock, Redis
+blips) is retried with exponential backoff and full jitter, never sooner than the delay
+the error asks for. A ``PermanentError`` was already surfaced by the control layer
+(Kubernetes Event, Redis error, phase ERROR) and ends the task without a retry loop.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import structlog
+from celery import Task
+
+from vpcnet.control import gc, provision, ready, reconcile, release, warmpool
+from vpcnet.control.common import refresh_limits as refresh_limits_of
+from vpcnet.control.context import ControlContext
+from vpcnet.control.followup import Followup
+from vpcnet.errors import PermanentError, TemporaryError
+from workers import app, settings
+
+log = structlog.get_logger("vpcnet.tasks")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+
+_ctx: ControlContext | None = None
+_ctx_lock = threading.Lock()
+
+
+def context() -> ControlContext:
+    """One context (Redis pool, boto3 client, Kubernetes client) per worker process."""
+    global _ctx
+    with _ctx_lock:
+        if _ctx is None:
+            _ctx = ControlContext.from_settings(settings)
+        return _ctx
+
+
+def backoff(retries: int, floor: float | None) -> float:
+    """Exponential backoff with full jitter, at least ``floor`` seconds."""
+    cap = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
+    return max(random.uniform(0, cap), floor or 0.0)
+
+
+def _run(task: Task, fn: Callable[[], T], node: str | None = None) -> T | dict[str, str]:
+    if node is not None:
+        context().state.clear_followup(node, task.name)
+    try:
+        return fn()
+    except TemporaryError as e:
+        countdown = backoff(task.request.retries, e.delay)
+        log.info("task retries", task=task.name, node=node, error=str(e), countdown=round(countdown, 2))
+        raise task.retry(exc=e, countdown=countdown) from e
+    except PermanentError as e:
+        return {"error": type(e).__name__, "message": str(e)}
+
+
+_OPTS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": 100,
+}
+
+
+def _task(name: str) -> Callable[[F], F]:
+    """``app.task`` with vpcnet's options (typed: Celery's decorator is not)."""
+    return cast(Callable[[F], F], app.task(name=name, **_OPTS))
+
+
+@_task("vpcnet.provision_node")
+def provision_node(self: Task, node_name: str, instance_id: str, az: str) -> Any:
+    return _run(self, lambda: provision.provision_node(context(), node_name, instance_id, az).as_dict(),
+                node_name)
+
+
+@_task("vpcnet.release_node")
+def release_node(self: Task, node_name: str, instance_id: str) -> Any:
+    def go() -> dict[str, Any]:
+        out = release.release_node(context(), node_name, instance_id)
+        return {"node": out.node, "deleted": list(out.deleted), "note": out.note}
+
+    return _run(self, go, node_name)
+
+
+@_task("vpcnet.node_ready")
+def node_ready(self: Task, node_name: str) -> Any:
+    return _run(self, lambda: ready.node_ready(context(), node_name), node_name)
+
+
+def _send(followups: list[Followup]) -> int:
+    ctx = context()
+    fresh = float(ctx.settings.broker_visibility_timeout_seconds)
+    sent = 0
+    for f in followups:
+        if ctx.state.claim_followup(f.args[0], f.task, fresh):
+            app.send_task(f.task, args=list(f.args))
+            log.info("follow-up enqueued", task=f.task, args=f.args, why=f.why)
+            sent += 1
+    return sent
+
+
+@_task("vpcnet.reconcile_all")
+def reconcile_all(self: Task) -> Any:
+    return _run(self, lambda: _send(reconcile.reconcile_scan(context())))
+
+
+@_task("vpcnet.warm_pool")
+def warm_pool(self: Task) -> Any:
+    return _run(self, lambda: _send(warmpool.warm_pool_scan(context())))
+
+
+@_task("vpcnet.gc_enis")
+def gc_enis(self: Task) -> Any:
+    def go() -> dict[str, Any]:
+        report = gc.gc_enis(context())
+        return {"available": report.available, "deleted": list(report.deleted)}
+
+    return _run(self, go)
+
+
+@_task("vpcnet.refresh_limits")
+def refresh_limits(self: Task) -> Any:
+    return _run(self, lambda: refresh_limits_of(context()))
