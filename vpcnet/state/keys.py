@@ -30,7 +30,9 @@ Added by the control plane (workers/beat):
 - cluster ``ec2-stats`` hash: ``calls:<Action>``, ``throttled:<Action>``, ``errors:<Action>``,
   ``latency_us:<Action>``, ``wait_us:<Action>`` summed over every worker process;
   ``subnet:<id>`` hash (cidr, az, vpc_id) cache of immutable subnet facts;
-  ``beat-lock`` str (token, TTL): the one active beat.
+  ``beat-lock`` str (token, TTL): the one active beat;
+  ``fill:<what>`` str (TTL): one worker process fills a cache entry (limits, subnet), the
+  others wait for it instead of all asking EC2 at once.
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
@@ -84,6 +86,9 @@ class ClusterKeys:
     @property
     def beat_lock(self) -> str:
         return f"{self._p}:beat-lock"
+
+    def fill(self, what: str) -> str:
+        return f"{self._p}:fill:{_check(what, 'cache entry')}"
 
     def subnet(self, subnet_id: str) -> str:
         return f"{self._p}:subnet:{_check(subnet_id, 'subnet id')}"
