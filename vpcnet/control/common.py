@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import structlog
 
@@ -18,6 +19,7 @@ from vpcnet.limits import resolve_limits
 from vpcnet.plan import Targets
 
 log = structlog.get_logger("vpcnet.control")
+T = TypeVar("T")
 
 EVENT_WARNING = "Warning"
 EVENT_NORMAL = "Normal"
@@ -66,28 +68,65 @@ def targets(ctx: ControlContext) -> Targets:
     return Targets(s.warm_ip_target, s.minimum_ip_target, s.warm_eni_target, s.warm_prefix_target)
 
 
+_FILL_WAIT_SECONDS = 5.0
+_local_fill_locks: dict[str, threading.Lock] = {}
+_local_fill_guard = threading.Lock()
+
+
+def _single_flight(ctx: ControlContext, what: str, cached: Callable[[], T | None],
+                   fill: Callable[[], T]) -> T:
+    """Fill a cluster-wide cache entry once, not once per concurrent task: threads of this
+    process queue on a local lock, other processes wait for the one that claimed it."""
+    hit = cached()
+    if hit is not None:
+        return hit
+    with _local_fill_guard:
+        lock = _local_fill_locks.setdefault(what, threading.Lock())
+    with lock:
+        hit = cached()
+        if hit is not None:
+            return hit
+        if not ctx.state.claim_fill(what, _FILL_WAIT_SECONDS):
+            deadline = time.monotonic() + _FILL_WAIT_SECONDS
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                hit = cached()
+                if hit is not None:
+                    return hit
+        # Cluster-wide cache fill: not counted against the node being provisioned.
+        with attributed_to(None):
+            return fill()
+
+
 def instance_limits(ctx: ControlContext, instance_type: str) -> InstanceLimits:
-    # Cluster-wide cache fill: not counted against the node being provisioned.
-    with attributed_to(None):
-        return resolve_limits(
+    return _single_flight(
+        ctx,
+        f"limits-{instance_type}",
+        lambda: ctx.state.cached_limits(instance_type),
+        lambda: resolve_limits(
             instance_type,
             cached=ctx.state.cached_limits,
             describe=ctx.ec2.describe_instance_type,
             store=ctx.state.store_limits,
-        )
+        ),
+    )
 
 
 def subnet_cidr(ctx: ControlContext, subnet_id: str) -> IPv4Net:
     """A subnet's CIDR never changes: one DescribeSubnets per subnet, ever (Redis cache)."""
-    hit = ctx.state.cached_subnet(subnet_id)
-    if hit is not None:
-        return hit[0]
-    with attributed_to(None):
+
+    def cached() -> IPv4Net | None:
+        hit = ctx.state.cached_subnet(subnet_id)
+        return hit[0] if hit else None
+
+    def fill() -> IPv4Net:
         found = ctx.ec2.describe_subnets([subnet_id])
-    if not found:
-        raise NotFoundError(f"subnet {subnet_id} not found")
-    ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone)
-    return found[0].cidr
+        if not found:
+            raise NotFoundError(f"subnet {subnet_id} not found")
+        ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone)
+        return found[0].cidr
+
+    return _single_flight(ctx, f"subnet-{subnet_id}", cached, fill)
 
 
 def surface_error(ctx: ControlContext, node: str, err: VpcnetError, reason: str) -> None:

@@ -286,6 +286,13 @@ class ControlState:
     def errors(self, limit: int = 100) -> list[dict[str, Any]]:
         return [json.loads(_s(x)) for x in self.redis.lrange(self.keys.errors, 0, limit - 1)]
 
+    def claim_fill(self, what: str, ttl_seconds: float) -> bool:
+        """True for the one caller that should fill cache entry ``what`` now."""
+        try:
+            return bool(self.redis.set(self.keys.fill(what), "1", nx=True, px=int(ttl_seconds * 1000)))
+        except redis.RedisError:
+            return True  # no coordination possible: fill it ourselves
+
     # -- caches ----------------------------------------------------------------------
 
     def cached_limits(self, instance_type: str) -> InstanceLimits | None:
