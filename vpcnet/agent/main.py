@@ -116,6 +116,8 @@ class Agent:
         self._server = CniServer(
             self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready
         )
+        # Bind here, not in the thread: a second agent on the node must fail loudly.
+        self._server.bind()
         self._server_thread = threading.Thread(
             target=self._server.serve_forever, name="cni-server", daemon=True
         )
