@@ -99,6 +99,7 @@ class WatcherStats:
     """Counters for logs and tests (the loop is the only writer)."""
 
     lists: int = 0
+    resyncs: int = 0  # full passes over every node done while leading
     events: int = 0
     last_resource_version: str = ""  # of the last watch event handled
     enqueued: Counter[str] = field(default_factory=Counter)
@@ -265,13 +266,12 @@ class Watcher:
         old = self._cache
         self._cache = {n.name: n for n in nodes}
         self._synced = True
-        self.stats.lists += 1
         NODES.set(len(self._cache))
-        if not self._acting():
-            return
-        for name in old.keys() - self._cache.keys():
-            self._on_deleted(old[name])  # deleted while our watch was down
-        self._resync()
+        if self._acting():
+            for name in old.keys() - self._cache.keys():
+                self._on_deleted(old[name])  # deleted while our watch was down
+            self._resync()
+        self.stats.lists += 1
 
     def _on_event(self, event: NodeWatchEvent) -> None:
         self.stats.events += 1
@@ -319,6 +319,7 @@ class Watcher:
         for name, node in self._cache.items():
             self._consider(node, views[name])
         self._release_orphans()
+        self.stats.resyncs += 1
 
     def _consider(self, node: NodeObj, view: ControlView | None) -> None:
         if view is None or not self._acting():
