@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("pyroute2", "asyncio", "redis"):  # their DEBUG drowns the agent's own
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = AgentSettings.from_env()
     except ConfigError as e:
