@@ -29,6 +29,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,11 @@ class CniServer:
         self._bound = threading.Event()
         self._state_lock = threading.Lock()
         self._serving = False
+        # One committer: the checkpoint's group commit makes a queue of syncs cheap.
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="cni-commit")
+        self._reaper = ThreadPoolExecutor(2, thread_name_prefix="cni-reap")
+        self._dying: dict[AttachmentKey, Future[None]] = {}
+        self._dying_lock = threading.Lock()
         self.requests = 0  # served, for the agent's report and the benchmark
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -301,6 +307,8 @@ class CniServer:
             return
         if serving:  # socketserver's shutdown() waits for a loop that must have started
             server.shutdown()
+        self._reaper.shutdown(wait=True)  # no veth left half-destroyed
+        self._committer.shutdown(wait=True)
         server.server_close()
         try:
             self.socket_path.unlink()
@@ -375,20 +383,29 @@ class CniServer:
         if not self.is_ready():
             raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
         self._replay_pending(req.key)  # a DEL spooled for this key must go first
+        self._await_dying(req.key)  # and the veth of its last DEL must be gone
         if not os.path.exists(req.netns):
             raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
         fresh = self.ipam.get(req.key) is None
         alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name)
+        spec = PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu)
+        # The checkpoint's fsync runs while the pod is programmed; the answer waits
+        # for both. Should the agent die in between, the runtime's DEL (which always
+        # follows a failed ADD) removes what was made, and remove_stale_rules the rest.
+        commit = self._committer.submit(self.checkpoint.sync, self.ipam)
+        programmed = False
         try:
-            with self._timed("checkpoint"):
-                self.checkpoint.sync(self.ipam)  # durable before any side effect
-            mtu = req.mtu or self.settings.mtu
             with self._timed("netlink"):
-                link = self.podnet.setup(PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), mtu))
+                link = self.podnet.setup(spec)
+            programmed = True
+            with self._timed("checkpoint"):
+                commit.result()
         except BaseException:
+            if programmed:  # the checkpoint failed: undo the pod too
+                self._quietly(lambda: self.podnet.teardown(spec.key, alloc.ip, spec.table))
             if fresh:
                 self.ipam.release(req.key)
-                self._persist_quietly()
+                self._quietly(lambda: self.checkpoint.sync(self.ipam))
             raise
         self._changed()
         return {
@@ -403,14 +420,46 @@ class CniServer:
         }
 
     def _delete(self, key: AttachmentKey) -> None:
+        """Cut the pod off and free its IP; the veth is destroyed in the background.
+
+        The answer does not wait for the veth's destruction (an RCU grace period in
+        the kernel): once its route and rules are gone and it is down, the pod is
+        unreachable, and its IP stays in the cooldown far longer than the destruction
+        takes. A later ADD or DEL of the same key waits for it (``_await_dying``), and
+        shutdown waits for all of them.
+        """
+        self._await_dying(key)
         alloc = self.ipam.get(key)
         with self._timed("netlink"):
-            self.podnet.teardown(key, alloc.ip if alloc else None, eni_table(alloc.eni) if alloc else None)
+            self.podnet.teardown(
+                key, alloc.ip if alloc else None, eni_table(alloc.eni) if alloc else None, keep_link=True
+            )
         if alloc is not None:
             self.ipam.release(key)
             with self._timed("checkpoint"):
                 self.checkpoint.sync(self.ipam)
             self._changed()
+        with self._dying_lock:
+            self._dying[key] = self._reaper.submit(self._reap, key)
+
+    def _reap(self, key: AttachmentKey) -> None:
+        try:
+            self.podnet.remove_link(key)
+        except VpcnetError as e:  # left for the next ADD of the key or the netns' deletion
+            log.error("destroying the veth of %s failed: %s", key, e)
+
+    def _await_dying(self, key: AttachmentKey) -> None:
+        with self._dying_lock:
+            dying = self._dying.pop(key, None)
+        if dying is not None:
+            dying.result()
+
+    def wait_idle(self) -> None:
+        """Block until every veth a DEL left to the background is destroyed."""
+        with self._dying_lock:
+            pending = list(self._dying.values())
+        for f in pending:
+            f.result()
 
     def _check(self, req: Request) -> dict[str, Any]:
         assert req.key is not None
@@ -459,11 +508,13 @@ class CniServer:
             except Exception:
                 log.exception("on_change callback failed")
 
-    def _persist_quietly(self) -> None:
+    @staticmethod
+    def _quietly(action: Callable[[], None]) -> None:
+        """Best effort on a path that is already failing: log, never mask the first error."""
         try:
-            self.checkpoint.sync(self.ipam)
+            action()
         except VpcnetError as e:
-            log.error("checkpoint write failed: %s", e)
+            log.error("cleanup after a failed ADD failed: %s", e)
 
     # -- spooled DELs ---------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ SOL_NETLINK = 270
 AF_INET = socket.AF_INET
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
 FR_ACT_TO_TBL = 1
 NUD_PERMANENT = 0x80
@@ -254,6 +254,14 @@ def link_up(index: int) -> Request:
     return msg, RTM_NEWLINK, REQ
 
 
+def link_down(ifname: str) -> Request:
+    msg = ifinfmsg()
+    msg["flags"] = 0
+    msg["change"] = IFF_UP
+    msg["attrs"] = [("IFLA_IFNAME", ifname)]
+    return msg, RTM_NEWLINK, REQ
+
+
 def link_delete(ifname: str) -> Request:
     msg = ifinfmsg()
     msg["attrs"] = [("IFLA_IFNAME", ifname)]
@@ -277,10 +285,16 @@ def route(
     msg["family"] = AF_INET
     msg["dst_len"] = dst_len
     msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries it
-    msg["proto"] = RTPROT_STATIC
-    msg["scope"] = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+    if delete:  # like iproute2: match the route whatever its scope and protocol
+        msg["proto"] = 0
+        msg["scope"] = RT_SCOPE_NOWHERE
+    else:
+        msg["proto"] = RTPROT_STATIC
+        msg["scope"] = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
     msg["type"] = RTN_UNICAST
-    attrs: list[tuple[str, Any]] = [("RTA_TABLE", table), ("RTA_OIF", oif)]
+    attrs: list[tuple[str, Any]] = [("RTA_TABLE", table)]
+    if oif:  # 0 on delete: whatever device the route uses
+        attrs.append(("RTA_OIF", oif))
     if dst_len:
         attrs.append(("RTA_DST", dst))
     if gateway:

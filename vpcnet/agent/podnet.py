@@ -200,19 +200,33 @@ class PodNetwork:
 
     # -- DEL -----------------------------------------------------------------------------
 
-    def teardown(self, key: AttachmentKey, ip: IPv4 | None, table: int | None = None) -> None:
+    def teardown(
+        self, key: AttachmentKey, ip: IPv4 | None, table: int | None = None, *, keep_link: bool = False
+    ) -> None:
         """Remove what ``setup`` made; anything already gone is fine (idempotent).
 
         ``ip`` is None when the IPAM has no allocation for ``key`` any more (a repeated
         DEL): then only the veth is removed, never rules an IP's next owner may hold.
+
+        ``keep_link``: cut the pod off (host veth down, its /32 route and rules gone)
+        but leave destroying the veth to ``remove_link``. Destroying a veth waits for
+        an RCU grace period in the kernel (~15 ms measured, far more than the rest of
+        DEL), which the caller can then spend off the request path.
         """
         hname = self.host_ifname(key)
-        batch = [nl.link_delete(hname)]
+        batch = [nl.link_down(hname) if keep_link else nl.link_delete(hname)]
         if ip is not None:
+            if keep_link:  # otherwise the route goes with the link
+                batch.append(nl.route(str(ip), 32, 0, delete=True))
             batch.append(nl.rule(RULE_TO_POD_PRIORITY, dst=str(ip), table=nl.RT_TABLE_MAIN, delete=True))
             batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=str(ip), table=table or 0, delete=True))
         with self._host() as host:
-            host.check(batch, f"removing the pod network of {key}", ok=(errno.ENODEV, errno.ENOENT))
+            host.check(batch, f"removing the pod network of {key}", ok=(errno.ENODEV, errno.ENOENT, errno.ESRCH))
+
+    def remove_link(self, key: AttachmentKey) -> None:
+        """Destroy the host veth of ``key`` (and with it the pod's end); idempotent."""
+        with self._host() as host:
+            host.check([nl.link_delete(self.host_ifname(key))], f"removing the veth of {key}", ok=(errno.ENODEV,))
 
     # -- CHECK ---------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ Start-up time is the product: nothing is imported that the command does not need
 
 from __future__ import annotations
 
-import os
+import posix  # not os: importing os costs ~1.2 ms of the plugin's start (stat, posixpath, ...)
 import sys
 import time
 
@@ -51,6 +51,18 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 LATEST = p.SUPPORTED_VERSIONS[-1]
+_ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+
+
+def _environ() -> dict[str, str]:
+    """The CNI variables of this process (decoded as os.environ does)."""
+    env = posix.environ
+    out = {}
+    for key in _ENV_KEYS:
+        raw = env.get(key.encode())
+        if raw is not None:
+            out[key] = raw.decode("utf-8", "surrogateescape")
+    return out
 
 
 def main(
@@ -59,7 +71,7 @@ def main(
     stdout: BinaryIO | None = None,
 ) -> int:
     """Run one CNI invocation; returns the exit status. Streams are injectable for tests."""
-    env = os.environ if environ is None else environ
+    env = _environ() if environ is None else environ
     out = sys.stdout.buffer if stdout is None else stdout
     started = time.monotonic()
     inv = _Invocation(env)
@@ -315,13 +327,13 @@ class _Invocation:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         who = f"{self.env.get('CNI_CONTAINERID', '-')[:64]}/{self.env.get('CNI_IFNAME', '-')[:16]}"
-        line = f"{stamp} pid={os.getpid()} {self.command[:16] or '-'} {who} rc={rc} ms={seconds * 1000:.1f} {self.note}"
+        line = f"{stamp} pid={posix.getpid()} {self.command[:16] or '-'} {who} rc={rc} ms={seconds * 1000:.1f} {self.note}"
         try:
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = posix.open(self.log_file, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, (line.replace("\n", " ")[:4000] + "\n").encode("utf-8", "replace"))
+                posix.write(fd, (line.replace("\n", " ")[:4000] + "\n").encode("utf-8", "replace"))
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError:
             pass
 
@@ -358,6 +370,8 @@ def _roundtrip(path: str, data: bytes, timeout: float) -> bytes:
 
 def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     """Write the DEL for the agent to pick up; CniError 11 when even that fails."""
+    import os  # rare path: the agent is down
+
     directory = conf.get("pendingDir") or os.path.join(os.path.dirname(conf["agentSocket"]), "pending-del")
     name = p.pending_name(req["containerId"], req["ifname"])
     target = os.path.join(directory, name)
