@@ -54,6 +54,7 @@ class KubeEmulator:
             return
         self.store.close()  # ends every watch stream
         server.shutdown()
+        server.wait_for_watches(timeout=5)
         server.close_connections()
         server.server_close()
         if self._thread is not None:

@@ -1,8 +1,9 @@
 """Facts derived from the published Kubernetes OpenAPI schema (dev/test time only).
 
-The emulator's tables (``zero.py``: required fields, ``schema.py``: patch strategies)
-are checked against the schema shipped by ``kubernetes-validate`` (a test dependency),
-and ``python -m vpcnet.sim.kube.openapi`` regenerates ``zero.py`` when Kubernetes moves.
+The emulator's table of required fields and patch strategies (``openapi_table.py``,
+used by ``zero.py`` and ``schema.py``) is generated from the schema shipped by
+``kubernetes-validate`` (a test dependency): ``python -m vpcnet.sim.kube.openapi``
+regenerates it, and a unit test fails when the committed table is stale.
 """
 
 from __future__ import annotations
@@ -76,10 +77,14 @@ def _zero(prop: dict[str, Any]) -> Any:
     return {"string": "", "integer": 0, "number": 0, "boolean": False}.get(_type(prop), {})
 
 
-def zero_table(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per definition: its required fields' zero values and the children to descend into.
+def definition_table(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per definition reachable from ROOTS, what the emulator needs to know:
 
-    Only definitions that (transitively) have required fields are kept.
+    - ``required``: required fields and their Go zero values;
+    - ``merge``: fields with a strategic-merge strategy -> [strategy, merge key];
+    - ``children``: fields to descend into -> [definition, 'obj' | 'list' | 'map'].
+
+    Only definitions that (transitively) carry a required or merge field are kept.
     """
     table: dict[str, dict[str, Any]] = {}
     visiting: set[str] = set()
@@ -93,14 +98,18 @@ def zero_table(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         definition = defs[name]
         props = definition.get("properties", {})
         required = {f: _zero(props.get(f, {})) for f in definition.get("required", [])}
+        merge: dict[str, list[str]] = {}
         children: dict[str, list[str]] = {}
         for field, prop in sorted(props.items()):
+            strategy = prop.get("x-kubernetes-patch-strategy", "")
+            if "merge" in strategy.split(","):
+                merge[field] = [strategy, prop.get("x-kubernetes-patch-merge-key", "")]
             ref, shape = _shape(prop)
             if ref and visit(ref):
                 children[field] = [ref, shape]
         visiting.discard(name)
-        if required or children:
-            table[name] = {"required": required, "children": children}
+        if required or merge or children:
+            table[name] = {"required": required, "merge": merge, "children": children}
             return True
         return False
 
@@ -129,15 +138,15 @@ def merge_strategies(defs: dict[str, Any], root: str, depth: int = 6) -> set[tup
     return found
 
 
-def render_zero_module(defs: dict[str, Any]) -> str:
-    table = pprint.pformat(zero_table(defs), width=100, sort_dicts=False)
-    return _ZERO_TEMPLATE.format(version=SCHEMA_VERSION, roots=pprint.pformat(ROOTS, width=100),
+def render_table_module(defs: dict[str, Any]) -> str:
+    table = pprint.pformat(definition_table(defs), width=100, sort_dicts=False)
+    return _TEMPLATE.format(version=SCHEMA_VERSION, roots=pprint.pformat(ROOTS, width=100),
                                  table=table)
 
 
-_ZERO_TEMPLATE = '''"""Required fields and their Go zero values, per OpenAPI definition (GENERATED).
+_TEMPLATE = '''"""Required fields, patch strategies and nesting of the served kinds (GENERATED).
 
-Regenerate with ``python -m vpcnet.sim.kube.openapi > vpcnet/sim/kube/zero_table.py``
+Regenerate with ``python -m vpcnet.sim.kube.openapi > vpcnet/sim/kube/openapi_table.py``
 (Kubernetes {version} schema); a unit test fails when this table is stale.
 """
 
@@ -150,4 +159,4 @@ TABLE: dict[str, dict[str, Any]] = {table}
 
 
 if __name__ == "__main__":
-    print(render_zero_module(load_definitions()), end="")
+    print(render_table_module(load_definitions()), end="")

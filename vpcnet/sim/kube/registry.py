@@ -152,8 +152,13 @@ class Registry:
         obj.pop("apiVersion", None)
         if not isinstance(obj.setdefault("metadata", {}), dict):
             raise status.bad_request("metadata must be an object")
+        for name in rt.struct_fields:
+            if obj.get(name) is None:
+                obj[name] = {}
         # decoding into Go structs gives every required field its zero value
-        return zero.fill(obj, rt.zero_kind)
+        zero.fill(obj, rt.zero_kind)
+        rt.defaults(obj)
+        return obj
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         meta = obj["metadata"]
@@ -191,7 +196,7 @@ class Registry:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        rt.defaults(obj)
+        rt.prepare_create(obj)
         self._validate(rt, obj, None)
         with self.store.lock:
             self._require_namespace(rt, ns)

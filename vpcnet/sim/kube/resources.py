@@ -63,7 +63,10 @@ class ResourceType:
     field_labels: Mapping[str, FieldGetter] = field(default_factory=dict)
     patch_schema: schema.Fields = schema.PLAIN
     validate: Validator = lambda obj, old: []
-    defaults: Callable[[Obj], None] = _no_defaults
+    defaults: Callable[[Obj], None] = _no_defaults  # defaulting, on every write
+    prepare_create: Callable[[Obj], None] = _no_defaults  # the strategy's PrepareForCreate
+    # non-pointer struct fields: always present in the JSON, as {} when empty
+    struct_fields: tuple[str, ...] = ()
     # stored (canonical) shape <-> the shape this API version serves
     to_storage: Callable[[Obj], Obj] = _identity
     from_storage: Callable[[Obj], Obj] = _identity
@@ -119,7 +122,10 @@ def _pod_defaults(pod: Obj) -> None:
         container.setdefault("terminationMessagePath", "/dev/termination-log")
         container.setdefault("terminationMessagePolicy", "File")
         container.setdefault("resources", {})
-    # PrepareForCreate: a new pod's status is the server's, not the client's.
+
+
+def _pod_prepare_create(pod: Obj) -> None:
+    # A new pod's status is the server's, not the client's.
     pod["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 
 
@@ -128,19 +134,23 @@ def _namespace_defaults(ns: Obj) -> None:
     labels = meta.setdefault("labels", {})
     labels["kubernetes.io/metadata.name"] = meta.get("name", "")
     ns.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-    ns.setdefault("status", {})["phase"] = "Active"
+
+
+def _namespace_prepare_create(ns: Obj) -> None:
+    ns["status"] = {"phase": "Active"}
 
 
 def _event_defaults(event: Obj) -> None:
-    # The real object always carries involvedObject (a non-pointer struct).
+    # non-pointer structs: Go always encodes them, empty or not
     event.setdefault("involvedObject", {})
+    event.setdefault("source", {})
 
 
 NODES = ResourceType(
     group="", version="v1", plural="nodes", singular="node", kind="Node", namespaced=False,
     storage="nodes", has_status=True, short_names=("no",), zero_kind="Node",
     field_labels=_fields("spec.unschedulable"),
-    patch_schema=schema.NODE, validate=validation.node_errors,
+    patch_schema=schema.NODE, validate=validation.node_errors, struct_fields=("spec", "status"),
 )
 PODS = ResourceType(
     group="", version="v1", plural="pods", singular="pod", kind="Pod", namespaced=True,
@@ -151,6 +161,7 @@ PODS = ResourceType(
         "status.nominatedNodeName",
     ),
     patch_schema=schema.POD, validate=validation.pod_errors, defaults=_pod_defaults,
+    prepare_create=_pod_prepare_create, struct_fields=("spec", "status"),
     tracks_generation=True, returns_deleted_object=True,
 )
 NAMESPACES = ResourceType(
@@ -158,7 +169,9 @@ NAMESPACES = ResourceType(
     namespaced=False, storage="namespaces", has_status=True, short_names=("ns",),
     zero_kind="Namespace",
     field_labels=_fields("status.phase"), validate=validation.namespace_errors,
+    patch_schema=schema.for_kind("Namespace"),
     defaults=_namespace_defaults, dns_label_names=True, returns_deleted_object=True,
+    prepare_create=_namespace_prepare_create, struct_fields=("spec", "status"),
 )
 _CORE_EVENT_FIELDS = (
     "metadata.namespace", "involvedObject.kind", "involvedObject.namespace",
@@ -170,6 +183,7 @@ EVENTS = ResourceType(
     group="", version="v1", plural="events", singular="event", kind="Event", namespaced=True,
     storage="events", short_names=("ev",), zero_kind="Event",
     field_labels=_fields(*_CORE_EVENT_FIELDS, source="source.component"),
+    patch_schema=schema.for_kind("Event"),
     validate=validation.core_event_errors, defaults=_event_defaults, create_on_update=True,
 )
 EVENTS_V1 = ResourceType(
@@ -184,6 +198,8 @@ EVENTS_V1 = ResourceType(
         reportingComponent="reportingController", source="deprecatedSource.component",
     ),
     validate=validation.events_v1_errors, defaults=_no_defaults,
+    struct_fields=("regarding", "deprecatedSource"),
+    patch_schema=schema.for_kind("events.k8s.io/Event"),
     to_storage=lambda e: _with_event_defaults(eventsv1.to_core(e)), from_storage=eventsv1.from_core,
     create_on_update=True,
 )
@@ -191,7 +207,7 @@ LEASES = ResourceType(
     group="coordination.k8s.io", version="v1", plural="leases", singular="lease", kind="Lease",
     namespaced=True, storage="leases", zero_kind="Lease",
     field_labels=_fields("metadata.namespace"), validate=validation.lease_errors,
-    create_on_update=True, unconditional_update=False,
+    create_on_update=True, unconditional_update=False, struct_fields=("spec",),
 )
 
 

@@ -1,16 +1,18 @@
-"""Strategic-merge-patch strategies of the fields the emulated kinds carry.
+"""Strategic-merge-patch strategies of the served kinds, from the OpenAPI schema.
 
-Taken from the ``patchStrategy``/``patchMergeKey`` tags of k8s.io/api (the OpenAPI
-``x-kubernetes-patch-strategy``/``-merge-key``); a unit test checks this table against
-the published OpenAPI schema. A field absent here is replaced as a whole when it is a
-list (``NodeSpec.taints`` is atomic: a patch carrying taints replaces all of them) and
-merged key by key when it is a map (labels, annotations).
+Built from the generated ``openapi_table`` (the ``x-kubernetes-patch-strategy`` and
+``-merge-key`` of k8s.io/api). A field without a merge strategy is replaced as a whole
+when it is a list -- ``NodeSpec.taints`` is atomic, so a patch carrying taints replaces
+all of them -- and merged key by key when it is a map (labels, annotations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
+
+from vpcnet.sim.kube.openapi_table import ROOTS, TABLE
 
 
 @dataclass(frozen=True)
@@ -29,44 +31,30 @@ class Strategy:
     items: Fields = field(default_factory=Fields)
 
 
-OBJECT_META = Fields({
-    "finalizers": Strategy(),
-    "ownerReferences": Strategy("uid"),
-})
+@cache
+def for_definition(name: str) -> Fields:
+    spec = TABLE.get(name)
+    if spec is None:
+        return Fields()
+    children: dict[str, Strategy | Fields] = {}
+    for name_, (child, _shape) in spec["children"].items():
+        children[name_] = for_definition(child)
+    for name_, (strategy, merge_key) in spec["merge"].items():
+        items = children.get(name_)
+        children[name_] = Strategy(
+            merge_key or None, "retainKeys" in strategy.split(","),
+            items if isinstance(items, Fields) else Fields(),
+        )
+    # drop subtrees with nothing to say, so the default strategy applies there
+    useful = {k: v for k, v in children.items() if isinstance(v, Strategy) or v.children}
+    return Fields(useful)
 
-CONTAINER = Fields({
-    "env": Strategy("name"),
-    "ports": Strategy("containerPort"),
-    "volumeMounts": Strategy("mountPath"),
-    "volumeDevices": Strategy("devicePath"),
-})
 
-NODE = Fields({
-    "metadata": OBJECT_META,
-    "spec": Fields({"podCIDRs": Strategy()}),
-    "status": Fields({"addresses": Strategy("type"), "conditions": Strategy("type")}),
-})
+def for_kind(kind: str) -> Fields:
+    """Schema of a served kind (a key of ``openapi_table.ROOTS``)."""
+    return for_definition(ROOTS[kind])
 
-POD = Fields({
-    "metadata": OBJECT_META,
-    "spec": Fields({
-        "containers": Strategy("name", items=CONTAINER),
-        "initContainers": Strategy("name", items=CONTAINER),
-        "ephemeralContainers": Strategy("name", items=CONTAINER),
-        "volumes": Strategy("name", retain_keys=True),
-        "imagePullSecrets": Strategy("name"),
-        "hostAliases": Strategy("ip"),
-        "schedulingGates": Strategy("name"),
-        "resourceClaims": Strategy("name", retain_keys=True),
-        "topologySpreadConstraints": Strategy("topologyKey"),
-    }),
-    "status": Fields({
-        "conditions": Strategy("type"),
-        "podIPs": Strategy("ip"),
-        "hostIPs": Strategy("ip"),
-        "resourceClaimStatuses": Strategy("name", retain_keys=True),
-    }),
-})
 
-# Leases, Events and Namespaces have no merge lists beyond ObjectMeta's.
-PLAIN = Fields({"metadata": OBJECT_META})
+NODE = for_kind("Node")
+POD = for_kind("Pod")
+PLAIN = for_kind("Lease")  # ObjectMeta's merge lists only

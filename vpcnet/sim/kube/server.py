@@ -54,7 +54,23 @@ class KubeHTTPServer(ThreadingHTTPServer):
         self.options = options
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._watches = 0
+        self._watches_done = threading.Condition()
         super().__init__(address, Handler)
+
+    def watch_started(self) -> None:
+        with self._watches_done:
+            self._watches += 1
+
+    def watch_ended(self) -> None:
+        with self._watches_done:
+            self._watches -= 1
+            self._watches_done.notify_all()
+
+    def wait_for_watches(self, timeout: float) -> None:
+        """Let closing watch streams write their final chunk before sockets go down."""
+        with self._watches_done:
+            self._watches_done.wait_for(lambda: self._watches == 0, timeout)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -308,12 +324,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
+        self.server.watch_started()
         try:
             for line in stream:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:  # the client went away (broken pipe, reset)
             self.close_connection = True
+        finally:
+            self.server.watch_ended()
 
 
 def _json_body(body: bytes) -> Any:

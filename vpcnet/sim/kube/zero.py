@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpcnet.sim.kube.zero_table import ROOTS, TABLE
+from vpcnet.sim.kube.openapi_table import ROOTS, TABLE
 
 
 def _fill(obj: dict[str, Any], definition: str) -> None:
