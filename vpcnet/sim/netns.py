@@ -91,7 +91,8 @@ def socket_in(netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_
     """A socket living in ``netns`` (a name under /var/run/netns or a path)."""
     from pyroute2.netns import create_socket
 
-    return create_socket(netns, family, kind, flags=0)
+    sock: socket.socket = create_socket(netns, family, kind, flags=0)
+    return sock
 
 
 class EchoServer:
