@@ -48,7 +48,7 @@ def make_client(region: str, endpoint_url: str | None, *, pool_size: int = 50) -
         # The emulator accepts any key; real AWS never takes this branch.
         kwargs = {"aws_access_key_id": "vpcnet", "aws_secret_access_key": "vpcnet"}
     config = Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},  # no botocore retries at all
         max_pool_connections=pool_size,
         connect_timeout=5,
         read_timeout=30,
