@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from vpcnet.embedded.procs import wait_for
 from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
+from vpcnet.sim.netns import ping, source_seen_by
 from vpcnet.sim.runtime import Pod, PodRuntime
 
 DEMO_NODES = (
@@ -48,14 +48,6 @@ class DemoReport:
 
     def step(self, name: str, started: float, **extra: Any) -> None:
         self.steps.append({"step": name, "seconds": round(time.monotonic() - started, 2), **extra})
-
-
-def _ping(src_netns: str, dst_ip: str) -> bool:
-    proc = subprocess.run(
-        ["ip", "netns", "exec", src_netns, "ping", "-c", "1", "-W", "2", "-q", dst_ip],
-        capture_output=True,
-    )
-    return proc.returncode == 0
 
 
 class Demo:
@@ -170,6 +162,7 @@ class Demo:
 
     def connectivity(self) -> bool:
         t = time.monotonic()
+        vpc = self.stack.vpc
         names = list(self.stack.nodes)
         matrix: dict[str, dict[str, str]] = {}
         all_ok = True
@@ -178,12 +171,15 @@ class Demo:
             src_pods = [p for n, p in self.pods if n.name == src]
             for dst in names:
                 dst_pods = [p for n, p in self.pods if n.name == dst]
-                ok = sum(_ping(a.netns_name, b.ip) for a in src_pods for b in dst_pods if a is not b)
+                ok = sum(ping(a.netns_name, b.ip, count=1, timeout=3) for a in src_pods for b in dst_pods if a is not b)
                 total = sum(1 for a in src_pods for b in dst_pods if a is not b)
                 matrix[src][dst] = f"{ok}/{total}"
                 all_ok = all_ok and ok == total
-            seen = [self.stack.vpc.source_seen_by_outside(p.netns_name) for p in src_pods]
-            primary = self.stack.vpc.node_primary_ip(self.stack.nodes[src].instance_id)
+            seen = [
+                source_seen_by(p.netns_name, vpc.outside_host_ip, vpc.outside_echo_port)
+                for p in src_pods
+            ]
+            primary = self.stack.nodes[src].primary_ip(self.stack.ec2)
             snat_ok = sum(1 for s in seen if s == primary)
             matrix[src]["outside"] = f"{snat_ok}/{len(src_pods)} via {primary}"
             all_ok = all_ok and snat_ok == len(src_pods)

@@ -60,6 +60,11 @@ class SimNode:
     conf_dir: Path | None = None
     bin_dir: Path | None = None
     checkpoint_path: Path | None = None
+    runtime_dir: Path | None = None
+    status_file: Path | None = None
+
+    def primary_ip(self, ec2: Any) -> str:
+        return str(ec2.instance_view(self.instance_id)["private_ip"])
 
 
 def _bin(name: str) -> str:
@@ -129,6 +134,8 @@ class EmbeddedStack:
                 "VPCNET_AGENT_CHECKPOINT_PATH": str(node.checkpoint_path),
                 "VPCNET_AGENT_CNI_CONF_DIR": str(node.conf_dir),
                 "VPCNET_AGENT_CNI_BIN_DIR": str(node.bin_dir),
+                "VPCNET_AGENT_CNI_RUNTIME_DIR": str(node.runtime_dir),
+                "VPCNET_AGENT_STATUS_FILE": str(node.status_file),
                 "VPCNET_AGENT_HOST_NETNS": node.netns or "",
                 "VPCNET_AGENT_VPC_CIDRS": VPC_CIDR,
                 "VPCNET_AGENT_IP_COOLDOWN_SECONDS": str(self.opts.ip_cooldown_seconds),
@@ -149,7 +156,7 @@ class EmbeddedStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis.start()
         self.ec2 = Ec2Emulator(
-            Ec2SimConfig.preset(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
+            Ec2SimConfig.preset_named(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
             host="127.0.0.1",
             port=0,
         )
@@ -213,12 +220,12 @@ class EmbeddedStack:
 
     def launch_node(self, name: str, instance_type: str, subnet_index: int = 0) -> SimNode:
         """Run an EC2 instance for the node and, with netns, its namespace and agent."""
-        subnet_id = self.world["subnet_ids"][subnet_index % len(SUBNETS)]
+        subnet_id = self.world.subnet_ids[subnet_index % len(SUBNETS)]
         iid = self.ec2.run_instance(
             instance_type=instance_type,
             subnet_id=subnet_id,
             name=name,
-            security_group_ids=[self.world["security_group_id"]],
+            security_group_ids=[self.world.security_group_id],
         )
         node = SimNode(name, iid, instance_type, AZS[subnet_index % len(AZS)], subnet_id)
         self.nodes[name] = node
@@ -229,6 +236,8 @@ class EmbeddedStack:
             node.conf_dir = base / "net.d"
             node.bin_dir = base / "bin"
             node.checkpoint_path = base / "checkpoint.json"
+            node.runtime_dir = base / "runtime"
+            node.status_file = base / "status.json"
             for d in (node.conf_dir, node.bin_dir):
                 d.mkdir(parents=True, exist_ok=True)
             node.agent = self._spawn(f"agent-{name}", [_bin("vpcnet"), "agent"], self.agent_env(node))

@@ -1,0 +1,201 @@
+"""Gather one snapshot of the world for audit, status and inspect.
+
+Reads EC2 through the same adapter (rate limiter, counters) the workers use, Redis through
+the control-state adapter, and Kubernetes through ``KubeClient``; converts everything into
+the pure views of ``vpcnet.ops.audit``. Read-only: it never changes anything it looks at.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vpcnet.control.context import ControlContext
+from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, TAG_NODE, EniView, InstanceView
+from vpcnet.domain import Assignment, IPv4
+from vpcnet.kube.client import KubeClient
+from vpcnet.kube.types import NodeObj, PodObj
+from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, audit
+from vpcnet.settings import Settings
+from vpcnet.state.control import NodeState
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything read in one pass (raw, before the audit's views)."""
+
+    settings: Settings
+    redis_nodes: Mapping[str, NodeState]
+    assigned: Mapping[str, Mapping[IPv4, Assignment]]
+    agents: Mapping[str, Mapping[str, str]]
+    kube_nodes: Mapping[str, NodeObj]
+    pods: tuple[PodObj, ...]
+    enis: tuple[EniView, ...]  # tagged for this cluster
+    instances: Mapping[str, InstanceView]
+    errors: tuple[Mapping[str, Any], ...]
+    taken_at: float
+
+
+def _created_age(eni: EniView, now: float) -> float:
+    raw = eni.tags.get(TAG_CREATED_AT, "")
+    try:
+        return max(0.0, now - float(raw))
+    except ValueError:
+        return 0.0
+
+
+def read_assigned(ctx: ControlContext, node: str) -> dict[IPv4, Assignment]:
+    raw = ctx.state.redis.hgetall(ctx.state.node_keys(node).assigned)
+    out: dict[IPv4, Assignment] = {}
+    for ip, value in raw.items():
+        a = Assignment.from_json(value)
+        out[ipaddress.IPv4Address(ip.decode() if isinstance(ip, bytes) else ip)] = a
+    return out
+
+
+def collect(settings: Settings) -> World:
+    kube = KubeClient.from_settings(settings, component="vpcnet-cli")
+    ctx = ControlContext.from_settings(settings, kube=kube)
+    try:
+        names = set(ctx.state.list_nodes())
+        kube_nodes = {n.name: n for n in kube.list_nodes()[0]}
+        names |= {n for n, obj in kube_nodes.items() if obj.provider_id.startswith("aws://")}
+        redis_nodes: dict[str, NodeState] = {}
+        for name in sorted(names):
+            state = ctx.state.read_node(name)
+            if state is not None:
+                redis_nodes[name] = state
+        assigned = {name: read_assigned(ctx, name) for name in redis_nodes}
+        agents = {name: ctx.state.agent(name) for name in redis_nodes}
+        enis = tuple(ctx.ec2.describe_enis({f"tag:{TAG_CLUSTER}": [settings.cluster_name]}))
+        instance_ids = sorted(
+            {s.instance_id for s in redis_nodes.values() if s.instance_id}
+            | {e.instance_id for e in enis if e.instance_id}
+        )
+        instances = ctx.ec2.describe_instances(instance_ids) if instance_ids else {}
+        return World(
+            settings=settings,
+            redis_nodes=redis_nodes,
+            assigned=assigned,
+            agents=agents,
+            kube_nodes=kube_nodes,
+            pods=tuple(kube.list_pods()),
+            enis=enis,
+            instances=instances,
+            errors=tuple(ctx.state.errors(20)),
+            taken_at=time.time(),
+        )
+    finally:
+        kube.close()
+
+
+def to_snapshot(world: World) -> Snapshot:
+    now = world.taken_at
+    enis = tuple(
+        Ec2Eni(
+            eni_id=e.eni_id,
+            status=e.status,
+            node_tag=e.tags.get(TAG_NODE, ""),
+            instance_id=e.instance_id,
+            device_index=e.device_index,
+            ips=frozenset(e.ips),
+            prefixes=frozenset(e.prefixes),
+            age_seconds=_created_age(e, now),
+        )
+        for e in world.enis
+    )
+    nodes = []
+    for name, state in world.redis_nodes.items():
+        inst = world.instances.get(state.instance_id)
+        kube_node = world.kube_nodes.get(name)
+        primary = inst.primary_eni() if inst else None
+        nodes.append(
+            NodeView(
+                name=name,
+                instance_id=state.instance_id,
+                instance_alive=bool(inst and inst.alive),
+                in_kubernetes=kube_node is not None,
+                phase=state.fields.get("phase", ""),
+                taints=frozenset(t.key for t in kube_node.taints) if kube_node else frozenset(),
+                redis_enis=state.enis,
+                assigned=world.assigned.get(name, {}),
+                agent_ready=world.agents.get(name, {}).get("ready") == "1",
+                primary_ip=inst.primary_ip if inst else None,
+                primary_eni_ips=frozenset(primary.ips) if primary else frozenset(),
+            )
+        )
+    pods = tuple(
+        PodView(p.namespace, p.name, p.node_name, p.pod_ip)
+        for p in world.pods
+        if not p.host_network and p.node_name in world.redis_nodes
+    )
+    return Snapshot(
+        cluster=world.settings.cluster_name,
+        enis=enis,
+        nodes=tuple(nodes),
+        pods=pods,
+        gc_grace_seconds=world.settings.eni_gc_grace_seconds,
+    )
+
+
+def run_audit(settings: Settings) -> list[Violation]:
+    return audit(to_snapshot(collect(settings)))
+
+
+def node_view(world: World, name: str) -> dict[str, Any]:
+    """One node as status/inspect/demo show it: Redis, EC2, agent and pods side by side."""
+    state = world.redis_nodes.get(name)
+    assigned = world.assigned.get(name, {})
+    pods_by_ip = {str(p.pod_ip): f"{p.namespace}/{p.name}" for p in world.pods if p.pod_ip}
+    inst = world.instances.get(state.instance_id) if state else None
+    ec2_by_id = {e.eni_id: e for e in inst.enis} if inst else {}
+    kube_node = world.kube_nodes.get(name)
+    agent = world.agents.get(name, {})
+    enis = []
+    for rec in state.enis if state else ():
+        ec2 = ec2_by_id.get(rec.eni_id)
+        pod_ips = rec.pod_ips()
+        enis.append(
+            {
+                "eni_id": rec.eni_id,
+                "device_index": rec.device_index,
+                "primary": rec.is_primary,
+                "subnet_id": rec.subnet_id,
+                "subnet_cidr": str(rec.subnet_cidr),
+                "ips": [str(i) for i in rec.ips],
+                "prefixes": [str(p) for p in rec.prefixes],
+                "ec2_status": ec2.status if ec2 else "missing",
+                "ec2_ips": len(ec2.ips) + 16 * len(ec2.prefixes) if ec2 else 0,
+                "assigned": sum(1 for ip in pod_ips if ip in assigned),
+                "pods": [
+                    pods_by_ip.get(str(ip), f"{assigned[ip].pod_namespace}/{assigned[ip].pod_name}")
+                    for ip in pod_ips
+                    if ip in assigned
+                ],
+            }
+        )
+    total = sum(len(r.pod_ips()) for r in (state.enis if state else ()))
+    return {
+        "name": name,
+        "instance_id": state.instance_id if state else "",
+        "instance_type": state.fields.get("instance_type", "") if state else "",
+        "phase": state.fields.get("phase", "unknown") if state else "unknown",
+        "error": state.fields.get("error", "") if state else "",
+        "mode": state.fields.get("mode", "") if state else "",
+        "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
+        "agent_ready": agent.get("ready") == "1",
+        "agent": dict(agent),
+        "ips_total": total,
+        "ips_assigned": len(assigned),
+        "ips_free": int(agent.get("free", max(total - len(assigned), 0))),
+        "ips_cooldown": int(agent.get("cooldown", 0)),
+        "enis": enis,
+    }
+
+
+def collect_nodes_view(settings: Settings) -> list[dict[str, Any]]:
+    world = collect(settings)
+    return [node_view(world, name) for name in world.redis_nodes]
