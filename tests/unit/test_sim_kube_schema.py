@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vpcnet.sim.kube import openapi, schema, validation, zero
+from vpcnet.sim.kube import codec, openapi, schema, validation
 from vpcnet.sim.kube.schema import Fields, Strategy
 
 
@@ -51,16 +51,16 @@ def test_node_taints_are_atomic_in_the_published_schema(definitions: dict[str, A
 
 
 def test_openapi_table_is_current(definitions: dict[str, Any]) -> None:
-    committed = (Path(zero.__file__).parent / "openapi_table.py").read_text()
+    committed = (Path(codec.__file__).parent / "openapi_table.py").read_text()
     assert committed == openapi.render_table_module(definitions), (
         "regenerate: python -m vpcnet.sim.kube.openapi > vpcnet/sim/kube/openapi_table.py"
     )
 
 
-def test_fill_adds_go_zero_values_for_required_fields() -> None:
+def test_decode_adds_go_zero_values_for_required_fields() -> None:
     node = {"status": {"nodeInfo": {"kubeletVersion": "v1"}, "conditions": [{"type": "Ready"}]},
             "spec": {"taints": [{"key": "k"}]}}
-    zero.fill(node, "Node")
+    codec.decode(node, "Node")
     assert node["status"]["nodeInfo"]["bootID"] == ""
     assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1"
     assert node["status"]["conditions"][0]["status"] == ""
@@ -101,3 +101,21 @@ def test_label_validation(labels: dict[str, str], ok: bool) -> None:
 @pytest.mark.parametrize(("name", "ok"), [("ip-10-0-0-1.ec2.internal", True), ("Node1", False), ("", False)])
 def test_name_validation(name: str, ok: bool) -> None:
     assert (validation.name_errors(name, "metadata.name") == []) is ok
+
+
+def test_decode_normalizes_timestamps_like_go() -> None:
+    lease = {"metadata": {"creationTimestamp": "2025-01-02T04:04:05.123+01:00"},
+             "spec": {"renewTime": "2025-01-02T03:04:05.5+00:00", "acquireTime": None}}
+    codec.decode(lease, "Lease")
+    assert lease["metadata"]["creationTimestamp"] == "2025-01-02T03:04:05Z"  # Time: seconds
+    assert lease["spec"]["renewTime"] == "2025-01-02T03:04:05.500000Z"  # MicroTime
+    assert lease["spec"]["acquireTime"] is None
+    node = {"spec": {"taints": [{"key": "k", "effect": "NoExecute", "timeAdded": "2025-01-02T03:04:05Z"}]}}
+    codec.decode(node, "Node")
+    assert node["spec"]["taints"][0]["timeAdded"] == "2025-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-01-02T03:04:05", 5])
+def test_decode_rejects_bad_timestamps(value: object) -> None:
+    with pytest.raises(codec.DecodeError):
+        codec.decode({"spec": {"renewTime": value}}, "Lease")

@@ -10,6 +10,20 @@ label/field selectors, strategic/merge/JSON patches, 409 on stale writes.
     kube.write_kubeconfig("/tmp/kubeconfig")
 """
 
-from vpcnet.sim.kube.emulator import KubeEmulator
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vpcnet.sim.kube.emulator import KubeEmulator
 
 __all__ = ["KubeEmulator"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that ``python -m vpcnet.sim.kube.openapi`` runs even with a broken table
+    if name == "KubeEmulator":
+        from vpcnet.sim.kube.emulator import KubeEmulator
+
+        return KubeEmulator
+    raise AttributeError(name)

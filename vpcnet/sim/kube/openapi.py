@@ -1,7 +1,7 @@
 """Facts derived from the published Kubernetes OpenAPI schema (dev/test time only).
 
 The emulator's table of required fields and patch strategies (``openapi_table.py``,
-used by ``zero.py`` and ``schema.py``) is generated from the schema shipped by
+used by ``codec.py`` and ``schema.py``) is generated from the schema shipped by
 ``kubernetes-validate`` (a test dependency): ``python -m vpcnet.sim.kube.openapi``
 regenerates it, and a unit test fails when the committed table is stale.
 """
@@ -31,6 +31,12 @@ _SCALAR_REFS = {
     "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime": None,
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString": 0,
     "io.k8s.apimachinery.pkg.api.resource.Quantity": "0",
+}
+
+
+_TIMES = {
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Time": "Time",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime": "MicroTime",
 }
 
 
@@ -82,9 +88,10 @@ def definition_table(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     - ``required``: required fields and their Go zero values;
     - ``merge``: fields with a strategic-merge strategy -> [strategy, merge key];
+    - ``times``: timestamp fields -> 'Time' (seconds) or 'MicroTime' (microseconds);
     - ``children``: fields to descend into -> [definition, 'obj' | 'list' | 'map'].
 
-    Only definitions that (transitively) carry a required or merge field are kept.
+    Only definitions that (transitively) carry any of these are kept.
     """
     table: dict[str, dict[str, Any]] = {}
     visiting: set[str] = set()
@@ -99,17 +106,20 @@ def definition_table(defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         props = definition.get("properties", {})
         required = {f: _zero(props.get(f, {})) for f in definition.get("required", [])}
         merge: dict[str, list[str]] = {}
+        times: dict[str, str] = {}
         children: dict[str, list[str]] = {}
         for field, prop in sorted(props.items()):
             strategy = prop.get("x-kubernetes-patch-strategy", "")
             if "merge" in strategy.split(","):
                 merge[field] = [strategy, prop.get("x-kubernetes-patch-merge-key", "")]
             ref, shape = _shape(prop)
-            if ref and visit(ref):
+            if ref in _TIMES and shape == "obj":
+                times[field] = _TIMES[ref]
+            elif ref and visit(ref):
                 children[field] = [ref, shape]
         visiting.discard(name)
-        if required or merge or children:
-            table[name] = {"required": required, "merge": merge, "children": children}
+        if required or merge or times or children:
+            table[name] = {"required": required, "merge": merge, "times": times, "children": children}
             return True
         return False
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vpcnet.sim.kube import codec, resources, status, validation
 from vpcnet.sim.kube import patch as patches
-from vpcnet.sim.kube import resources, status, validation, zero
 from vpcnet.sim.kube.resources import NAMESPACES, Obj, ResourceType
 from vpcnet.sim.kube.selectors import (
     FieldRequirement,
@@ -155,8 +155,10 @@ class Registry:
         for name in rt.struct_fields:
             if obj.get(name) is None:
                 obj[name] = {}
-        # decoding into Go structs gives every required field its zero value
-        zero.fill(obj, rt.zero_kind)
+        try:
+            codec.decode(obj, rt.codec_kind)
+        except codec.DecodeError as e:
+            raise status.bad_request(f"the body of the request could not be decoded: {e}") from e
         rt.defaults(obj)
         return obj
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpcnet.sim.kube import eventsv1, schema, validation, zero
+from vpcnet.sim.kube import codec, eventsv1, schema, validation
 from vpcnet.sim.kube.selectors import FieldGetter
 from vpcnet.sim.kube.status import FieldError
 
@@ -78,7 +78,7 @@ class ResourceType:
     # DELETE answers with the deleted object (pods, namespaces) instead of a Status
     returns_deleted_object: bool = False
     # key of zero_table.ROOTS: the required fields filled with Go zero values
-    zero_kind: str = ""
+    codec_kind: str = ""
 
     @property
     def api_version(self) -> str:
@@ -148,13 +148,13 @@ def _event_defaults(event: Obj) -> None:
 
 NODES = ResourceType(
     group="", version="v1", plural="nodes", singular="node", kind="Node", namespaced=False,
-    storage="nodes", has_status=True, short_names=("no",), zero_kind="Node",
+    storage="nodes", has_status=True, short_names=("no",), codec_kind="Node",
     field_labels=_fields("spec.unschedulable"),
     patch_schema=schema.NODE, validate=validation.node_errors, struct_fields=("spec", "status"),
 )
 PODS = ResourceType(
     group="", version="v1", plural="pods", singular="pod", kind="Pod", namespaced=True,
-    storage="pods", has_status=True, short_names=("po",), zero_kind="Pod",
+    storage="pods", has_status=True, short_names=("po",), codec_kind="Pod",
     field_labels=_fields(
         "metadata.namespace", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
         "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
@@ -167,7 +167,7 @@ PODS = ResourceType(
 NAMESPACES = ResourceType(
     group="", version="v1", plural="namespaces", singular="namespace", kind="Namespace",
     namespaced=False, storage="namespaces", has_status=True, short_names=("ns",),
-    zero_kind="Namespace",
+    codec_kind="Namespace",
     field_labels=_fields("status.phase"), validate=validation.namespace_errors,
     patch_schema=schema.for_kind("Namespace"),
     defaults=_namespace_defaults, dns_label_names=True, returns_deleted_object=True,
@@ -181,14 +181,14 @@ _CORE_EVENT_FIELDS = (
 )
 EVENTS = ResourceType(
     group="", version="v1", plural="events", singular="event", kind="Event", namespaced=True,
-    storage="events", short_names=("ev",), zero_kind="Event",
+    storage="events", short_names=("ev",), codec_kind="Event",
     field_labels=_fields(*_CORE_EVENT_FIELDS, source="source.component"),
     patch_schema=schema.for_kind("Event"),
     validate=validation.core_event_errors, defaults=_event_defaults, create_on_update=True,
 )
 EVENTS_V1 = ResourceType(
     group="events.k8s.io", version="v1", plural="events", singular="event", kind="Event",
-    namespaced=True, storage="events", short_names=("ev",), zero_kind="events.k8s.io/Event",
+    namespaced=True, storage="events", short_names=("ev",), codec_kind="events.k8s.io/Event",
     field_labels=_fields(
         "metadata.namespace", "regarding.kind", "regarding.namespace", "regarding.name",
         "regarding.uid", "regarding.apiVersion", "regarding.resourceVersion",
@@ -205,7 +205,7 @@ EVENTS_V1 = ResourceType(
 )
 LEASES = ResourceType(
     group="coordination.k8s.io", version="v1", plural="leases", singular="lease", kind="Lease",
-    namespaced=True, storage="leases", zero_kind="Lease",
+    namespaced=True, storage="leases", codec_kind="Lease",
     field_labels=_fields("metadata.namespace"), validate=validation.lease_errors,
     create_on_update=True, unconditional_update=False, struct_fields=("spec",),
 )
@@ -213,7 +213,7 @@ LEASES = ResourceType(
 
 def _with_event_defaults(event: Obj) -> Obj:
     _event_defaults(event)
-    return zero.fill(event, "Event")
+    return codec.decode(event, "Event")
 
 
 ALL: tuple[ResourceType, ...] = (NODES, PODS, NAMESPACES, EVENTS, EVENTS_V1, LEASES)
