@@ -272,6 +272,7 @@ def serve(config_path: str) -> int:
         observe=timings.append,
     )
     server.bind()
+    server.drain_pending()  # as serve_forever does first; done here so READY means drained
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
