@@ -103,26 +103,37 @@ def test_agent_restart_changes_nothing_on_a_configured_host(sim_env: SimEnv) -> 
     assert nx.ping(pod.netns_name, a.primary_ip)
 
 
-def test_eni_removed_from_redis_is_unprogrammed(sim_env: SimEnv) -> None:
+def test_enis_follow_redis_through_the_changed_channel(sim_env: SimEnv) -> None:
     a = sim_env.add_node("node-a", subnet_index=0)
     a.attach_eni(subnet_index=1, device_index=1, ip_count=3)
-    a.attach_eni(subnet_index=0, device_index=2, ip_count=3)
-    agent = sim_env.agent(a).start()
-    gen = a.publish_state()
-    agent.wait_ready(gen)
+    # A resync far away: only the ``changed`` channel can make the agent react in time.
+    agent = sim_env.agent(a, VPCNET_AGENT_RESYNC_SECONDS="600").start()
+    agent.wait_ready(a.publish_state())
 
     def table(n: int) -> str:
-        return nx.run(["ip", "netns", "exec", a.netns, "ip", "route", "show", "table", str(n)])
+        # A table that never had a route does not exist yet: that reads as empty.
+        return nx.run(["ip", "netns", "exec", a.netns, "ip", "route", "show", "table", str(n)],
+                      check=False)
 
     assert "default via 10.0.16.1" in table(101)
+    assert a.agent_hash()["free"] == "3"
+
+    # A new ENI attached in EC2 and written to Redis before its link shows up on the
+    # host: the agent must not report ready for that generation until it is programmed.
+    a.attach_eni(subnet_index=0, device_index=2, ip_count=3)
+    gen = a.publish_state(plug=False)
+    wait_for(lambda: a.agent_hash().get("ready") == "0", 5, "not ready while ENI2 has no link")
+    assert table(102).strip() == ""
+    sim_env.vpc.sync()  # the hypervisor hot-plugs the NIC
+    agent.wait_ready(gen, timeout=10)
     assert "default via 10.0.0.1" in table(102)
     assert a.agent_hash()["free"] == "6"
 
     gen = a.publish_state(skip=(2,))  # the control plane drops ENI2 from the node
-    agent.wait_ready(gen)
-    wait_for(lambda: table(102).strip() == "", 10, "table 102 flushed")
+    agent.wait_ready(gen, timeout=5)
+    wait_for(lambda: table(102).strip() == "", 5, "table 102 flushed")
     assert "default via 10.0.16.1" in table(101)
-    wait_for(lambda: a.agent_hash()["free"] == "3", 10, "the pool shrunk to ENI1's IPs")
+    wait_for(lambda: a.agent_hash()["free"] == "3", 5, "the pool shrunk to ENI1's IPs")
 
 
 def test_add_and_del_work_while_redis_is_down_and_the_mirror_reconciles(sim_env: SimEnv) -> None:
@@ -161,7 +172,7 @@ def test_add_and_del_work_while_redis_is_down_and_the_mirror_reconciles(sim_env:
 def test_release_requests_are_confirmed_only_for_unused_ips(sim_env: SimEnv) -> None:
     a = sim_env.add_node("node-a", subnet_index=0)
     a.attach_eni(subnet_index=1, device_index=1, ip_count=3)
-    agent = sim_env.agent(a).start()
+    agent = sim_env.agent(a, VPCNET_AGENT_RESYNC_SECONDS="600").start()
     gen = a.publish_state()
     agent.wait_ready(gen)
     rt = agent.runtime()
