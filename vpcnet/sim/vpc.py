@@ -207,21 +207,23 @@ class SimVpc:
         bridge = self.bridge_of(primary.subnet_cidr)
         if bridge is None:
             raise nx.NetnsError(f"{instance_id}'s subnet {primary.subnet_cidr} is not in this VPC")
-        nx.netns_add(ns)
-        # A booted EC2 host: strict reverse-path filtering by default (most distributions).
-        nx.sysctl(ns, {"net/ipv4/conf/all/rp_filter": "1", "net/ipv4/conf/default/rp_filter": "1"})
-        self._plug(primary, ns, bridge)
-        ip0 = primary.addresses[0]
-        nx.ip_batch(
-            ns,
-            [
-                f"link set eth0 mtu {ENI_MTU} up",
-                f"address replace {ip0}/{primary.subnet_cidr.prefixlen} dev eth0",
-                f"route replace default via {self.gateway(primary.subnet_cidr)} dev eth0",
-            ],
-        )
+        # Under the fabric's lock: a concurrent sync must not see the new primary port
+        # before the node is registered (it would unplug it as unknown).
         with self._lock:
+            nx.netns_add(ns)
+            # A booted EC2 host: strict reverse-path filtering by default (most distributions).
+            nx.sysctl(ns, {"net/ipv4/conf/all/rp_filter": "1", "net/ipv4/conf/default/rp_filter": "1"})
             self.nodes[instance_id] = ns
+            self._plug(primary, ns, bridge)
+            ip0 = primary.addresses[0]
+            nx.ip_batch(
+                ns,
+                [
+                    f"link set eth0 mtu {ENI_MTU} up",
+                    f"address replace {ip0}/{primary.subnet_cidr.prefixlen} dev eth0",
+                    f"route replace default via {self.gateway(primary.subnet_cidr)} dev eth0",
+                ],
+            )
         self.sync()
         return ns
 
