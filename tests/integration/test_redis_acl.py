@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.fixtures.redis import free_port
 from vpcnet.state.keys import ClusterKeys
@@ -70,7 +72,9 @@ def acl_redis(tmp_path: Path) -> Iterator[int]:
 
 
 def client(port: int, user: str | None, key: str | None) -> redis.Redis:
-    return redis.Redis(port=port, username=user, password=PASSWORDS[key] if key else None)
+    # No retries: redis-py would retry an AuthenticationError (a ConnectionError) with backoff.
+    return redis.Redis(port=port, username=user, password=PASSWORDS[key] if key else None,
+                       retry=Retry(NoBackoff(), 0))
 
 
 def test_no_passwordless_access(acl_redis: int) -> None:
