@@ -15,7 +15,7 @@ from vpcnet.aws.buckets import Bucket
 from vpcnet.domain import NodePhase
 from vpcnet.limits import bundled_limits
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
 from vpcnet.sim.kube import KubeEmulator
 
 
@@ -45,7 +45,7 @@ def test_kill_9_of_workers_during_a_20_node_join(
     control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery,
     ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
 ) -> None:
-    ec2_emulator.set_config(latency="aws")  # EC2-like latencies: kills land mid-pass
+    ec2_emulator.set_config(Ec2SimConfig.aws_like(seed=7))  # EC2-like latencies: kills land mid-pass
     nodes = launch(ec2_emulator, kube_emulator, ec2_world, 20)
     rng = random.Random(3)
     celery_procs.start_worker("w0")
