@@ -23,4 +23,5 @@ def run(args: argparse.Namespace) -> int:
     from vpcnet.embedded.demo import Demo
 
     console = Console(stderr=bool(args.json))
+    console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
     return Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir).run()

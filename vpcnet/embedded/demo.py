@@ -200,15 +200,16 @@ class Demo:
 
         views = collect_nodes_view(self.stack.control_settings())
         table = Table(title="Nodes, ENIs, IPs and pods")
-        for col in ("node", "type", "ENI", "device", "subnet", "IPs", "pods on it"):
+        for col in ("node", "type", "ENI", "dev", "subnet", "IPs used/pool", "pods"):
             table.add_column(col)
         for v in views:
             self.report.nodes.append(v)
             for eni in v["enis"]:
+                pool = len(eni["ips"]) + 16 * len(eni["prefixes"])
                 table.add_row(
                     v["name"], v["instance_type"], eni["eni_id"], str(eni["device_index"]),
-                    eni["subnet_cidr"], str(len(eni["ips"])),
-                    ", ".join(eni["pods"]) or "-",
+                    eni["subnet_cidr"], f"{eni['assigned']}/{pool}",
+                    ", ".join(p.split("/", 1)[-1] for p in eni["pods"]) or "-",
                 )
         for node, pod in self.pods:
             self.report.pods.append({"pod": f"{pod.namespace}/{pod.name}", "node": node.name, "ip": pod.ip})
