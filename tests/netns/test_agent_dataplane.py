@@ -8,8 +8,16 @@ import subprocess
 
 import pytest
 
-from tests.fixtures.netns import VPCNET_BIN, SimEnv, SimNode, host_state, wait_for
+from tests.fixtures.netns import (
+    REFERENCE_PLUGINS,
+    VPCNET_BIN,
+    SimEnv,
+    SimNode,
+    host_state,
+    wait_for,
+)
 from vpcnet.sim import netns as nx
+from vpcnet.sim.runtime import CniError, Pod, PodRuntime
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -34,7 +42,12 @@ def _eni_of(node: SimNode, ip: str) -> int:
 
 def test_pods_reach_each_other_the_hosts_and_the_outside_through_snat(sim_env: SimEnv) -> None:
     a, b = _two_nodes(sim_env)
-    agent_a, agent_b = sim_env.agent(a).start(), sim_env.agent(b).start()
+    agent_a = sim_env.agent(a).start()
+    # b chains Debian's reference portmap after vpcnet-cni, as a cluster with hostPorts does.
+    agent_b = sim_env.agent(b, VPCNET_AGENT_CHAINED_PLUGINS="portmap")
+    agent_b.bin_dir.mkdir(parents=True, exist_ok=True)
+    (agent_b.bin_dir / "portmap").symlink_to(REFERENCE_PLUGINS / "portmap")  # /opt/cni/bin
+    agent_b.start()
 
     # Not configured yet: the agent reports, but writes no conflist (invariant 5).
     wait_for(lambda: a.agent_hash().get("ready") == "0", 30, "agent a's first report")
@@ -47,6 +60,10 @@ def test_pods_reach_each_other_the_hosts_and_the_outside_through_snat(sim_env: S
     assert conf["plugins"][0]["type"] == "vpcnet-cni"
     assert conf["cniVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
     assert (agent_a.bin_dir / "vpcnet-cni").exists()  # installed before the conflist
+    conf_b = json.loads(agent_b.conflist_path.read_text())
+    assert [p["type"] for p in conf_b["plugins"]] == ["vpcnet-cni", "portmap"]
+    # Debian's portmap speaks up to 1.0.0: the list must not announce 1.1.0.
+    assert conf_b["cniVersion"] == "1.0.0" and "1.1.0" not in conf_b["cniVersions"]
 
     rt_a, rt_b = agent_a.runtime(), agent_b.runtime()
     a1, a2 = sim_env.new_pod(rt_a, "a1"), sim_env.new_pod(rt_a, "a2")
@@ -167,6 +184,27 @@ def test_add_and_del_work_while_redis_is_down_and_the_mirror_reconciles(sim_env:
 
     wait_for(mirrored, 15, "the Redis mirror to reconcile after the outage")
     assert agent.alive()
+
+    # An agent restarted while Redis is down serves from its checkpoint.
+    sim_env.redis_server.stop()
+    try:
+        agent.stop()
+        agent.start()
+        third = sim_env.new_pod(rt, "third")
+        wait_for(lambda: _try_add(rt, third), 20, "ADD on the restarted agent without Redis")
+        assert third.ip not in (new.ip, old.ip)  # old is cooling down, new is held
+        assert nx.ping(third.netns_name, new.ip)
+    finally:
+        sim_env.redis_server.start()
+
+
+def _try_add(rt: PodRuntime, pod: Pod) -> bool:
+    try:
+        rt.add(pod)
+    except CniError as e:
+        assert e.code == 11, e  # "try again later" while the agent starts
+        return False
+    return True
 
 
 def test_release_requests_are_confirmed_only_for_unused_ips(sim_env: SimEnv) -> None:

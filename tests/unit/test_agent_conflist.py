@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.agent.conflist import ensure_conflist, plan_conflist, remove_conflist
-from vpcnet.errors import ConfigError
+from vpcnet.agent.conflist import ensure_conflist, plan_conflist, probe_versions, remove_conflist
+from vpcnet.errors import ConfigError, TemporaryError
 
 
 def test_conflist_document_matches_the_plugin_contract() -> None:
@@ -19,7 +19,7 @@ def test_conflist_document_matches_the_plugin_contract() -> None:
         mtu=9001,
         chained_plugins=("portmap", "bandwidth", "custom"),
     )
-    assert doc["cniVersion"] == "1.1.0"
+    assert doc["cniVersion"] == "1.1.0"  # ours when nothing chained limits it
     assert doc["cniVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
     assert doc["name"] == "vpcnet"
     assert doc["plugins"][0] == {
@@ -60,3 +60,25 @@ def test_write_is_atomic_idempotent_and_removable(tmp_path: Path) -> None:
     assert remove_conflist(path) is True
     assert remove_conflist(path) is False
     assert not os.path.exists(path)
+
+
+def test_chained_plugins_limit_the_announced_versions() -> None:
+    doc = plan_conflist(
+        agent_socket="/s",
+        log_file="/l",
+        mtu=9001,
+        chained_plugins=("portmap",),
+        chained_versions={"portmap": ["0.3.1", "0.4.0", "1.0.0"]},
+    )
+    assert doc["cniVersion"] == "1.0.0"
+    assert doc["cniVersions"] == ["0.4.0", "1.0.0"]
+    with pytest.raises(ConfigError):
+        plan_conflist(
+            agent_socket="/s", log_file="/l", mtu=9001, chained_versions={"old": ["0.2.0"]}
+        )
+
+
+def test_probe_versions_execs_the_plugin_like_a_runtime(tmp_path: Path) -> None:
+    assert "1.0.0" in probe_versions(Path("/usr/lib/cni"), "portmap")
+    with pytest.raises(TemporaryError):
+        probe_versions(tmp_path, "portmap")

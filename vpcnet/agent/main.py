@@ -237,11 +237,16 @@ class Agent:
         if ready:
             self._ensure_plugin()
             path = self.conflist_path
+            bin_dir = Path(self.settings.cni_bin_dir)
             doc = conflist.plan_conflist(
                 agent_socket=os.path.abspath(self.settings.socket_path),
                 log_file=self.settings.log_file,
                 mtu=self.settings.mtu,
                 chained_plugins=self.settings.chained_plugins,
+                chained_versions={
+                    name: conflist.probe_versions(bin_dir, name)
+                    for name in self.settings.chained_plugins
+                },
             )
             if conflist.ensure_conflist(path, doc):
                 log.info("conflist written to %s", path)
