@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,7 +59,10 @@ class Demo:
         self.report = DemoReport()
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="vpcnet-demo-"))
         self.stack = EmbeddedStack(
-            StackOptions(workdir=self.workdir, cluster="demo", netns_prefix="vpcdemo-")
+            # a per-run namespace prefix, so two demos (or a demo and the tests) never collide
+            StackOptions(
+                workdir=self.workdir, cluster="demo", netns_prefix=f"vpcd{secrets.token_hex(2)}-"
+            )
         )
         self.pods: list[tuple[SimNode, Pod]] = []
 

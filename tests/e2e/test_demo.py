@@ -1,0 +1,51 @@
+"""`vpcnet demo` end to end: the whole system, as a newcomer runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_demo_runs_the_whole_system_and_cleans_up(tmp_path: Path) -> None:
+    before = _netns()
+    vpcnet = str(Path(sys.executable).with_name("vpcnet"))
+    proc = subprocess.run(
+        [vpcnet, "demo", "--json", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, (report.get("error"), proc.stderr[-3000:])
+    assert report["ok"] is True and report["error"] is None
+
+    # Three nodes of different types, each provisioned with its type's full ENI count.
+    nodes = {n["name"]: n for n in report["nodes"]}
+    assert sorted(nodes) == ["node-a", "node-b", "node-c"]
+    assert len({n["instance_type"] for n in nodes.values()}) == 3
+    expected_enis = {"t3.medium": 3, "m5.large": 3, "c5.xlarge": 4}
+    for n in nodes.values():
+        assert len(n["enis"]) == expected_enis[n["instance_type"]], n
+        assert n["agent_ready"] and n["phase"] == "ready" and "vpcnet.io/not-ready" not in n["taints"]
+
+    # Twelve pods with twelve distinct VPC addresses, every one reachable from every other
+    # and SNAT'd to its node's primary IP on the way out of the VPC.
+    ips = [p["ip"] for p in report["pods"]]
+    assert len(ips) == 12 and len(set(ips)) == 12
+    for src, row in report["connectivity"].items():
+        for dst, cell in row.items():
+            ok, _, rest = cell.partition("/")
+            total = rest.split()[0]
+            assert ok == total and int(total) > 0, (src, dst, cell)
+    assert report["audit"] == []
+
+    # Nothing left behind: no namespace of the demo, no child process holding its workdir.
+    assert _netns() <= before
