@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpcnet.sim.kube import schema
@@ -231,6 +231,7 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
+@settings(max_examples=60, deadline=None)
 @given(json_objects, json_objects)
 def test_merge_patch_result_contains_every_patched_non_null_leaf(target: dict[str, Any], patch: dict[str, Any]) -> None:
     result = merge_patch(target, patch)
@@ -241,12 +242,14 @@ def test_merge_patch_result_contains_every_patched_non_null_leaf(target: dict[st
             assert json_equal(result[key], value)
 
 
+@settings(max_examples=60, deadline=None)
 @given(json_objects)
 def test_merge_patch_with_itself_is_idempotent_without_nulls(doc: dict[str, Any]) -> None:
     clean = _drop_nulls(doc)
     assert json_equal(merge_patch(clean, clean), clean)
 
 
+@settings(max_examples=60, deadline=None)
 @given(json_objects)
 def test_json_patch_test_of_every_top_level_member_passes(doc: dict[str, Any]) -> None:
     ops = [{"op": "test", "path": "/" + k.replace("~", "~0").replace("/", "~1"), "value": v}

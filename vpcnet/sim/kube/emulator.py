@@ -161,7 +161,13 @@ class KubeEmulator:
 
     @property
     def resource_version(self) -> int:
+        """The latest resourceVersion (the etcd revision): a list now would return it."""
         return self.store.rv
+
+    @property
+    def open_watches(self) -> int:
+        """Watch streams currently open (0 when stopped)."""
+        return self._server.open_watches if self._server is not None else 0
 
 
 def _zone(provider_id: str | None) -> str | None:

@@ -67,6 +67,11 @@ class KubeHTTPServer(ThreadingHTTPServer):
             self._watches -= 1
             self._watches_done.notify_all()
 
+    @property
+    def open_watches(self) -> int:
+        with self._watches_done:
+            return self._watches
+
     def wait_for_watches(self, timeout: float) -> None:
         """Let closing watch streams write their final chunk before sockets go down."""
         with self._watches_done:
@@ -319,13 +324,13 @@ class Handler(BaseHTTPRequestHandler):
         stream = WatchStream(self.server.registry, request,
                              bookmark_interval=options.bookmark_interval,
                              is_disconnected=self._disconnected)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
         self.server.watch_started()
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.end_headers()
             for line in stream:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.write(b"0\r\n\r\n")
