@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -44,6 +44,7 @@ from vpcnet.kube.nodeplan import ControlView, NodePlan, plan_node, projection_of
 from vpcnet.kube.source import NodeSource
 from vpcnet.kube.types import (
     NOT_READY_TAINT,
+    STATUS_ANNOTATION,
     EventType,
     NodeObj,
     NodeWatchEvent,
@@ -63,6 +64,10 @@ from vpcnet.settings import Settings
 log = structlog.get_logger("vpcnet.watcher")
 
 _RETRY_MIN, _RETRY_MAX = 1.0, 30.0
+# A node's status annotation follows Redis within a second of a change it is told about
+# (coalescing bursts), and within a sweep for changes nobody announces.
+_SUMMARY_DELAY = 1.0
+_SUMMARY_SWEEP = 30.0
 
 
 # Items the feeder threads put on the loop's queue.
@@ -82,6 +87,11 @@ class _AgentReady:
 
 
 @dataclass(frozen=True, slots=True)
+class _Changed:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class _CatchUp:
     pass
 
@@ -91,7 +101,7 @@ class _Leadership:
     leading: bool
 
 
-_Item = _Listed | _Watched | _AgentReady | _CatchUp | _Leadership
+_Item = _Listed | _Watched | _AgentReady | _Changed | _CatchUp | _Leadership
 
 
 @dataclass
@@ -105,6 +115,8 @@ class WatcherStats:
     enqueued: Counter[str] = field(default_factory=Counter)
     deduplicated: Counter[str] = field(default_factory=Counter)
     warnings: int = 0
+    summary_checks: int = 0  # passes comparing vpcnet's view with the annotation
+    summaries_written: int = 0
     leading: bool = False
 
 
@@ -147,6 +159,7 @@ class Watcher:
             settings,
             on_ready=lambda node: self._q.put(_AgentReady(node)),
             on_reconnect=lambda: self._q.put(_CatchUp()),
+            on_changed=lambda node: self._q.put(_Changed(node)),
         )
         self._cache: dict[str, NodeObj] = {}
         self._synced = False
@@ -237,6 +250,8 @@ class Watcher:
             self._on_event(item.event)
         elif isinstance(item, _AgentReady):
             self._on_agent_ready(item.node)
+        elif isinstance(item, _Changed):
+            self._summary_soon(item.node)
         elif isinstance(item, _CatchUp):
             if self._acting():
                 self._catch_up_ready()
@@ -287,6 +302,7 @@ class Watcher:
             self._cache[node.name] = node
             if self._acting():
                 self._consider(node, self._view(node.name))
+                self._summary_soon(node.name)
         NODES.set(len(self._cache))
         self.stats.last_resource_version = event.resource_version
 
@@ -294,6 +310,7 @@ class Watcher:
         node = self._cache.get(name)
         if node is not None and self._acting() and node.has_taint(NOT_READY_TAINT):
             self._enqueue_ready(name)
+        self._summary_soon(name)
 
     # ------------------------------------------------------------------ acting
 
@@ -319,6 +336,8 @@ class Watcher:
         for name, node in self._cache.items():
             self._consider(node, views[name])
         self._release_orphans()
+        self._refresh_summaries(list(self._cache))
+        self._schedule("sweep", "", _SUMMARY_SWEEP)
         self.stats.resyncs += 1
 
     def _consider(self, node: NodeObj, view: ControlView | None) -> None:
@@ -503,6 +522,11 @@ class Watcher:
             if self._timer_due.get((kind, name)) != due:
                 continue  # superseded by an earlier timer
             del self._timer_due[(kind, name)]
+            if kind == "sweep":
+                if self._acting():
+                    self._refresh_summaries(list(self._cache))
+                    self._schedule("sweep", "", _SUMMARY_SWEEP)
+                continue
             node = self._cache.get(name)
             if node is None or not self._acting():
                 continue
@@ -514,6 +538,8 @@ class Watcher:
                 # predecessor's).
                 if projection_of(node) != self._sent.get(name):
                     self._consider_trailing_provision(node)
+            elif kind == "summary":
+                self._refresh_summaries([name])
             elif kind == "ready":
                 if node.has_taint(NOT_READY_TAINT):
                     view = self._view(name)
@@ -526,3 +552,39 @@ class Watcher:
         except ValueError:
             return  # became unusable meanwhile; _consider warns about it
         self._enqueue_provision(node)
+
+    # ------------------------------------------------------------------ status annotation
+
+    def _summary_soon(self, name: str) -> None:
+        if self._acting() and name in self._cache:
+            self._schedule("summary", name, _SUMMARY_DELAY)
+
+    def _refresh_summaries(self, names: list[str]) -> None:
+        """Write ``vpcnet.io/status`` where vpcnet's view differs from the node's copy."""
+        try:
+            summaries = self._state.summaries(names)
+        except VpcnetError as e:
+            log.warning("state.unavailable", error=str(e))
+            return
+        self.stats.summary_checks += 1
+        for name, summary in summaries.items():
+            node = self._cache.get(name)
+            if (
+                summary is None
+                or node is None
+                or node.annotations.get(STATUS_ANNOTATION) == summary
+            ):
+                continue
+            if not self._acting():
+                return
+            try:
+                self._kube.set_annotations(name, {STATUS_ANNOTATION: summary})
+            except VpcnetError as e:
+                ACTION_ERRORS.labels("patch_node").inc()
+                log.warning("node.status_failed", node=name, error=str(e))
+                continue
+            # Our own copy, until the watch brings the node back: no second write meanwhile.
+            self._cache[name] = replace(
+                node, annotations={**node.annotations, STATUS_ANNOTATION: summary}
+            )
+            self.stats.summaries_written += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ from kubernetes import client as k8s
 from tests.fixtures import watcher as fx
 from tests.fixtures.watcher import QueuedTask, queued, tasks_named, wait_for
 from vpcnet.kube.client import KubeClient
-from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT
+from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 from vpcnet.kube.watchstate import NODE_READY, PROVISION_NODE, RELEASE_NODE
 from vpcnet.settings import Settings
 from vpcnet.sim.kube import KubeEmulator
@@ -234,3 +235,45 @@ def test_startup_catches_up_on_ready_agents_and_orphaned_state(
     assert provisions(broker) == [["pending", "i-0f01", "us-east-1a"]]
     done = kube.read_node("done")
     assert done is not None and not done.taints
+
+
+def test_status_annotation_follows_vpcnet_state(
+    start_watcher: StartWatcher,
+    kube_sim: KubeEmulator,
+    kube: KubeClient,
+    redis_client: redis.Redis[bytes],
+    state: ClusterKeys,
+) -> None:
+    w = start_watcher()
+    kube_sim.add_node("n1", provider_id="aws:///us-east-1a/i-0a11")
+    settle(w, kube_sim)
+    keys = state.node("n1")
+
+    def status() -> dict[str, object] | None:
+        node = kube.read_node("n1")
+        raw = node.annotations.get(STATUS_ANNOTATION) if node else None
+        return json.loads(raw) if raw else None
+
+    # What provision_node writes, announced on the node's changed channel.
+    redis_client.hset(
+        keys.node, mapping={"instance_id": "i-0a11", "phase": "provisioned", "generation": "1"}
+    )
+    redis_client.publish(keys.changed_channel, "1")
+    first = wait_for(
+        lambda: (s := status()) and s["phase"] == "provisioned" and s, what="the annotation"
+    )
+    assert first["instanceId"] == "i-0a11" and first["agentReady"] is False
+    # A change nobody announces (a plain field write) shows up with the next node event.
+    redis_client.hset(
+        keys.node, mapping={"phase": "error", "error": "UnknownInstanceType: x1.weird"}
+    )
+    kube.set_labels("n1", {"poke": "1"})
+    failed = wait_for(
+        lambda: (s := status()) and s["phase"] == "error" and s, what="the error summary"
+    )
+    assert failed["error"] == "UnknownInstanceType: x1.weird"
+    # Another node event makes the watcher compare again: same view, so no write.
+    written, checks = w.stats.summaries_written, w.stats.summary_checks
+    kube.set_labels("n1", {"poke": "2"})
+    wait_for(lambda: w.stats.summary_checks > checks, what="another comparison")
+    assert w.stats.summaries_written == written

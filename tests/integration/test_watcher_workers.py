@@ -4,7 +4,9 @@ names, arguments, queue, and the taint's life from join to ready to release."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -13,7 +15,7 @@ from tests.fixtures.celery import CeleryProcs, wait_until
 from tests.integration.control_support import agent_ready, context_for, join, vpcnet_enis
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
-from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT
+from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
@@ -37,6 +39,13 @@ def ctx(control_settings: Settings) -> ControlContext:
 def phase(ctx: ControlContext, node: str) -> NodePhase | None:
     st = ctx.state.read_node(node)
     return st.phase if st is not None else None
+
+
+def status(ctx: ControlContext, node: str) -> dict[str, Any]:
+    """The node's vpcnet.io/status annotation, as the watcher keeps it."""
+    obj = ctx.kube.read_node(node)
+    raw = obj.annotations.get(STATUS_ANNOTATION) if obj else None
+    return dict(json.loads(raw)) if raw else {}
 
 
 def test_join_ready_and_delete_through_a_real_worker(
@@ -66,6 +75,14 @@ def test_join_ready_and_delete_through_a_real_worker(
     wait_until(lambda: phase(ctx, "a") is NodePhase.READY, 60, "a ready")
     node_a = ctx.kube.read_node("a")
     assert node_a is not None and not node_a.has_taint(NOT_READY_TAINT)
+    summary = wait_until(
+        lambda: status(ctx, "a").get("phase") == "ready" and status(ctx, "a"), 60, "a's status"
+    )
+    assert (
+        summary["enis"] == 3
+        and summary["agentReady"] is True
+        and summary["instanceId"] == iids["a"]
+    )
     node_b = ctx.kube.read_node("b")
     assert node_b is not None and node_b.has_taint(NOT_READY_TAINT)  # its agent said nothing
 

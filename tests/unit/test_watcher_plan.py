@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from dataclasses import replace
 
-from vpcnet.domain import NodePhase
-from vpcnet.kube.nodeplan import ControlView, ProvisionArgs, plan_node, projection_of
+from vpcnet.domain import EniRecord, NodePhase
+from vpcnet.kube.nodeplan import (
+    ControlView,
+    ProvisionArgs,
+    plan_node,
+    plan_status_summary,
+    projection_of,
+)
 from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION, NodeObj, Taint
 
 TAINT = Taint(NOT_READY_TAINT, "NoSchedule")
@@ -101,3 +109,33 @@ def test_a_node_being_deleted_gets_nothing() -> None:
     assert plan_node(
         replace(NODE, deleting=True), first_sight=True, last_projection=None, view=NONE
     ).empty
+
+
+def test_status_summary_reflects_redis_compactly() -> None:
+    eni = EniRecord(
+        eni_id="eni-1",
+        mac="0a:00:00:00:00:01",
+        device_index=1,
+        subnet_id="subnet-1",
+        subnet_cidr=ipaddress.IPv4Network("10.0.0.0/24"),
+        primary_ip=ipaddress.IPv4Address("10.0.0.10"),
+        ips=(ipaddress.IPv4Address("10.0.0.11"), ipaddress.IPv4Address("10.0.0.12")),
+        prefixes=(ipaddress.IPv4Network("10.0.0.32/28"),),
+    )
+    fields = {"phase": "provisioned", "instance_id": "i-0abc", "mode": "prefix", "generation": "3"}
+    raw = plan_status_summary(fields, [eni], {"ready": "1", "generation": "2"})
+    assert raw is not None and " " not in raw
+    assert json.loads(raw) == {
+        "phase": "provisioned",
+        "instanceId": "i-0abc",
+        "mode": "prefix",
+        "enis": 1,
+        "podIPs": 18,
+        "generation": 3,
+        "agentReady": True,
+        "agentGeneration": 2,
+    }
+    assert plan_status_summary(fields, [eni], {"ready": "1", "generation": "2"}) == raw  # stable
+    failed = plan_status_summary({**fields, "phase": "error", "error": "x" * 500}, [], {})
+    assert failed is not None and json.loads(failed)["error"] == "x" * 300
+    assert plan_status_summary({}, [], {"ready": "1"}) is None

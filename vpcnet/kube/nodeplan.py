@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vpcnet.domain import NodePhase, parse_provider_id
+from vpcnet.domain import EniRecord, NodePhase, parse_provider_id
 from vpcnet.kube.types import (
     INSTANCE_ID_LABEL,
     NOT_READY_TAINT,
@@ -135,3 +135,26 @@ def plan_node(
         ),
         projection=projection,
     )
+
+
+def plan_status_summary(
+    fields: Mapping[str, str], enis: Sequence[EniRecord], agent: Mapping[str, str]
+) -> str | None:
+    """vpcnet's view of a node for its ``vpcnet.io/status`` annotation (compact JSON), or
+    None when vpcnet holds no state for it. Only slow-moving facts go in, so the
+    annotation changes when the node's situation does, not on every heartbeat."""
+    if not fields and not enis:
+        return None
+    summary: dict[str, object] = {
+        "phase": fields.get("phase", ""),
+        "instanceId": fields.get("instance_id", ""),
+        "mode": fields.get("mode", ""),
+        "enis": len(enis),
+        "podIPs": sum(len(r.pod_ips()) for r in enis),
+        "generation": int(fields.get("generation") or 0),
+        "agentReady": agent.get("ready") == "1",
+        "agentGeneration": int(agent.get("generation") or 0),
+    }
+    if fields.get("error"):
+        summary["error"] = fields["error"][:300]
+    return json.dumps(summary, sort_keys=True, separators=(",", ":"))

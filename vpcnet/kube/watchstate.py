@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -18,9 +18,9 @@ import redis
 import structlog
 from celery import Celery
 
-from vpcnet.domain import NodePhase
+from vpcnet.domain import EniRecord, NodePhase
 from vpcnet.errors import StateError, TemporaryError
-from vpcnet.kube.nodeplan import ControlView
+from vpcnet.kube.nodeplan import ControlView, plan_status_summary
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 
@@ -129,6 +129,32 @@ class WatcherState:
             )
         return out
 
+    def summaries(self, nodes: Iterable[str]) -> dict[str, str | None]:
+        """Each node's ``vpcnet.io/status`` summary (None: no vpcnet state), one round trip."""
+        names = list(nodes)
+        if not names:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for name in names:
+            nk = self.keys.node(name)
+            pipe.hgetall(nk.node)
+            pipe.hvals(nk.enis)
+            pipe.hgetall(nk.agent)
+        try:
+            raw = pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"reading node summaries: {e}") from e
+        out: dict[str, str | None] = {}
+        for i, name in enumerate(names):
+            fields, enis, agent = raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]
+            try:
+                records = [EniRecord.from_json(v) for v in enis]
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("state.bad_eni_record", node=name, error=str(e))
+                records = []
+            out[name] = plan_status_summary(_str_map(fields), records, _str_map(agent))
+        return out
+
     def view(self, node: str) -> ControlView:
         return self.views([node])[node]
 
@@ -144,11 +170,12 @@ class WatcherState:
 
 
 class AgentReadyListener:
-    """Follows the cluster ``agent-ready`` channel in a thread.
+    """Follows the cluster ``agent-ready`` channel and every node's ``changed`` channel.
 
-    ``on_ready(node)`` runs for each message; ``on_reconnect()`` after every
+    ``on_ready(node)`` runs for each agent-ready message, ``on_changed(node)`` when the
+    control plane rewrote a node's state; ``on_reconnect()`` after every
     (re)subscription, because messages published while we were disconnected are lost and
-    the caller must catch up from the agents' hashes.
+    the caller must catch up from the hashes.
     """
 
     def __init__(
@@ -156,11 +183,18 @@ class AgentReadyListener:
         settings: Settings,
         on_ready: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        on_changed: Callable[[str], None] | None = None,
     ) -> None:
+        keys = ClusterKeys(settings.cluster_name)
         self._url = settings.redis_url
-        self._channel = ClusterKeys(settings.cluster_name).agent_ready_channel
+        self._channel = keys.agent_ready_channel
+        # vpcnet:{<cluster>/<node>}:changed for every node; braces are literal in patterns.
+        sample = keys.node("NODE").changed_channel
+        self._changed_prefix, self._changed_suffix = sample.split("NODE")
+        self._pattern = f"{self._changed_prefix}*{self._changed_suffix}"
         self._on_ready = on_ready
         self._on_reconnect = on_reconnect
+        self._on_changed = on_changed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -181,12 +215,21 @@ class AgentReadyListener:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self._channel)
+                if self._on_changed is not None:
+                    pubsub.psubscribe(self._pattern)
                 self._on_reconnect()
                 delay = 0.2
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=1.0)
-                    if msg and msg.get("type") == "message":
+                    if not msg:
+                        continue
+                    if msg.get("type") == "message":
                         self._on_ready(_s(msg["data"]))
+                    elif msg.get("type") == "pmessage" and self._on_changed is not None:
+                        channel = _s(msg["channel"])
+                        node = channel[len(self._changed_prefix) : -len(self._changed_suffix)]
+                        if node:
+                            self._on_changed(node)
             except (redis.RedisError, TemporaryError) as e:
                 log.warning("agent_ready.disconnected", error=str(e), retry_in=round(delay, 2))
                 self._stop.wait(delay)
@@ -205,6 +248,10 @@ def _s(raw: object) -> str:
     if isinstance(raw, bytes):
         return raw.decode()
     return str(raw)
+
+
+def _str_map(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
 
 
 def _phase(raw: str) -> NodePhase | None:
