@@ -47,7 +47,7 @@ def _config(emu: Ec2Emulator, body: dict[str, Any]) -> Result:
         changes["bucket_overrides"] = {
             k: Bucket(int(v[0]), float(v[1])) for k, v in dict(body["bucket_overrides"]).items()
         }
-    emu.set_config(latency=body.get("latency"), **changes)
+    emu.set_config(preset=body.get("latency"), **changes)
     return 200, emu.config.to_dict()
 
 

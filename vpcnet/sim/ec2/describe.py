@@ -137,17 +137,24 @@ def check_max_results(max_results: int | None, *, with_ids: bool, what: str) -> 
         )
 
 
+_TOKEN_TAG = "v1:"
+
+
 def encode_token(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode()
+    return base64.urlsafe_b64encode((_TOKEN_TAG + key).encode()).decode()
 
 
 def decode_token(token: str) -> str:
+    bad = errors.SimApiError(
+        "InvalidPaginationToken", "The specified pagination token is not valid or is expired."
+    )
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        raw = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
-        raise errors.SimApiError(
-            "InvalidPaginationToken", "The specified pagination token is not valid or is expired."
-        ) from e
+        raise bad from e
+    if not raw.startswith(_TOKEN_TAG):
+        raise bad
+    return raw[len(_TOKEN_TAG) :]
 
 
 def paginate(

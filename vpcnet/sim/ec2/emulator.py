@@ -128,7 +128,8 @@ class Ec2Emulator:
         return f"{self.endpoint_url}/_imds/{instance_id}"
 
     def client(self, max_attempts: int = 1) -> Any:
-        """A boto3 EC2 client for tests (dummy credentials; no retries by default)."""
+        """A boto3 EC2 client for tests (dummy credentials; ``max_attempts`` in total, so
+        no retries by default)."""
         import boto3
         from botocore.config import Config
 
@@ -139,7 +140,7 @@ class Ec2Emulator:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             config=Config(
-                retries={"max_attempts": max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 max_pool_connections=50,
             ),
         )
@@ -249,17 +250,20 @@ class Ec2Emulator:
         self.faults.configure(rate_5xx, parsed)
 
     def set_config(
-        self, config: Ec2SimConfig | None = None, *, latency: str | None = None, **changes: Any
+        self, config: Ec2SimConfig | None = None, *, preset: str | None = None, **changes: Any
     ) -> Ec2SimConfig:
         """Swap the config, or switch latency preset (``"aws"``/``"fast"``) and/or change
-        fields (``throttle=False``, ``attach_delay=0.5``, ``bucket_overrides={...}``)."""
+        fields (``throttle=False``, ``attach_delay=0.5``, ``bucket_overrides={...}``,
+        ``latency={"CreateNetworkInterface": Latency(0.3)}``)."""
+        if isinstance(changes.get("latency"), str):
+            preset = changes.pop("latency")  # ``latency="aws"`` names a preset too
         with self._config_lock:
             old = self.config
             new = config or old
-            if latency is not None:
+            if preset is not None:
                 keep = {k: getattr(new, k) for k in ("region", "account_id", "throttle",
                                                      "bucket_overrides", "seed")}
-                new = Ec2SimConfig.preset_named(latency, **keep)
+                new = Ec2SimConfig.preset_named(preset, **keep)
             new = new.with_(**changes) if changes else new
             if (new.region, new.account_id) != (old.region, old.account_id):
                 raise ValueError("region and account cannot change on a running emulator")

@@ -181,12 +181,13 @@ class HttpServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="ec2-emulator", daemon=True
+            target=self.serve_forever, name="ec2-emulator", daemon=True
         )
         self._thread.start()
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        # a short poll interval keeps stop() (and test teardown) quick
+        self._server.serve_forever(poll_interval=0.05)
 
     def stop(self) -> None:
         self._server.shutdown()
