@@ -3,7 +3,8 @@
 ``celery -A workers beat`` picks both up (``workers`` sets ``beat_scheduler`` and
 ``beat_schedule``). Several beat replicas may run: each tick, a replica must hold the
 cluster's ``beat-lock`` in Redis (token + TTL, renewed every tick, released safely by
-token) to send anything; the others stand by and take over within the lock TTL.
+token) to send anything; the others stand by and take over within the lock TTL
+(``Settings.lease_duration_seconds``, as for the watcher's leader election).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from vpcnet.state.keys import ClusterKeys
 
 log = structlog.get_logger("vpcnet.beat")
 
-LOCK_TTL_SECONDS = 30.0
-STANDBY_POLL_SECONDS = 5.0
+STANDBY_POLL_SECONDS = 1.0
 REFRESH_LIMITS_SECONDS = 3600.0
 
 # Renew if ours, else take it if free. 1 = we hold it.
@@ -55,6 +55,8 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
         self._redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
         self._key = ClusterKeys(settings.cluster_name).beat_lock
         self._token = uuid.uuid4().hex
+        # The beat lock is a lease like the watcher's: a standby takes over within it.
+        self._ttl = settings.lease_duration_seconds
         self._hold = self._redis.register_script(_HOLD)
         self._release = self._redis.register_script(_RELEASE)
         self.leader = False
@@ -62,7 +64,7 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
 
     def holds_lock(self) -> bool:
         try:
-            held = bool(self._hold(keys=[self._key], args=[self._token, int(LOCK_TTL_SECONDS * 1000)]))
+            held = bool(self._hold(keys=[self._key], args=[self._token, int(self._ttl * 1000)]))
         except redis.RedisError as e:
             log.warning("beat lock unreachable; standing by", error=str(e))
             held = False
@@ -76,7 +78,7 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
         if not self.holds_lock():
             return STANDBY_POLL_SECONDS
         interval = float(super().tick(event_t, min, heappop, heappush))
-        return float(min(interval, LOCK_TTL_SECONDS / 3))
+        return float(min(interval, self._ttl / 3))
 
     def close(self) -> None:
         try:

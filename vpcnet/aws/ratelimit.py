@@ -82,16 +82,20 @@ class RateLimiter:
         share: float,
         max_wait_seconds: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        bucket_of: Callable[[str], Bucket] = bucket_for,
     ) -> None:
+        """``bucket_of`` gives AWS's bucket per action (an account with raised limits, or a
+        test against an emulator configured with other buckets, passes its own)."""
         self._redis = client
         self._keys = ClusterKeys(cluster)
         self._share = share
         self._max_wait_us = int(max_wait_seconds * 1_000_000)
         self._sleep = sleep
         self._script = client.register_script(_GCRA)
+        self._bucket_of = bucket_of
 
     def rate(self, action: str) -> Rate:
-        return Rate.share_of(bucket_for(action), self._share)
+        return Rate.share_of(self._bucket_of(action), self._share)
 
     def acquire(self, action: str) -> float:
         """Reserve the next token for ``action`` and sleep until it is due.
