@@ -147,7 +147,7 @@ class AgentSettings:
     install_plugin: bool = True  # the agent (re)installs vpcnet-cni into cni_bin_dir
     cni_runtime_dir: str = "/opt/vpcnet"  # the plugin's self-contained runtime
     imds_redirect_port: int = 0  # >0: pods' 169.254.169.254:80 -> <primary ip>:port (kube2iam)
-    status_file: str = "/run/vpcnet/agent-status.json"  # readiness probe: vpcnet agent --check-ready
+    status_file: str = ""  # readiness probe file; "" = agent-status.json next to the socket
 
     def validate(self) -> None:
         if not self.node_name:
@@ -163,6 +163,13 @@ class AgentSettings:
                 ipaddress.IPv4Network(c)
             except ValueError as e:
                 raise ConfigError(f"invalid CIDR {c!r}") from e
+
+    @property
+    def status_path(self) -> str:
+        """Where the agent writes its status for ``vpcnet agent --check-ready``."""
+        return self.status_file or os.path.join(
+            os.path.dirname(self.socket_path), "agent-status.json"
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:

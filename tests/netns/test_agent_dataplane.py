@@ -103,7 +103,7 @@ def test_agent_restart_changes_nothing_on_a_configured_host(sim_env: SimEnv) -> 
     agent.stop()
     assert agent.proc is not None and agent.proc.returncode == 0, agent.log()[-3000:]
     agent.start()
-    status = agent.base / "run" / "status.json"
+    status = agent.base / "run" / "agent-status.json"  # default: next to the socket
     assert agent.proc is not None
     pid = agent.proc.pid
     wait_for(

@@ -90,6 +90,7 @@ class Agent:
         self._identity: InstanceIdentity | None = None
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
         self._plugin_installed = not settings.install_plugin
+        self._last_full_mirror = 0.0
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self.conflist_path = Path(settings.cni_conf_dir) / settings.cni_conf_name
@@ -297,10 +298,14 @@ class Agent:
             version=self.version,
             error=self.error,
         )
-        write_status(Path(self.settings.status_file), report, time.time())
+        now = time.time()
+        write_status(Path(self.settings.status_path), report, now)
+        if now - self._last_full_mirror >= self.settings.resync_seconds:
+            # Periodic full rewrite: repairs any drift of the mirror (e.g. a hand edit).
+            self._last_full_mirror = now
+            self.sync.request_full_mirror()
         try:
             self.sync.report(report)
-            self.sync.request_full_mirror()
         except StateError as e:
             log.debug("agent report deferred: %s", e)
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
         # Three missed resyncs (at least 30 s) mean the loop is stuck.
         ok, why = check_ready(
-            Path(settings.status_file), max(3 * settings.resync_seconds, 30.0), time.time()
+            Path(settings.status_path), max(3 * settings.resync_seconds, 30.0), time.time()
         )
         print(why)
         return 0 if ok else 1
