@@ -44,7 +44,7 @@ def test_a_full_queue_refuses_instead_of_waiting_forever(redis_url: str, cluster
     try:
         for _ in range(10):
             limiter.acquire(ATTACH)
-    except Exception as e:  # noqa: BLE001 - the type is asserted below
+    except Exception as e:
         assert type(e).__name__ == "Ec2TemporaryError" and e.delay and e.delay > 1.0  # type: ignore[attr-defined]
     else:
         raise AssertionError("the limiter queued past max_wait_seconds")
@@ -78,7 +78,7 @@ def test_processes_share_one_bucket_and_ec2_never_throttles(
     for _ in range(30):
         try:
             bare.describe_subnets(SubnetIds=[subnet])
-        except Exception:  # noqa: BLE001 - counting throttles
+        except Exception:
             errors += 1
     assert errors > 0
     # A new bucket table gives the emulator full buckets again.

@@ -16,8 +16,8 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-from botocore.config import Config
 from botocore import xform_name
+from botocore.config import Config
 
 from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ratelimit import RateLimiter
