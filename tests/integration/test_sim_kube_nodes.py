@@ -310,3 +310,15 @@ def test_delete_preconditions(core: client.CoreV1Api) -> None:
 def test_dry_run_changes_nothing(core: client.CoreV1Api) -> None:
     core.create_node(make_node("n1"), dry_run="All")
     assert core.list_node().items == []
+
+
+def test_conveniences_hand_out_copies(core: client.CoreV1Api, kube_emulator: KubeEmulator) -> None:
+    node = kube_emulator.add_node("n1", labels={"a": "1"})
+    node["metadata"]["labels"]["a"] = "mutated"
+    fetched = kube_emulator.get_node("n1")
+    assert fetched is not None and fetched["metadata"]["labels"]["a"] == "1"
+    fetched["spec"]["providerID"] = "x"
+    assert core.read_node("n1").metadata.labels["a"] == "1"
+    assert core.read_node("n1").spec.provider_id == "aws:///us-east-1a/i-0abc"
+    kube_emulator.delete_node("n1")
+    assert kube_emulator.get_node("n1") is None and core.list_node().items == []

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from vpcnet.sim.kube import resources
-from vpcnet.sim.kube.registry import Registry, now
+from vpcnet.sim.kube.patch import clone
+from vpcnet.sim.kube.registry import Registry, external, now
 from vpcnet.sim.kube.server import KubeHTTPServer, ServerOptions
 from vpcnet.sim.kube.store import Store
 
@@ -106,7 +107,8 @@ class KubeEmulator:
         configuration.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(configuration)
 
-    # --- test conveniences (same semantics as a POST through the API) -----------------
+    # --- conveniences for tests and the demo: same semantics as the HTTP API; they
+    # return copies (the store's objects are never handed out for mutation)
 
     def add_node(self, name: str, provider_id: str | None = "aws:///us-east-1a/i-0abc",
                  labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
@@ -143,7 +145,16 @@ class KubeEmulator:
                              "kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://2.0.0"},
             },
         }
-        return self.registry.create(resources.NODES, None, body)
+        return clone(self.registry.create(resources.NODES, None, body))
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        """The node as the API serves it, or None."""
+        stored = self.store.get("nodes", "", name)
+        return clone(external(resources.NODES, stored)) if stored is not None else None
+
+    def delete_node(self, name: str) -> None:
+        """Delete a node (as ``kubectl delete node``; finalizers are honoured)."""
+        self.registry.delete(resources.NODES, None, name)
 
     def add_pod(self, name: str, namespace: str = "default", node_name: str | None = None,
                 labels: dict[str, str] | None = None, image: str = "registry.k8s.io/pause:3.10",
@@ -153,7 +164,7 @@ class KubeEmulator:
         if node_name:
             spec["nodeName"] = node_name
         body = {"metadata": {"name": name, "labels": dict(labels or {})}, "spec": spec}
-        return self.registry.create(resources.PODS, namespace, body)
+        return clone(self.registry.create(resources.PODS, namespace, body))
 
     def compact(self) -> None:
         """Drop the watch history: every watch resuming from before now gets 410 Gone."""
