@@ -147,3 +147,27 @@ def test_a_paused_leader_stops_acting_once_its_lease_is_gone(
         if (m := re.match(r"gen(\d+)@", t.origin))
     }
     assert senders == {standby.pid}  # the old leader enqueued nothing, before or after
+
+
+def test_sigterm_hands_the_lease_over_without_waiting_it_out(
+    spawn: Spawn,
+    kube: KubeClient,
+    watcher_settings: Settings,
+) -> None:
+    a, b = spawn(), spawn()
+    pid = wait_for(lambda: holder_pid(lease(kube, watcher_settings)), timeout=30, what="a leader")
+    leader, standby = (a, b) if pid == a.pid else (b, a)
+    before = lease(kube, watcher_settings)
+    assert before is not None and before.spec.renew_time is not None
+    leader.send_signal(signal.SIGTERM)
+    assert leader.wait(15) == 0
+    new = wait_for(
+        lambda: (cur := lease(kube, watcher_settings)) and holder_pid(cur) == standby.pid and cur,
+        timeout=30,
+        what="the standby to take over",
+    )
+    assert new.spec.acquire_time is not None
+    # Expiry would put the takeover a full lease after the last renewal (>= `before`).
+    assert (
+        new.spec.acquire_time - before.spec.renew_time
+    ).total_seconds() < watcher_settings.lease_duration_seconds
