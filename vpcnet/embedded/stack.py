@@ -244,11 +244,14 @@ class EmbeddedStack:
         return node
 
     def register_node(self, node: SimNode) -> None:
-        """What kubelet does when it joins: the Node object with its AWS providerID."""
+        """What kubelet does when it joins: the Node object with its AWS providerID,
+        registered with the not-ready taint (``--register-with-taints``, as docs/deploy.md
+        asks) so that no pod is scheduled in the moment before the watcher sees it."""
         self.kube.add_node(
             node.name,
             provider_id=f"aws:///{node.az}/{node.instance_id}",
             instance_type=node.instance_type,
+            taints=[{"key": "vpcnet.io/not-ready", "effect": "NoSchedule"}],
         )
 
     # -- observation ---------------------------------------------------------------------

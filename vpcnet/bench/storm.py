@@ -1,0 +1,384 @@
+"""``vpcnet bench storm``: N nodes join at once; how close do we get to what AWS allows?
+
+The whole control plane runs for real (watcher, Celery workers, Redis, the shared rate
+limiter) against the EC2 emulator with AWS's per-action token buckets and the ``aws``
+latency preset. Nodes are API-only: an instance in EC2 and a Node in the Kubernetes
+emulator; a stand-in for each node's agent reports ready once every ENI in the node's
+Redis state reads ``attached`` in EC2 (what a real agent waits for: the link to appear).
+A node counts as ready when its ``vpcnet.io/not-ready`` taint is gone.
+
+The lower bound is what the buckets and latencies impose on this work alone: for each
+EC2 action with K calls in total (N x the plan's minimum per node) and a bucket of
+capacity C refilling at r/s, its last call cannot start before (K - C) / r; add the
+shortest latency of that call and of what must follow it on the same node. Our time is
+reported as a ratio of that bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from vpcnet.aws.buckets import bucket_for
+from vpcnet.domain import InstanceLimits, Mode
+from vpcnet.embedded.procs import wait_for
+from vpcnet.embedded.stack import EmbeddedStack, StackOptions
+from vpcnet.state.keys import ClusterKeys
+
+# What must follow each action on the same node before the agent can report ready.
+# The ENI chain is Create -> Attach (-> attached after the attach delay) -> Modify.
+_FOLLOWS = {
+    "DescribeInstances": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
+    "DescribeInstanceTypes": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
+    "DescribeSubnets": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
+    "CreateNetworkInterface": ("AttachNetworkInterface", "attach_delay"),
+    "AttachNetworkInterface": ("attach_delay",),
+}
+
+
+@dataclass
+class StormResult:
+    nodes: int
+    instance_type: str
+    mode: str
+    nodes_ready: int = 0
+    seconds: float = 0.0
+    lower_bound_seconds: float = 0.0
+    ratio: float = 0.0
+    p50_node_seconds: float = 0.0
+    p99_node_seconds: float = 0.0
+    ec2_calls: dict[str, int] = field(default_factory=dict)
+    ec2_calls_per_node: float = 0.0
+    min_ec2_calls_per_node: int = 0
+    min_calls_by_action: dict[str, int] = field(default_factory=dict)
+    throttled_by_ec2: int = 0
+    throttled_surfaced: int = 0
+    leaked_enis: int = 0
+    duplicate_ips: int = 0
+    failed_tasks: int = 0
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    bound_by_action: dict[str, float] = field(default_factory=dict)
+    ready_curve: list[tuple[float, int]] = field(default_factory=list)
+    latency_preset: str = "aws"
+
+
+def min_latency(cfg: Any, step: str) -> float:
+    if step == "attach_delay":
+        return float(cfg.attach_delay)
+    lat = cfg.latency_for(step)
+    return float(lat.seconds * (1.0 - lat.jitter))
+
+
+def lower_bound(calls_per_node: dict[str, int], nodes: int, cfg: Any) -> tuple[float, dict[str, float]]:
+    """Seconds the AWS buckets and latencies impose on N joins (see the module doc)."""
+    per_action: dict[str, float] = {}
+    for action, per_node in calls_per_node.items():
+        total = per_node * nodes
+        bucket = bucket_for(action)
+        start_of_last = max(0.0, (total - bucket.capacity) / bucket.refill_per_second)
+        tail = sum(min_latency(cfg, s) for s in _FOLLOWS.get(action, ()))
+        per_action[action] = start_of_last + min_latency(cfg, action) + tail
+    # One node alone: its own chain, even with empty buckets.
+    chain = sum(min_latency(cfg, s) for s in ("DescribeInstances", *_FOLLOWS["DescribeInstances"]))
+    per_action["one-node chain"] = chain
+    return max(per_action.values()), per_action
+
+
+class StandInAgents(threading.Thread):
+    """API-only nodes' agents: report ready once the node's ENIs are attached in EC2,
+    exactly as the real agent's Redis report does (agent hash + agent-ready publish)."""
+
+    def __init__(self, stack: EmbeddedStack, names: list[str]) -> None:
+        super().__init__(name="standin-agents", daemon=True)
+        self.stack = stack
+        self.pending = set(names)
+        self.keys = ClusterKeys(stack.opts.cluster)
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        client = self.stack.redis.client()
+        try:
+            while self.pending and not self.stop_event.wait(0.2):
+                self._pass(client)
+        finally:
+            client.close()
+
+    def _pass(self, client: redis.Redis[bytes]) -> None:
+        names = sorted(self.pending)
+        pipe = client.pipeline(transaction=False)
+        for n in names:
+            pipe.hmget(self.keys.node(n).node, "phase", "generation", "instance_id")
+            pipe.hkeys(self.keys.node(n).enis)
+        rows = pipe.execute()
+        for i, n in enumerate(names):
+            phase, generation, instance_id = (
+                x.decode() if x else "" for x in rows[2 * i]
+            )
+            eni_ids = {x.decode() for x in rows[2 * i + 1]}
+            if phase not in ("provisioned", "ready") or not generation or not instance_id:
+                continue
+            view = self.stack.ec2.instance_view(instance_id)
+            attached = {e["eni_id"] for e in view.get("enis", []) if e.get("status") == "attached"}
+            if not eni_ids <= attached:
+                continue
+            k = self.keys.node(n)
+            with client.pipeline(transaction=True) as p:
+                p.hset(k.agent, mapping={"ready": 1, "generation": generation,
+                                         "heartbeat": time.time(), "version": "standin"})
+                p.publish(self.keys.agent_ready_channel, n)
+                p.execute()
+            self.pending.discard(n)
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a live process and its children, from /proc."""
+    peak_kb = 0
+    cpu = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            pids.append(int(child))
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb += int(line.split()[1])
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+    return peak_kb / 1024, cpu
+
+
+def _check_result(stack: EmbeddedStack, result: StormResult) -> None:
+    """Leaked ENIs (unattached, ours) and IPs held by two ENIs, straight from EC2."""
+    views = stack.ec2.instances_view()
+    seen: Counter[str] = Counter()
+    for v in views:
+        for e in v.get("enis", []):
+            for ip in [e.get("primary_ip"), *e.get("secondary_ips", [])]:
+                if ip:
+                    seen[ip] += 1
+    client = stack.ec2.client()
+    paginator = client.get_paginator("describe_network_interfaces")
+    leaked = 0
+    for page in paginator.paginate(
+        Filters=[{"Name": "tag:vpcnet.io/cluster", "Values": [stack.opts.cluster]}]
+    ):
+        for eni in page["NetworkInterfaces"]:
+            if eni.get("Status") == "available":
+                leaked += 1
+    result.leaked_enis = leaked
+    result.duplicate_ips = sum(1 for n in seen.values() if n > 1)
+
+
+def run_storm(
+    nodes: int,
+    instance_type: str,
+    mode: str,
+    latency: str,
+    workers: int,
+    concurrency: int,
+    timeout: float,
+    workdir: Path,
+    progress: Any = None,
+) -> StormResult:
+    from vpcnet.limits import bundled_limits
+    from vpcnet.plan import EniConfig, NodeSpec, min_join_calls
+    known = bundled_limits(instance_type)
+    if known is None:
+        raise ValueError(f"unknown instance type {instance_type!r}")
+    limits: InstanceLimits = known
+    spec = NodeSpec(
+        cluster="bench", node_name="n", instance_id="i-0", limits=limits, mode=Mode(mode),
+        eni_config=EniConfig("subnet-0", ("sg-0",)),
+    )
+    min_calls = min_join_calls(spec)
+    result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode, latency_preset=latency)
+    result.min_calls_by_action = dict(min_calls)
+    result.min_ec2_calls_per_node = sum(min_calls.values())
+
+    stack = EmbeddedStack(
+        StackOptions(
+            workdir=workdir, cluster="bench", mode=mode, ec2_latency=latency, ec2_throttle=True,
+            worker_processes=workers, worker_concurrency=concurrency, beat=False, flower=False,
+            with_netns=False,
+        )
+    )
+    try:
+        stack.start_services()
+        result.lower_bound_seconds, result.bound_by_action = lower_bound(
+            min_calls, nodes, stack.ec2.config
+        )
+        names = [f"storm-{i:05d}" for i in range(nodes)]
+        launched = [stack.launch_node(n, instance_type, i) for i, n in enumerate(names)]
+        stack.start_control_plane()
+        stack.wait_processes_up()
+        stack.ec2.reset_counters()
+        standin = StandInAgents(stack, names)
+        standin.start()
+
+        from kubernetes import client as k8s
+
+        api = k8s.CoreV1Api(stack.kube.api_client())
+        t0 = time.monotonic()
+        for node in launched:
+            stack.register_node(node)
+        ready_at: dict[str, float] = {}
+        sampler_peaks: dict[str, tuple[float, float]] = {}
+
+        def sample() -> None:
+            for p in stack.procs:
+                if p.alive():
+                    rss, cpu = _proc_stats(p.pid)
+                    old = sampler_peaks.get(p.name, (0.0, 0.0))
+                    sampler_peaks[p.name] = (max(old[0], rss), max(old[1], cpu))
+
+        def all_ready() -> bool:
+            items = api.list_node().items
+            now = time.monotonic() - t0
+            for item in items:
+                name = str(item.metadata.name) if item.metadata else ""
+                taints = (item.spec.taints if item.spec else None) or []
+                if name not in ready_at and not any(t.key == "vpcnet.io/not-ready" for t in taints):
+                    ready_at[name] = now
+            result.ready_curve.append((round(now, 2), len(ready_at)))
+            sample()
+            if progress is not None:
+                progress(len(ready_at), nodes, now)
+            dead = stack.dead_processes()
+            if dead:
+                raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].tail()}")
+            return len(ready_at) >= nodes
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(all_ready, timeout, f"{nodes} nodes ready", interval=0.5)
+        result.seconds = round(max(ready_at.values(), default=time.monotonic() - t0), 2)
+        result.nodes_ready = len(ready_at)
+        standin.stop_event.set()
+        times = sorted(ready_at.values())
+        if times:
+            result.p50_node_seconds = round(times[len(times) // 2], 2)
+            result.p99_node_seconds = round(times[min(len(times) - 1, int(len(times) * 0.99))], 2)
+        result.ratio = round(result.seconds / result.lower_bound_seconds, 3) if result.lower_bound_seconds else 0.0
+        counters = stack.ec2.counters()
+        result.ec2_calls = dict(sorted(counters.get("calls", {}).items()))
+        result.ec2_calls_per_node = round(sum(result.ec2_calls.values()) / max(nodes, 1), 2)
+        result.throttled_by_ec2 = sum(counters.get("throttled", {}).values())
+        result.throttled_surfaced, result.failed_tasks = _surfaced_errors(stack)
+        _check_result(stack, result)
+        for name, (rss, cpu) in sampler_peaks.items():
+            result.peak_rss_mb[name] = round(rss, 1)
+            result.cpu_seconds[name] = round(cpu, 1)
+        result.peak_rss_mb["bench+emulators"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )
+    finally:
+        stack.stop()
+    return result
+
+
+def _surfaced_errors(stack: EmbeddedStack) -> tuple[int, int]:
+    """RequestLimitExceeded that reached a task (logged as a retry or failure) and failed
+    tasks, from the workers' logs (the structured task outcome lines)."""
+    surfaced = failed = 0
+    for p in stack.procs:
+        if not p.name.startswith("worker"):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            for line in p.log_path.read_text(errors="replace").splitlines():
+                if "RequestLimitExceeded" in line:
+                    surfaced += 1
+                if " raised unexpected" in line or "failed:" in line.lower():
+                    failed += 1
+    return surfaced, failed
+
+
+def _plot(result: StormResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [t for t, _ in result.ready_curve]
+    ys = [n for _, n in result.ready_curve]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(xs, ys, label="nodes ready (vpcnet)")
+    ax.axvline(result.lower_bound_seconds, color="red", linestyle="--",
+               label=f"lower bound {result.lower_bound_seconds:.1f}s")
+    ax.set_xlabel("seconds since the nodes registered")
+    ax.set_ylabel("nodes ready")
+    ax.set_title(f"Join storm: {result.nodes} x {result.instance_type} ({result.mode}), "
+                 f"ratio {result.ratio}")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("storm", help="N nodes join at once")
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--instance-type", default="m5.xlarge")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], default="full")
+    parser.add_argument("--latency", choices=["aws", "fast"], default="aws")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=64, help="threads per worker")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", type=Path, default=None)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    if args.nodes < 1:
+        console.print("--nodes must be at least 1")
+        return 2
+    last = [0.0]
+
+    def progress(ready: int, total: int, now: float) -> None:
+        if now - last[0] >= 5 or ready == total:
+            last[0] = now
+            console.print(f"  {now:7.1f}s  {ready}/{total} nodes ready")
+
+    with tempfile.TemporaryDirectory(prefix="vpcnet-storm-") as tmp:
+        result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.workers,
+                           args.concurrency, args.timeout, Path(tmp), progress)
+    if args.plot:
+        _plot(result, args.plot)
+    summary = {k: v for k, v in asdict(result).items() if k != "ready_curve"}
+    if not args.json:
+        table = Table(title=f"join storm: {result.nodes} x {result.instance_type} ({result.mode})")
+        table.add_column("metric")
+        table.add_column("value")
+        for k in ("nodes_ready", "seconds", "lower_bound_seconds", "ratio", "p50_node_seconds",
+                  "p99_node_seconds", "ec2_calls_per_node", "min_ec2_calls_per_node",
+                  "throttled_by_ec2", "throttled_surfaced", "failed_tasks", "leaked_enis",
+                  "duplicate_ips"):
+            table.add_row(k, str(summary[k]))
+        table.add_row("EC2 calls by action", json.dumps(result.ec2_calls))
+        table.add_row("plan minimum per node", json.dumps(result.min_calls_by_action))
+        table.add_row("bound by action (s)", json.dumps({k: round(v, 1) for k, v in result.bound_by_action.items()}))
+        table.add_row("peak RSS MiB", json.dumps(result.peak_rss_mb))
+        table.add_row("CPU seconds", json.dumps(result.cpu_seconds))
+        Console().print(table)
+    print(json.dumps(summary))
+    ok = result.nodes_ready == result.nodes and not result.leaked_enis and not result.duplicate_ips
+    return 0 if ok else 1
