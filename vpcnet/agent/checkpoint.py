@@ -67,15 +67,15 @@ class Checkpoint:
         doc = {"format": FORMAT_VERSION, "written_at": time.time(), "payload": payload}
         data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                os.fdatasync(fd)  # data and size; the rename is made durable below
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
@@ -85,7 +85,10 @@ class Checkpoint:
             finally:
                 os.close(dfd)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
             raise CheckpointError(f"cannot write checkpoint {self.path}: {e}") from e
         self.writes += 1
 

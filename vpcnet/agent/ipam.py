@@ -169,8 +169,9 @@ class Ipam:
             added, removed = new_ips - old_ips, old_ips - new_ips
             vanished: list[Allocation] = []
             for ip in removed:
+                # A cooling-down IP keeps cooling down off the ENIs: should EC2 hand
+                # it back soon, a peer may still know the pod that had it.
                 s.free.discard(ip)
-                s.cooldown.pop(ip, None)
                 s.released.discard(ip)  # gone from EC2 as asked: forget it
                 key = s.by_ip.get(ip)
                 if key is not None:
@@ -183,7 +184,7 @@ class Ipam:
                     s.by_key[key] = replace(s.by_key[key], eni=slot.eni)
             s.slots = new_slots
             for ip in added:
-                if ip not in s.by_ip and ip not in s.released:
+                if ip not in s.by_ip and ip not in s.released and ip not in s.cooldown:
                     s.free.add(ip)
             self._rebuild_heap()
             diff = EniDiff(
@@ -260,9 +261,9 @@ class Ipam:
         s = self._s
         del s.by_key[alloc.key]
         del s.by_ip[alloc.ip]
-        if alloc.ip in s.slots and alloc.ip not in s.released:
-            now = self._clock()
-            s.cooldown[alloc.ip] = now
+        now = self._clock()
+        s.cooldown[alloc.ip] = now  # also off the ENIs, in case EC2 hands it back
+        if alloc.ip in s.slots:
             self._emit(IpamChange(ChangeKind.RELEASE, alloc.ip, alloc, freed_at=now))
         else:
             self._emit(IpamChange(ChangeKind.DROP, alloc.ip, alloc))
@@ -279,8 +280,9 @@ class Ipam:
             expired.append(ip)
         for ip in expired:
             del s.cooldown[ip]
-            s.free.add(ip)
-            heapq.heappush(s.heap, (s.slots[ip].order, ip))
+            if ip in s.slots and ip not in s.released:
+                s.free.add(ip)
+                heapq.heappush(s.heap, (s.slots[ip].order, ip))
 
     def _rebuild_heap(self) -> None:
         s = self._s
@@ -292,15 +294,17 @@ class Ipam:
     def confirm_release(self, ips: Iterable[IPv4]) -> set[IPv4]:
         """Give up the requested IPs that are unused; returns those confirmed.
 
-        Assigned and cooling-down IPs are refused (a peer may still know them). An IP
-        the pool does not hold is unused, so it is confirmed as well.
+        Assigned and cooling-down IPs are refused (a peer may still know them), and so
+        are IPs not on the ENIs the pool follows: the agent may not have seen them
+        yet, and confirming one could let it join the pool after EC2 took it back.
+        The control plane asks again on its next pass.
         """
         confirmed: set[IPv4] = set()
         with self._lock:
             s = self._s
             self._expire_cooldown()
             for ip in ips:
-                if ip in s.by_ip or ip in s.cooldown:
+                if ip not in s.slots or ip in s.by_ip or ip in s.cooldown:
                     continue
                 confirmed.add(ip)
                 if ip in s.released:
@@ -322,20 +326,21 @@ class Ipam:
             self._expire_cooldown()
             vanished = sum(1 for ip in s.by_ip if ip not in s.slots)
             assigned = len(s.by_ip) - vanished
+            cooling = sum(1 for ip in s.cooldown if ip in s.slots)
             return PoolStats(
-                total=len(s.free) + assigned + len(s.cooldown),
+                total=len(s.free) + assigned + cooling,
                 free=len(s.free),
                 assigned=assigned,
-                cooldown=len(s.cooldown),
+                cooldown=cooling,
                 vanished=vanished,
                 released=len(s.released),
             )
 
     def cooldown(self) -> dict[IPv4, float]:
-        """IP -> unix time it was freed, for the Redis mirror."""
+        """IP -> unix time it was freed (pool IPs only), for the Redis mirror."""
         with self._lock:
             self._expire_cooldown()
-            return dict(self._s.cooldown)
+            return {ip: t for ip, t in self._s.cooldown.items() if ip in self._s.slots}
 
     # -- checkpoint -----------------------------------------------------------------------
 
@@ -400,9 +405,10 @@ class Ipam:
                 s.free.discard(ip)
             for raw_ip, freed_at in data["cooldown"]:
                 ip = ipaddress.IPv4Address(raw_ip)
-                if ip in s.slots and ip not in s.by_ip and ip not in s.released:
-                    s.free.discard(ip)
-                    s.cooldown[ip] = float(freed_at)
+                if ip in s.by_ip or ip in s.released:
+                    raise CheckpointError(f"checkpoint has {ip} both cooling down and held")
+                s.free.discard(ip)
+                s.cooldown[ip] = float(freed_at)
             ipam._rebuild_heap()
             return ipam
         except (KeyError, TypeError, ValueError, ConfigError) as e:
