@@ -194,6 +194,16 @@ def test_attach_eni_attached_elsewhere(ec2_emulator: Ec2Emulator, ec2_world: Wor
     assert describe_eni(ec2, eni)["Attachment"]["InstanceId"] == a
 
 
+def test_attached_eni_keeps_its_own_security_groups(ec2_emulator: Ec2Emulator, ec2_world: World) -> None:
+    ec2 = ec2_emulator.client()
+    iid = ec2_emulator.run_instance("m5.large")  # launched with the world's group
+    other = ec2.create_security_group(GroupName="pods", Description="pods", VpcId=ec2_world.vpc_id)["GroupId"]
+    eni = new_eni(ec2, ec2_world)["NetworkInterfaceId"]
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[other])
+    ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=iid, DeviceIndex=1)
+    assert [g["GroupId"] for g in describe_eni(ec2, eni)["Groups"]] == [other]
+
+
 def test_attach_across_availability_zones(ec2_emulator: Ec2Emulator, ec2_world: World) -> None:
     ec2 = ec2_emulator.client()
     iid = ec2_emulator.run_instance("m5.large", subnet_id=ec2_world.subnet_ids[0])

@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--latency", choices=PRESETS, default="fast",
-                   help="per-action latency preset: aws (measured medians) or fast (none)")
+                   help="per-action latency preset: aws (typical EC2 latencies, see "
+                   "vpcnet.sim.ec2.config) or fast (none)")
     p.add_argument("--throttle", action=argparse.BooleanOptionalAction, default=True,
                    help="AWS token-bucket throttling (RequestLimitExceeded); on by default")
     p.add_argument("--attach-delay", type=float, default=None,

@@ -1,7 +1,7 @@
 """Emulator options: latency, attachment delays, throttling. Presets ``fast`` and ``aws``.
 
-The ``aws`` preset models EC2 as observed from inside a region (medians; jitter
-+-30 %): CreateNetworkInterface ~0.3 s, AttachNetworkInterface ~0.3 s for the call and
+The ``aws`` preset uses typical in-region EC2 latencies (assumed figures, not a
+measurement; jitter +-30 %): CreateNetworkInterface ~0.3 s, AttachNetworkInterface ~0.3 s for the call and
 ~2 s more until the attachment reads ``attached``, DetachNetworkInterface ~0.3 s plus
 ~1 s until the ENI is ``available`` again, DeleteNetworkInterface ~0.2 s,
 Assign/UnassignPrivateIpAddresses ~0.2 s, ModifyNetworkInterfaceAttribute and CreateTags

@@ -103,6 +103,11 @@ class SimNetworkInterface(NetworkInterface):
         return "attached" if now >= self.attached_at else "attaching"
 
     @property
+    def group_set(self) -> Any:
+        # An ENI has its own security groups; moto adds the instance's when attached.
+        return self._group_set
+
+    @property
     def attachment(self) -> Attachment | None:
         if self.attachment_id:
             return SimAttachment(self)

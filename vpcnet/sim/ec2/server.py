@@ -40,7 +40,8 @@ StartResponse = Callable[..., Any]
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
-# Parameters that make a Describe call "filtered or paginated" for throttling purposes.
+# Parameters that make a Describe call "filtered or paginated" for throttling purposes;
+# naming explicit ids (InstanceId.1, NetworkInterfaceId.1) counts as a filter.
 _FILTERING = re.compile(r"^(Filter\.\d+\.|MaxResults$|NextToken$|\w+Id\.\d+$)")
 
 
