@@ -72,6 +72,7 @@ class StormResult:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     bound_by_action: dict[str, float] = field(default_factory=dict)
     ready_curve: list[tuple[float, int]] = field(default_factory=list)
+    bound_curve: list[tuple[float, int]] = field(default_factory=list)
     latency_preset: str = "aws"
 
 
@@ -80,6 +81,13 @@ def min_latency(cfg: Any, step: str) -> float:
         return float(cfg.attach_delay)
     lat = cfg.latency_for(step)
     return float(lat.seconds * (1.0 - lat.jitter))
+
+
+def bound_curve(calls_per_node: dict[str, int], nodes: int, cfg: Any, points: int = 200) -> list[tuple[float, int]]:
+    """(earliest time, k): the k-th node cannot be ready before the bound of k joins."""
+    step = max(1, nodes // points)
+    ks = sorted({*range(step, nodes + 1, step), nodes})
+    return [(round(lower_bound(calls_per_node, k, cfg)[0], 2), k) for k in ks]
 
 
 def lower_bound(calls_per_node: dict[str, int], nodes: int, cfg: Any) -> tuple[float, dict[str, float]]:
@@ -222,6 +230,7 @@ def run_storm(
         result.lower_bound_seconds, result.bound_by_action = lower_bound(
             min_calls, nodes, stack.ec2.config
         )
+        result.bound_curve = bound_curve(min_calls, nodes, stack.ec2.config)
         names = [f"storm-{i:05d}" for i in range(nodes)]
         launched = [stack.launch_node(n, instance_type, i) for i, n in enumerate(names)]
         stack.start_control_plane()
@@ -316,8 +325,10 @@ def _plot(result: StormResult, path: Path) -> None:
     ys = [n for _, n in result.ready_curve]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(xs, ys, label="nodes ready (vpcnet)")
-    ax.axvline(result.lower_bound_seconds, color="red", linestyle="--",
-               label=f"lower bound {result.lower_bound_seconds:.1f}s")
+    bx = [0.0, *(t for t, _ in result.bound_curve)]
+    by = [0, *(k for _, k in result.bound_curve)]
+    ax.step(bx, by, where="post", color="red", linestyle="--",
+            label=f"lower bound (AWS buckets + latency), all by {result.lower_bound_seconds:.1f}s")
     ax.set_xlabel("seconds since the nodes registered")
     ax.set_ylabel("nodes ready")
     ax.set_title(f"Join storm: {result.nodes} x {result.instance_type} ({result.mode}), "
@@ -363,7 +374,7 @@ def main(args: argparse.Namespace) -> int:
                            args.concurrency, args.timeout, Path(tmp), progress)
     if args.plot:
         _plot(result, args.plot)
-    summary = {k: v for k, v in asdict(result).items() if k != "ready_curve"}
+    summary = {k: v for k, v in asdict(result).items() if k not in ("ready_curve", "bound_curve")}
     if not args.json:
         table = Table(title=f"join storm: {result.nodes} x {result.instance_type} ({result.mode})")
         table.add_column("metric")

@@ -162,7 +162,8 @@ class EmbeddedStack:
         )
         self.ec2.start()
         self.world = self.ec2.bootstrap_vpc(cidr=VPC_CIDR, subnets=SUBNETS, azs=AZS)
-        self.kube = KubeEmulator(host="127.0.0.1", port=0)
+        # a watch window deep enough for join storms (the watcher relists on 410 anyway)
+        self.kube = KubeEmulator(host="127.0.0.1", port=0, history=50_000)
         self.kube.start()
         self.kube.write_kubeconfig(self.kubeconfig)
 
