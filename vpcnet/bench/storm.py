@@ -74,6 +74,7 @@ class StormResult:
     ready_curve: list[tuple[float, int]] = field(default_factory=list)
     bound_curve: list[tuple[float, int]] = field(default_factory=list)
     latency_preset: str = "aws"
+    throttling: bool = True
 
 
 def min_latency(cfg: Any, step: str) -> float:
@@ -83,20 +84,27 @@ def min_latency(cfg: Any, step: str) -> float:
     return float(lat.seconds * (1.0 - lat.jitter))
 
 
-def bound_curve(calls_per_node: dict[str, int], nodes: int, cfg: Any, points: int = 200) -> list[tuple[float, int]]:
+def bound_curve(
+    calls_per_node: dict[str, int], nodes: int, cfg: Any, points: int = 200
+) -> list[tuple[float, int]]:
     """(earliest time, k): the k-th node cannot be ready before the bound of k joins."""
     step = max(1, nodes // points)
     ks = sorted({*range(step, nodes + 1, step), nodes})
     return [(round(lower_bound(calls_per_node, k, cfg)[0], 2), k) for k in ks]
 
 
-def lower_bound(calls_per_node: dict[str, int], nodes: int, cfg: Any) -> tuple[float, dict[str, float]]:
-    """Seconds the AWS buckets and latencies impose on N joins (see the module doc)."""
+def lower_bound(
+    calls_per_node: dict[str, int], nodes: int, cfg: Any
+) -> tuple[float, dict[str, float]]:
+    """Seconds the AWS buckets and latencies impose on N joins (see the module doc); with
+    the emulator's throttling off, the latencies alone."""
     per_action: dict[str, float] = {}
     for action, per_node in calls_per_node.items():
         total = per_node * nodes
         bucket = bucket_for(action)
-        start_of_last = max(0.0, (total - bucket.capacity) / bucket.refill_per_second)
+        start_of_last = 0.0
+        if cfg.throttle:
+            start_of_last = max(0.0, (total - bucket.capacity) / bucket.refill_per_second)
         tail = sum(min_latency(cfg, s) for s in _FOLLOWS.get(action, ()))
         per_action[action] = start_of_last + min_latency(cfg, action) + tail
     # One node alone: its own chain, even with empty buckets.
@@ -197,6 +205,7 @@ def run_storm(
     instance_type: str,
     mode: str,
     latency: str,
+    throttle: bool,
     workers: int,
     concurrency: int,
     timeout: float,
@@ -214,13 +223,14 @@ def run_storm(
         eni_config=EniConfig("subnet-0", ("sg-0",)),
     )
     min_calls = min_join_calls(spec)
-    result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode, latency_preset=latency)
+    result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode,
+                         latency_preset=latency, throttling=throttle)
     result.min_calls_by_action = dict(min_calls)
     result.min_ec2_calls_per_node = sum(min_calls.values())
 
     stack = EmbeddedStack(
         StackOptions(
-            workdir=workdir, cluster="bench", mode=mode, ec2_latency=latency, ec2_throttle=True,
+            workdir=workdir, cluster="bench", mode=mode, ec2_latency=latency, ec2_throttle=throttle,
             worker_processes=workers, worker_concurrency=concurrency, beat=False, flower=False,
             with_netns=False,
         )
@@ -346,6 +356,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--instance-type", default="m5.xlarge")
     parser.add_argument("--mode", choices=[m.value for m in Mode], default="full")
     parser.add_argument("--latency", choices=["aws", "fast"], default="aws")
+    parser.add_argument("--no-throttle", dest="throttle", action="store_false",
+                        help="turn the emulator's AWS throttling off (resource use at scale)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=64, help="threads per worker")
     parser.add_argument("--timeout", type=float, default=3600.0)
@@ -370,8 +382,8 @@ def main(args: argparse.Namespace) -> int:
             console.print(f"  {now:7.1f}s  {ready}/{total} nodes ready")
 
     with tempfile.TemporaryDirectory(prefix="vpcnet-storm-") as tmp:
-        result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.workers,
-                           args.concurrency, args.timeout, Path(tmp), progress)
+        result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.throttle,
+                           args.workers, args.concurrency, args.timeout, Path(tmp), progress)
     if args.plot:
         _plot(result, args.plot)
     summary = {k: v for k, v in asdict(result).items() if k not in ("ready_curve", "bound_curve")}
