@@ -17,9 +17,9 @@ from vpcnet.sim.ec2 import Ec2Emulator, World
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    # no Content-Type on purpose: urllib then says form-urlencoded, as curl -d does
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + "/_sim/" + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(base + "/_sim/" + path, data=data, method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return int(resp.status), json.loads(resp.read())

@@ -140,9 +140,11 @@ class Ec2App:
     def _admin(self, environ: dict[str, Any], start: StartResponse, path: str) -> list[bytes]:
         request = Request(environ)
         payload: Any = None
-        if request.method in ("POST", "PUT") and request.data:
+        # raw body whatever the Content-Type (curl -d sends form-urlencoded)
+        raw = request.get_data() if request.method in ("POST", "PUT") else b""
+        if raw:
             try:
-                payload = json.loads(request.data)
+                payload = json.loads(raw)
             except ValueError:
                 return _respond(start, 400, b'{"error": "body is not JSON"}', "application/json")
         status, result = admin.handle(self.emu, request.method, path[len("/_sim/"):], payload)
