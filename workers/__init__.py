@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from beat import beat_schedule
 from vpcnet.settings import Settings
@@ -59,7 +59,14 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "health_check_interval": 30,
         },
         "result_backend_transport_options": {"visibility_timeout": vis},
-        "task_queues": (Queue(EC2_QUEUE), Queue(SCAN_QUEUE)),  # type: ignore[no-untyped-call]
+        # Each queue its own exchange and key: with Celery's defaults both would bind to
+        # the default exchange under one key and every message would land in both.
+        "task_queues": tuple(
+            Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
+            for q in (EC2_QUEUE, SCAN_QUEUE)
+        ),
+        "task_default_exchange": EC2_QUEUE,
+        "task_default_routing_key": EC2_QUEUE,
         "task_default_queue": EC2_QUEUE,
         "task_routes": {
             "vpcnet.reconcile_all": {"queue": SCAN_QUEUE},
