@@ -35,6 +35,7 @@ from vpcnet.aws.buckets import bucket_for
 from vpcnet.domain import InstanceLimits, Mode
 from vpcnet.embedded.procs import wait_for
 from vpcnet.embedded.stack import EmbeddedStack, StackOptions
+from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 
 # What must follow each action on the same node before the agent can report ready.
@@ -75,6 +76,7 @@ class StormResult:
     bound_curve: list[tuple[float, int]] = field(default_factory=list)
     latency_preset: str = "aws"
     throttling: bool = True
+    rate_limit_share: float = 0.8
 
 
 def min_latency(cfg: Any, step: str) -> float:
@@ -206,6 +208,7 @@ def run_storm(
     mode: str,
     latency: str,
     throttle: bool,
+    rate_share: float,
     workers: int,
     concurrency: int,
     timeout: float,
@@ -224,7 +227,7 @@ def run_storm(
     )
     min_calls = min_join_calls(spec)
     result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode,
-                         latency_preset=latency, throttling=throttle)
+                         latency_preset=latency, throttling=throttle, rate_limit_share=rate_share)
     result.min_calls_by_action = dict(min_calls)
     result.min_ec2_calls_per_node = sum(min_calls.values())
 
@@ -233,6 +236,7 @@ def run_storm(
             workdir=workdir, cluster="bench", mode=mode, ec2_latency=latency, ec2_throttle=throttle,
             worker_processes=workers, worker_concurrency=concurrency, beat=False, flower=False,
             with_netns=False,
+            extra_env={"VPCNET_RATE_LIMIT_SHARE": str(rate_share)},
         )
     )
     try:
@@ -358,6 +362,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--latency", choices=["aws", "fast"], default="aws")
     parser.add_argument("--no-throttle", dest="throttle", action="store_false",
                         help="turn the emulator's AWS throttling off (resource use at scale)")
+    parser.add_argument("--rate-share", type=float, default=Settings().rate_limit_share,
+                        help="share of AWS's buckets vpcnet allows itself "
+                             "(VPCNET_RATE_LIMIT_SHARE; default: the production default)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=64, help="threads per worker")
     parser.add_argument("--timeout", type=float, default=3600.0)
@@ -383,7 +390,8 @@ def main(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="vpcnet-storm-") as tmp:
         result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.throttle,
-                           args.workers, args.concurrency, args.timeout, Path(tmp), progress)
+                           args.rate_share, args.workers, args.concurrency, args.timeout,
+                           Path(tmp), progress)
     if args.plot:
         _plot(result, args.plot)
     summary = {k: v for k, v in asdict(result).items() if k not in ("ready_curve", "bound_curve")}
@@ -391,7 +399,7 @@ def main(args: argparse.Namespace) -> int:
         table = Table(title=f"join storm: {result.nodes} x {result.instance_type} ({result.mode})")
         table.add_column("metric")
         table.add_column("value")
-        for k in ("nodes_ready", "seconds", "lower_bound_seconds", "ratio", "p50_node_seconds",
+        for k in ("rate_limit_share", "nodes_ready", "seconds", "lower_bound_seconds", "ratio", "p50_node_seconds",
                   "p99_node_seconds", "ec2_calls_per_node", "min_ec2_calls_per_node",
                   "throttled_by_ec2", "throttled_surfaced", "failed_tasks", "leaked_enis",
                   "duplicate_ips"):
