@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.celery",
     "tests.fixtures.netns",
+    "tests.fixtures.cni",
 ]
 
 _SUITES = ("unit", "integration", "netns", "e2e")

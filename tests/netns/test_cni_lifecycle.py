@@ -7,16 +7,12 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cni import (  # noqa: F401 - fixtures
-    _no_leftover_namespaces,
+from tests.fixtures.cni import (
     cni_env,
     exec_plugin,
     host_routes,
-    installed_plugin,
     ip_json,
     links,
-    make_node,
-    node,
     plugin_script,
     pod_rules,
     wait_for,
@@ -35,11 +31,11 @@ def _pod_state(netns_name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
-def test_add_check_del_del(node: SimNode, version: str) -> None:
+def test_add_check_del_del(cni_node: SimNode, version: str) -> None:
     plugin = plugin_script()
-    pod, netns = node.new_pod()
+    pod, netns = cni_node.new_pod()
     cid = f"ctr{version.replace('.', '')}"
-    rc, result, _ = exec_plugin(plugin, cni_env("ADD", cid, netns, args=K8S_ARGS), node.conf(version))
+    rc, result, _ = exec_plugin(plugin, cni_env("ADD", cid, netns, args=K8S_ARGS), cni_node.conf(version))
     assert rc == 0, result
     assert result["cniVersion"] == version
     host_if, pod_if = result["interfaces"]
@@ -63,37 +59,37 @@ def test_add_check_del_del(node: SimNode, version: str) -> None:
     assert neigh["dst"] == "169.254.1.1" and neigh["lladdr"] == host_if["mac"] and "PERMANENT" in neigh["state"]
     # What the node got: the /32 route through the host veth and the `to` rule
     # (ENI 0 is the primary: no `from` rule).
-    assert any(r["dst"] == ip and r["dev"] == host_if["name"] for r in host_routes(node.node_ns))
-    assert [(r.get("dst"), r["table"]) for r in pod_rules(node.node_ns)] == [(ip, "main")]
+    assert any(r["dst"] == ip and r["dev"] == host_if["name"] for r in host_routes(cni_node.node_ns))
+    assert [(r.get("dst"), r["table"]) for r in pod_rules(cni_node.node_ns)] == [(ip, "main")]
     # The assignment is durable, with the pod's identity from CNI_ARGS.
-    (alloc,) = node.checkpoint()["allocations"]
+    (alloc,) = cni_node.checkpoint()["allocations"]
     assert (alloc["ip"], alloc["container_id"], alloc["pod_name"]) == (ip, cid, "web-0")
 
-    check = node.conf(version, prevResult=result)
+    check = cni_node.conf(version, prevResult=result)
     rc, out, _ = exec_plugin(plugin, cni_env("CHECK", cid, netns, args=K8S_ARGS), check)
     assert (rc, out) == (0, None)
 
     for _ in range(2):  # DEL is idempotent
         rc, out, _ = exec_plugin(plugin, cni_env("DEL", cid, netns, args=K8S_ARGS), check)
         assert (rc, out) == (0, None)
-    wait_for(lambda: host_if["name"] not in links(node.node_ns), "host veth destroyed")
+    wait_for(lambda: host_if["name"] not in links(cni_node.node_ns), "host veth destroyed")
     assert "eth0" not in links(pod)
-    assert pod_rules(node.node_ns) == [] and host_routes(node.node_ns) == []
-    ckpt = node.checkpoint()
+    assert pod_rules(cni_node.node_ns) == [] and host_routes(cni_node.node_ns) == []
+    ckpt = cni_node.checkpoint()
     assert ckpt["allocations"] == [] and [c[0] for c in ckpt["cooldown"]] == [ip]
 
     # CHECK after the pod network is broken fails with a spec error.
-    rc, out, _ = exec_plugin(plugin, cni_env("ADD", cid + "b", netns), node.conf(version))
+    rc, out, _ = exec_plugin(plugin, cni_env("ADD", cid + "b", netns), cni_node.conf(version))
     assert rc == 0
     subprocess.run(["ip", "-n", pod, "neigh", "flush", "dev", "eth0", "nud", "permanent"], check=True)
-    rc, err, _ = exec_plugin(plugin, cni_env("CHECK", cid + "b", netns), node.conf(version, prevResult=out))
+    rc, err, _ = exec_plugin(plugin, cni_env("CHECK", cid + "b", netns), cni_node.conf(version, prevResult=out))
     assert rc != 0 and err["code"] == 102 and "neighbour" in err["details"]
-    assert exec_plugin(plugin, cni_env("DEL", cid + "b", netns), node.conf(version))[0] == 0
+    assert exec_plugin(plugin, cni_env("DEL", cid + "b", netns), cni_node.conf(version))[0] == 0
 
 
-def test_pods_reach_each_other_and_the_node(make_node: Any) -> None:
+def test_pods_reach_each_other_and_the_node(make_cni_node: Any) -> None:
     """Real traffic: node -> pod and pod -> pod, including a pod on a secondary ENI."""
-    sim = make_node(60)  # two ENIs: the pool spills onto ENI 1 (table 101)
+    sim = make_cni_node(60)  # two ENIs: the pool spills onto ENI 1 (table 101)
     plugin = plugin_script()
     subprocess.run(["ip", "-n", sim.node_ns, "addr", "add", f"{sim.enis[0].primary_ip}/16", "dev", "eni0"], check=True)
     pods = []
@@ -120,14 +116,14 @@ def test_pods_reach_each_other_and_the_node(make_node: Any) -> None:
     assert ping(on_eni1[0][0], pods[2][1]) == 0
 
 
-def test_installed_plugin_round_trip(node: SimNode, installed_plugin: str) -> None:
+def test_installed_plugin_round_trip(cni_node: SimNode, installed_plugin: str) -> None:
     """The plugin as the agent installs it (launcher + bundled runtime) speaks the same."""
-    pod, netns = node.new_pod()
-    rc, res, _ = exec_plugin(installed_plugin, cni_env("ADD", "inst1", netns), node.conf())
+    pod, netns = cni_node.new_pod()
+    rc, res, _ = exec_plugin(installed_plugin, cni_env("ADD", "inst1", netns), cni_node.conf())
     assert rc == 0, res
-    rc, out, _ = exec_plugin(installed_plugin, cni_env("CHECK", "inst1", netns), node.conf(prevResult=res))
+    rc, out, _ = exec_plugin(installed_plugin, cni_env("CHECK", "inst1", netns), cni_node.conf(prevResult=res))
     assert (rc, out) == (0, None)
-    rc, out, _ = exec_plugin(installed_plugin, cni_env("DEL", "inst1", netns), node.conf(prevResult=res))
+    rc, out, _ = exec_plugin(installed_plugin, cni_env("DEL", "inst1", netns), cni_node.conf(prevResult=res))
     assert (rc, out) == (0, None)
     rc, out, _ = exec_plugin(installed_plugin, {"CNI_COMMAND": "VERSION"}, {"cniVersion": "1.1.0"})
     assert rc == 0 and out["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]

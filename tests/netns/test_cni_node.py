@@ -8,14 +8,11 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.fixtures.cni import (  # noqa: F401 - fixtures
-    _no_leftover_namespaces,
+from tests.fixtures.cni import (
     cni_env,
     exec_plugin,
     host_routes,
     links,
-    make_node,
-    node,
     plugin_script,
     pod_rules,
     wait_for,
@@ -27,8 +24,8 @@ def _veths(sim: SimNode) -> set[str]:
     return {name for name in links(sim.node_ns) if name.startswith("vpc")}
 
 
-def test_200_concurrent_adds_then_dels(make_node: Any) -> None:
-    sim = make_node(200)
+def test_200_concurrent_adds_then_dels(make_cni_node: Any) -> None:
+    sim = make_cni_node(200)
     plugin = plugin_script()
     pods = [sim.new_pod()[1] for _ in range(200)]
 
@@ -67,82 +64,82 @@ def test_200_concurrent_adds_then_dels(make_node: Any) -> None:
             assert rc == 1 and res["code"] == 11 and res["msg"] == "no free IP on this node"
 
 
-def test_failed_add_rolls_back_everything(node: SimNode) -> None:
+def test_failed_add_rolls_back_everything(cni_node: SimNode) -> None:
     plugin = plugin_script()
     # Someone else routes the IP the pool hands out first: the host route must fail.
-    first = str(node.enis[0].ips[0])
-    subprocess.run(["ip", "-n", node.node_ns, "route", "add", f"{first}/32", "dev", "eni0r"], check=True)
-    pod, netns = node.new_pod()
-    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb1", netns), node.conf())
+    first = str(cni_node.enis[0].ips[0])
+    subprocess.run(["ip", "-n", cni_node.node_ns, "route", "add", f"{first}/32", "dev", "eni0r"], check=True)
+    pod, netns = cni_node.new_pod()
+    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb1", netns), cni_node.conf())
     assert rc == 1 and err["code"] == 101 and "File exists" in err["details"]
-    assert _veths(node) == set() and "eth0" not in links(pod)
-    assert pod_rules(node.node_ns) == []
-    assert [r["dev"] for r in host_routes(node.node_ns)] == ["eni0r"]  # theirs, untouched
-    assert node.checkpoint()["allocations"] == []
+    assert _veths(cni_node) == set() and "eth0" not in links(pod)
+    assert pod_rules(cni_node.node_ns) == []
+    assert [r["dev"] for r in host_routes(cni_node.node_ns)] == ["eni0r"]  # theirs, untouched
+    assert cni_node.checkpoint()["allocations"] == []
     # An interface of that name already in the pod: the spec says ADD must fail.
     subprocess.run(["ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "x0"], check=True)
-    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb2", netns), node.conf())
+    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb2", netns), cni_node.conf())
     assert rc == 1 and "already exists" in err["details"]
-    assert _veths(node) == set() and node.checkpoint()["allocations"] == []
+    assert _veths(cni_node) == set() and cni_node.checkpoint()["allocations"] == []
     # A namespace that does not exist: code 3, nothing allocated.
-    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb3", "/run/netns/vpct1-nope"), node.conf())
+    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "rb3", "/run/netns/vpct1-nope"), cni_node.conf())
     assert rc == 1 and err["code"] == 3
-    assert node.checkpoint()["allocations"] == []
+    assert cni_node.checkpoint()["allocations"] == []
 
 
-def test_del_with_the_namespace_gone_or_unnamed(node: SimNode) -> None:
+def test_del_with_the_namespace_gone_or_unnamed(cni_node: SimNode) -> None:
     plugin = plugin_script()
-    pod, netns = node.new_pod()
-    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "gone1", netns), node.conf())
+    pod, netns = cni_node.new_pod()
+    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "gone1", netns), cni_node.conf())
     assert rc == 0
     subprocess.run(["ip", "netns", "del", pod], check=True)  # the runtime tore it down first
-    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "gone1", netns), node.conf(prevResult=res))
+    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "gone1", netns), cni_node.conf(prevResult=res))
     assert (rc, out) == (0, None)
-    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "gone1", ""), node.conf())  # no CNI_NETNS at all
+    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "gone1", ""), cni_node.conf())  # no CNI_NETNS at all
     assert (rc, out) == (0, None)
-    assert node.checkpoint()["allocations"] == [] and pod_rules(node.node_ns) == []
-    wait_for(lambda: _veths(node) == set(), "veth gone")
+    assert cni_node.checkpoint()["allocations"] == [] and pod_rules(cni_node.node_ns) == []
+    wait_for(lambda: _veths(cni_node) == set(), "veth gone")
 
 
-def test_agent_down_del_is_spooled_then_replayed(node: SimNode) -> None:
+def test_agent_down_del_is_spooled_then_replayed(cni_node: SimNode) -> None:
     plugin = plugin_script()
-    _, netns = node.new_pod()
-    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "sp1", netns), node.conf())
+    _, netns = cni_node.new_pod()
+    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "sp1", netns), cni_node.conf())
     assert rc == 0
     ip = res["ips"][0]["address"][:-3]
-    node.stop_agent(kill=True)
-    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "sp2", netns), node.conf())
+    cni_node.stop_agent(kill=True)
+    rc, err, _ = exec_plugin(plugin, cni_env("ADD", "sp2", netns), cni_node.conf())
     assert rc == 1 and err["code"] == 11 and "unreachable" in err["msg"]
-    rc, err, _ = exec_plugin(plugin, cni_env("STATUS"), node.conf())
+    rc, err, _ = exec_plugin(plugin, cni_env("STATUS"), cni_node.conf())
     assert rc == 1 and err["code"] == 50
-    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "sp1", netns), node.conf())
+    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "sp1", netns), cni_node.conf())
     assert (rc, out) == (0, None)
-    assert [p.name for p in node.pending_dir.iterdir()] != []
+    assert [p.name for p in cni_node.pending_dir.iterdir()] != []
     # The IP is still held: nothing can hand it out before the DEL is replayed.
-    assert [a["ip"] for a in node.checkpoint()["allocations"]] == [ip]
-    node.start_agent()  # replays the spool before serving
-    assert list(node.pending_dir.iterdir()) == []
-    ckpt = node.checkpoint()
+    assert [a["ip"] for a in cni_node.checkpoint()["allocations"]] == [ip]
+    cni_node.start_agent()  # replays the spool before serving
+    assert list(cni_node.pending_dir.iterdir()) == []
+    ckpt = cni_node.checkpoint()
     assert ckpt["allocations"] == [] and [c[0] for c in ckpt["cooldown"]] == [ip]
-    wait_for(lambda: _veths(node) == set(), "spooled DEL removed the veth")
+    wait_for(lambda: _veths(cni_node) == set(), "spooled DEL removed the veth")
 
 
-def test_restart_keeps_assignments(node: SimNode) -> None:
+def test_restart_keeps_assignments(cni_node: SimNode) -> None:
     plugin = plugin_script()
-    _, netns = node.new_pod()
-    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "rs1", netns), node.conf())
+    _, netns = cni_node.new_pod()
+    rc, res, _ = exec_plugin(plugin, cni_env("ADD", "rs1", netns), cni_node.conf())
     assert rc == 0
-    node.stop_agent(kill=True)  # no goodbye: only the checkpoint survives
-    node.start_agent()
-    rc, out, _ = exec_plugin(plugin, cni_env("CHECK", "rs1", netns), node.conf(prevResult=res))
+    cni_node.stop_agent(kill=True)  # no goodbye: only the checkpoint survives
+    cni_node.start_agent()
+    rc, out, _ = exec_plugin(plugin, cni_env("CHECK", "rs1", netns), cni_node.conf(prevResult=res))
     assert (rc, out) == (0, None)
-    _, netns2 = node.new_pod()
-    rc, res2, _ = exec_plugin(plugin, cni_env("ADD", "rs2", netns2), node.conf())
+    _, netns2 = cni_node.new_pod()
+    rc, res2, _ = exec_plugin(plugin, cni_env("ADD", "rs2", netns2), cni_node.conf())
     assert rc == 0 and res2["ips"][0]["address"] != res["ips"][0]["address"]
 
 
-def test_not_ready_node_refuses_add_but_serves_del(make_node: Any) -> None:
-    sim = make_node(5, ready=False)
+def test_not_ready_node_refuses_add_but_serves_del(make_cni_node: Any) -> None:
+    sim = make_cni_node(5, ready=False)
     plugin = plugin_script()
     _, netns = sim.new_pod()
     rc, err, _ = exec_plugin(plugin, cni_env("STATUS"), sim.conf())
@@ -152,28 +149,28 @@ def test_not_ready_node_refuses_add_but_serves_del(make_node: Any) -> None:
     assert exec_plugin(plugin, cni_env("DEL", "nr1", netns), sim.conf())[0] == 0
 
 
-def test_gc_releases_attachments_not_listed(node: SimNode) -> None:
+def test_gc_releases_attachments_not_listed(cni_node: SimNode) -> None:
     plugin = plugin_script()
     added = {}
     for cid in ("keep1", "drop1", "drop2"):
-        _, netns = node.new_pod()
-        rc, res, _ = exec_plugin(plugin, cni_env("ADD", cid, netns), node.conf())
+        _, netns = cni_node.new_pod()
+        rc, res, _ = exec_plugin(plugin, cni_env("ADD", cid, netns), cni_node.conf())
         assert rc == 0
         added[cid] = res["ips"][0]["address"][:-3]
     valid = [{"containerID": "keep1", "ifname": "eth0"}]
-    rc, out, _ = exec_plugin(plugin, cni_env("GC"), node.conf(**{"cni.dev/valid-attachments": valid}))
+    rc, out, _ = exec_plugin(plugin, cni_env("GC"), cni_node.conf(**{"cni.dev/valid-attachments": valid}))
     assert (rc, out) == (0, None)
-    assert [a["container_id"] for a in node.checkpoint()["allocations"]] == ["keep1"]
-    wait_for(lambda: len(_veths(node)) == 1, "GC'd veths destroyed")
-    assert [r.get("dst") for r in pod_rules(node.node_ns)] == [added["keep1"]]
+    assert [a["container_id"] for a in cni_node.checkpoint()["allocations"]] == ["keep1"]
+    wait_for(lambda: len(_veths(cni_node)) == 1, "GC'd veths destroyed")
+    assert [r.get("dst") for r in pod_rules(cni_node.node_ns)] == [added["keep1"]]
 
 
-def test_chain_with_reference_portmap(node: SimNode) -> None:
+def test_chain_with_reference_portmap(cni_node: SimNode) -> None:
     """vpcnet-cni then Debian's portmap, as a conflist chains them (prevResult passed)."""
     plugin = plugin_script()
-    _, netns = node.new_pod()
+    _, netns = cni_node.new_pod()
     env = cni_env("ADD", "pm1", netns)
-    rc, ours, _ = exec_plugin(plugin, env, node.conf("1.0.0"))
+    rc, ours, _ = exec_plugin(plugin, env, cni_node.conf("1.0.0"))
     assert rc == 0
     portmap_conf = {
         "cniVersion": "1.0.0",
@@ -184,22 +181,22 @@ def test_chain_with_reference_portmap(node: SimNode) -> None:
         "prevResult": ours,
     }
     # The runtime runs chained plugins in the node's namespace (portmap writes iptables).
-    portmap = ["ip", "netns", "exec", node.node_ns, "/usr/lib/cni/portmap"]
+    portmap = ["ip", "netns", "exec", cni_node.node_ns, "/usr/lib/cni/portmap"]
     rc, final, _ = exec_plugin(portmap, env, portmap_conf)
     assert rc == 0, final
     assert final["ips"] == ours["ips"] and final["interfaces"] == ours["interfaces"]
     nat = subprocess.run(
-        ["ip", "netns", "exec", node.node_ns, "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
+        ["ip", "netns", "exec", cni_node.node_ns, "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
     ).stdout
     assert "18080" in nat and ours["ips"][0]["address"][:-3] in nat
     check_env = cni_env("CHECK", "pm1", netns)
     # Our CHECK against the chain's final result. (Debian's portmap 1.1.1 fails its own
     # CHECK on IPv4-only pods: "could not check ipv6 dnat", a known bug of that release.)
-    assert exec_plugin(plugin, check_env, node.conf("1.0.0", prevResult=final))[0] == 0
+    assert exec_plugin(plugin, check_env, cni_node.conf("1.0.0", prevResult=final))[0] == 0
     del_env = cni_env("DEL", "pm1", netns)
     assert exec_plugin(portmap, del_env, {**portmap_conf, "prevResult": final})[0] == 0
-    assert exec_plugin(plugin, del_env, node.conf("1.0.0", prevResult=final))[0] == 0
+    assert exec_plugin(plugin, del_env, cni_node.conf("1.0.0", prevResult=final))[0] == 0
     nat = subprocess.run(
-        ["ip", "netns", "exec", node.node_ns, "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
+        ["ip", "netns", "exec", cni_node.node_ns, "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
     ).stdout
     assert "18080" not in nat
