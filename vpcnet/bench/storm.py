@@ -21,6 +21,8 @@ import contextlib
 import json
 import os
 import resource
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -380,6 +382,8 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console(stderr=True)
     if args.nodes < 1:
         console.print("--nodes must be at least 1")

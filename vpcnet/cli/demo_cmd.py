@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     from vpcnet.embedded.demo import Demo
 
+    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console(stderr=bool(args.json))
     console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
     return Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir).run()
