@@ -274,7 +274,7 @@ def run_storm(
         def all_ready() -> bool:
             # Raw JSON: the typed client's deserialisation of 1,000s of nodes would steal
             # the GIL from the emulators running in this process.
-            resp = api.list_node(_preload_content=False)
+            resp: Any = api.list_node(_preload_content=False)
             items = json.loads(resp.data)["items"]
             now = time.monotonic() - t0
             for item in items:
