@@ -13,12 +13,15 @@ from botocore.exceptions import ClientError
 from vpcnet.aws.buckets import Bucket
 from vpcnet.sim.ec2 import Ec2Emulator, World
 
+LAST_CALL_SENT = [0.0]  # monotonic time the last call of the latest burst was sent
+
 
 def burst(call: Callable[[], Any], n: int, *, stop_on_throttle: bool = False) -> tuple[int, int, float]:
     """Run ``call`` n times: (successes, throttled, seconds taken)."""
     ok = throttled = 0
     start = time.monotonic()
     for _ in range(n):
+        LAST_CALL_SENT[0] = time.monotonic()
         try:
             call()
             ok += 1
@@ -47,11 +50,12 @@ def test_non_mutating_bucket_drains_and_refills(ec2_emulator: Ec2Emulator, ec2_w
     assert counters["errors"]["DescribeSubnets"] == {"RequestLimitExceeded": 1}
     # other actions have their own buckets
     ec2.describe_vpcs()
-    # after a pause the bucket has refilled at 20 tokens/s
-    pause_start = time.monotonic()
+    # After a pause the bucket has refilled at 20 tokens/s. It held < 1 token when the
+    # refused call was decided, which was after that call was sent.
+    drained_at = LAST_CALL_SENT[0]
     time.sleep(1.0)
     ok, throttled, took = burst(describe, 100, stop_on_throttle=True)
-    refill_window = time.monotonic() - pause_start
+    refill_window = time.monotonic() - drained_at
     assert throttled == 1
     assert 20 <= ok <= 20 * refill_window + 1
 
