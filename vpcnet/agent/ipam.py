@@ -123,6 +123,7 @@ class _State:
     by_ip: dict[IPv4, AttachmentKey] = field(default_factory=dict)
     released: set[IPv4] = field(default_factory=set)  # confirmed, out of the pool
     enis: dict[str, EniRecord] = field(default_factory=dict)
+    eni_dicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Ipam:
@@ -195,6 +196,7 @@ class Ipam:
                 vanished=tuple(sorted(vanished, key=lambda a: int(a.ip))),
             )
             s.enis = {e.eni_id: e for e in enis}
+            s.eni_dicts = [_eni_dict(e) for e in enis]  # checkpoints reuse them
             if diff.changed:
                 self._generation += 1
             for alloc in diff.vanished:
@@ -352,23 +354,27 @@ class Ipam:
     def to_checkpoint(self) -> dict[str, Any]:
         with self._lock:
             s = self._s
+            # Written on every ADD/DEL: keep it cheap. An allocation names its ENI; the
+            # whole record only travels with IPs that left the ENIs (vanished).
+            allocations = []
+            for a in s.by_key.values():
+                entry: dict[str, Any] = {
+                    "container_id": a.key.container_id,
+                    "ifname": a.key.ifname,
+                    "ip": str(a.ip),
+                    "eni_id": a.eni.eni_id,
+                    "pod_namespace": a.pod_namespace,
+                    "pod_name": a.pod_name,
+                    "since": a.since,
+                }
+                if a.ip not in s.slots:
+                    entry["eni"] = _eni_dict(a.eni)
+                allocations.append(entry)
             return {
                 "version": CHECKPOINT_VERSION,
                 "cooldown_seconds": self.cooldown_seconds,
-                "enis": [_eni_dict(e) for e in s.enis.values()],
-                "allocations": [
-                    {
-                        "container_id": a.key.container_id,
-                        "ifname": a.key.ifname,
-                        "ip": str(a.ip),
-                        "eni_id": a.eni.eni_id,
-                        "eni": _eni_dict(a.eni),
-                        "pod_namespace": a.pod_namespace,
-                        "pod_name": a.pod_name,
-                        "since": a.since,
-                    }
-                    for a in s.by_key.values()
-                ],
+                "enis": list(s.eni_dicts),
+                "allocations": allocations,
                 "cooldown": [[str(ip), t] for ip, t in s.cooldown.items()],
                 "released": sorted(str(ip) for ip in s.released),
             }
