@@ -45,6 +45,9 @@ class StackOptions:
     ip_cooldown_seconds: float = 30.0
     eni_gc_grace_seconds: float = 60.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Secondary VPC CIDRs (/16 each, AWS's largest), one subnet spanning each: a
+    # 1,000-node full-mode storm needs ~60k addresses, more than one /16 holds.
+    extra_vpc_cidrs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -162,6 +165,15 @@ class EmbeddedStack:
         )
         self.ec2.start()
         self.world = self.ec2.bootstrap_vpc(cidr=VPC_CIDR, subnets=SUBNETS, azs=AZS)
+        self.subnets: list[tuple[str, str]] = list(zip(self.world.subnet_ids, AZS, strict=True))
+        if self.opts.extra_vpc_cidrs:
+            client = self.ec2.client()
+            for i, cidr in enumerate(self.opts.extra_vpc_cidrs):
+                client.associate_vpc_cidr_block(VpcId=self.world.vpc_id, CidrBlock=cidr)
+                az = AZS[i % len(AZS)]
+                sub = client.create_subnet(VpcId=self.world.vpc_id, CidrBlock=cidr, AvailabilityZone=az)
+                self.subnets.append((sub["Subnet"]["SubnetId"], az))
+            self.ec2.reset_counters()  # set-up is not the system's work
         # a watch window deep enough for join storms (the watcher relists on 410 anyway)
         self.kube = KubeEmulator(host="127.0.0.1", port=0, history=50_000)
         self.kube.start()
@@ -221,14 +233,14 @@ class EmbeddedStack:
 
     def launch_node(self, name: str, instance_type: str, subnet_index: int = 0) -> SimNode:
         """Run an EC2 instance for the node and, with netns, its namespace and agent."""
-        subnet_id = self.world.subnet_ids[subnet_index % len(SUBNETS)]
+        subnet_id, az = self.subnets[subnet_index % len(self.subnets)]
         iid = self.ec2.run_instance(
             instance_type=instance_type,
             subnet_id=subnet_id,
             name=name,
             security_group_ids=[self.world.security_group_id],
         )
-        node = SimNode(name, iid, instance_type, AZS[subnet_index % len(AZS)], subnet_id)
+        node = SimNode(name, iid, instance_type, az, subnet_id)
         self.nodes[name] = node
         if self.opts.with_netns:
             node.netns = self.vpc.add_node(iid, name)
