@@ -70,7 +70,13 @@ def main(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
 ) -> int:
-    """Run one CNI invocation; returns the exit status. Streams are injectable for tests."""
+    """Run one CNI invocation; returns the exit status. Streams are injectable for tests.
+
+    Run for real (nothing injected), the process ends here with ``_exit`` once stdout
+    is flushed: interpreter finalization would add ~1.3 ms to every pod's ADD and DEL,
+    and there is nothing left to finalize (the log is written unbuffered).
+    """
+    real_run = environ is None and stdin is None and stdout is None
     env = _environ() if environ is None else environ
     out = sys.stdout.buffer if stdout is None else stdout
     started = time.monotonic()
@@ -94,6 +100,8 @@ def main(
         except OSError:
             rc = 1
     inv.log(rc, time.monotonic() - started)
+    if real_run:
+        posix._exit(rc)
     return rc
 
 
