@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "audit": "vpcnet.cli.audit_cmd",
     "bench": "vpcnet.cli.bench_cmd",
     "install-cni": "vpcnet.cli.install_cmd",
+    "chaos": "vpcnet.cli.chaos_cmd",
 }
 
 
