@@ -94,6 +94,8 @@ class Settings:
     # Custom networking: a JSON file of named ENI profiles (subnet or subnet tags,
     # security groups, mode), chosen per node by annotation or label selector.
     profiles_path: str | None = None
+    # Celery workers serve Prometheus metrics on this port (0: off).
+    metrics_port: int = 0
 
     @property
     def broker(self) -> str:
@@ -104,6 +106,8 @@ class Settings:
             raise ConfigError(f"invalid cluster name {self.cluster_name!r}")
         if not 0 < self.rate_limit_share <= 1:
             raise ConfigError("rate_limit_share must be in (0, 1]")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port {self.metrics_port} outside 0..65535")
         if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:
             raise ConfigError("task time limit must stay below the broker visibility timeout")
         for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
@@ -148,6 +152,7 @@ class AgentSettings:
     cni_runtime_dir: str = "/opt/vpcnet"  # the plugin's self-contained runtime
     imds_redirect_port: int = 0  # >0: pods' 169.254.169.254:80 -> <primary ip>:port (kube2iam)
     status_file: str = ""  # readiness probe file; "" = agent-status.json next to the socket
+    metrics_port: int = 0  # Prometheus /metrics on all addresses (0: off)
 
     def validate(self) -> None:
         if not self.node_name:
@@ -156,6 +161,8 @@ class AgentSettings:
             raise ConfigError(f"mtu {self.mtu} outside 576..9001")
         if not 0 <= self.imds_redirect_port <= 65535:
             raise ConfigError(f"imds_redirect_port {self.imds_redirect_port} outside 0..65535")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port {self.metrics_port} outside 0..65535")
         if len(self.veth_prefix) > 4 or not self.veth_prefix.isalnum():
             raise ConfigError("veth_prefix must be 1-4 alphanumerics")
         for c in self.snat_exclusions + self.vpc_cidrs:
