@@ -45,7 +45,21 @@ def reconcile_scan(ctx: ControlContext) -> list[Followup]:
             out.extend(_reconcile_node(ctx, st, kube_nodes.get(name), instances))
         except VpcnetError as e:  # one bad node must not stop the scan
             log.warning("reconcile skipped a node", node=name, error=str(e))
+    out.extend(_unknown_nodes(kube_nodes, states))
     return out
+
+
+def _unknown_nodes(
+    kube_nodes: Mapping[str, tuple[str, str]], states: Mapping[str, NodeState | None]
+) -> Iterator[Followup]:
+    """Nodes of Kubernetes with an EC2 instance that Redis knows nothing of: Redis was
+    lost (invariant 4: EC2 and the agents hold the truth), or the task the watcher sent
+    died with a worker before it wrote anything. A provisioning pass rebuilds the node's
+    state from EC2 (it creates nothing for ENIs the node already has)."""
+    for name, (az, iid) in sorted(kube_nodes.items()):
+        st = states.get(name)
+        if iid and (st is None or not st.instance_id):
+            yield Followup(PROVISION_NODE, (name, iid, az), why="no state in Redis")
 
 
 def _reconcile_node(
