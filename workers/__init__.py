@@ -23,6 +23,7 @@ from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from beat import beat_schedule
+from vpcnet.observability.celery_hooks import install as install_observability
 from vpcnet.settings import Settings
 
 EC2_QUEUE = "ec2"
@@ -49,6 +50,10 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_pool": "threads",
         "worker_concurrency": s.worker_concurrency,
         "worker_hijack_root_logger": False,
+        # Task events for Flower from the start (no `celery control enable_events`
+        # needed), including "sent", so queued tasks show before a worker takes them.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": vis,
@@ -80,5 +85,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
 
 app = Celery("vpcnet", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
+# JSON logs, task metrics and /metrics on VPCNET_METRICS_PORT (see the module).
+install_observability(settings, (EC2_QUEUE, SCAN_QUEUE))
 
 __all__ = ["EC2_QUEUE", "SCAN_QUEUE", "app", "settings"]

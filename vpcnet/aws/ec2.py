@@ -24,6 +24,7 @@ from vpcnet.aws.ratelimit import RateLimiter
 from vpcnet.control.view import EniView, InstanceView, SubnetView
 from vpcnet.domain import InstanceLimits, IPv4, IPv4Net
 from vpcnet.errors import Ec2Error, Ec2PermanentError, Ec2TemporaryError
+from vpcnet.observability.metrics import record_ec2_call
 
 _THROTTLE = frozenset(
     {"RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"}
@@ -174,8 +175,10 @@ class Ec2:
 
     def _record(self, action: str, start: float, waited: float, *, throttled: bool = False,
                 error: str | None = None) -> None:
+        seconds = time.monotonic() - start
+        record_ec2_call(action, seconds=seconds, waited=waited, throttled=throttled, error=error)
         if self._recorder:
-            self._recorder.record(action, seconds=time.monotonic() - start, waited=waited,
+            self._recorder.record(action, seconds=seconds, waited=waited,
                                   throttled=throttled, error=error)
 
     def _pages(self, action: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:

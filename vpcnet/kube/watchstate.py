@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,6 +22,7 @@ from celery import Celery
 from vpcnet.domain import EniRecord, NodePhase
 from vpcnet.errors import StateError, TemporaryError
 from vpcnet.kube.nodeplan import ControlView, plan_status_summary
+from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 
@@ -56,12 +58,17 @@ class TaskSender:
             broker_transport_options={
                 "visibility_timeout": settings.broker_visibility_timeout_seconds
             },
+            task_send_sent_event=True,  # Flower shows a task from the moment it is sent
         )
 
     def send(self, task: str, args: Sequence[Any]) -> str:
         """Enqueue ``task(*args)``; returns the task id."""
         try:
-            result = self._app.send_task(task, args=list(args), queue=self._queue)
+            result = self._app.send_task(
+                task, args=list(args), queue=self._queue,
+                # Workers measure provisioning time from here (kept across retries).
+                headers={ENQUEUED_HEADER: f"{time.time():.3f}"},
+            )
         except Exception as e:  # kombu raises OperationalError and friends, not one base
             raise StateError(f"cannot enqueue {task}: {e}") from e
         return str(result.id)
