@@ -20,6 +20,7 @@ socket) are replayed at start, every few seconds, and before an ADD of the same 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import ipaddress
 import logging
@@ -34,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.ipam import AttachmentKey, Ipam
@@ -71,6 +74,7 @@ class RequestTiming:
     total: float  # seconds, parse to reply
     checkpoint: float  # of which writing the checkpoint
     netlink: float  # of which programming the pod network
+    code: int = 0  # the CNI error code of the reply (0: success)
 
 
 def parse_request(raw: bytes) -> Request:
@@ -320,11 +324,20 @@ class CniServer:
 
     def handle(self, raw: bytes) -> dict[str, Any]:
         """One wire request -> one reply; never raises."""
+        # In a copy of the context: the log fields bound for this request end with it.
+        return contextvars.copy_context().run(self._handle, raw)
+
+    def _handle(self, raw: bytes) -> dict[str, Any]:
         started = time.perf_counter()
         self._phase.checkpoint = self._phase.netlink = 0.0
         req: Request | None = None
         try:
             req = parse_request(raw)
+            if req.key is not None:  # every log line of this request names the container
+                structlog.contextvars.bind_contextvars(
+                    container=req.key.container_id, ifname=req.key.ifname,
+                    **({"pod": f"{req.pod_namespace}/{req.pod_name}"} if req.pod_name else {}),
+                )
             reply = self._dispatch(req)
         except CniError as e:
             reply = e.to_reply()
@@ -341,9 +354,11 @@ class CniServer:
         self.requests += 1
         elapsed = time.perf_counter() - started
         ms = elapsed * 1000
+        code = 0 if reply.get("ok") else int(reply.get("code") or p.ERR_INTERNAL)
         if self.observe is not None and req is not None:
             self.observe(
-                RequestTiming(req.command, bool(reply.get("ok")), elapsed, self._phase.checkpoint, self._phase.netlink)
+                RequestTiming(req.command, bool(reply.get("ok")), elapsed, self._phase.checkpoint,
+                              self._phase.netlink, code)
             )
         if req is not None:
             log.info(
@@ -352,6 +367,8 @@ class CniServer:
                 req.key or "",
                 "ok" if reply.get("ok") else f"error {reply.get('code')}: {reply.get('details') or reply.get('msg')}",
                 ms,
+                extra={"command": req.command, "code": code, "ms": round(ms, 2),
+                       **({"eni": reply["eni"], "ip": reply["ip"]} if "eni" in reply else {})},
             )
         return reply
 

@@ -28,6 +28,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,18 @@ class Agent:
         return ipam
 
     def _start_cni_server(self) -> None:
-        from vpcnet.agent.cniserver import CniServer
+        from vpcnet.agent.cniserver import CniServer, RequestTiming
         from vpcnet.agent.podnet import PodNetwork
 
         podnet = PodNetwork(self.settings)
+        observe: Callable[[RequestTiming], None] | None = None
+        if self.settings.metrics_port:
+            from vpcnet.observability.agent import observe_cni_request
+
+            observe = observe_cni_request
         self._server = CniServer(
-            self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready
+            self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready,
+            observe=observe,
         )
         # Bind here, not in the thread: a second agent on the node must fail loudly.
         self._server.bind()
@@ -357,4 +364,9 @@ def run_agent(settings: AgentSettings, *, install_signals: bool = True) -> int:
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: agent.stop())
+    if settings.metrics_port:
+        from vpcnet.observability.agent import start_agent_metrics
+
+        start_agent_metrics(settings.node_name, agent, settings.metrics_port)
+        log.info("metrics served on port %d", settings.metrics_port)
     return agent.run()

@@ -8,7 +8,6 @@ loop ran recently (the DaemonSet's readiness probe), 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -32,13 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from vpcnet.errors import ConfigError
     from vpcnet.settings import AgentSettings
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("pyroute2", "asyncio", "redis"):  # their DEBUG drowns the agent's own
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = AgentSettings.from_env()
     except ConfigError as e:
@@ -53,6 +45,15 @@ def run(args: argparse.Namespace) -> int:
         )
         print(why)
         return 0 if ok else 1
+    from vpcnet.observability.logs import configure_logging
+
+    try:
+        # JSON lines on stderr, each naming the node (and, during a CNI request, the
+        # container); the plugin's own log is a file (VPCNET_AGENT_LOG_FILE).
+        configure_logging("agent", args.log_level, static={"node": settings.node_name})
+    except ValueError as e:
+        print(f"vpcnet agent: {e}", file=sys.stderr)
+        return 2
     from vpcnet.agent.main import run_agent
 
     return run_agent(settings)
