@@ -6,16 +6,20 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 from celery import Celery
+from prometheus_client.registry import CollectorRegistry
 
 from tests.fixtures.celery import CeleryProcs, wait_until
-from tests.fixtures.metrics import json_lines, scrape, try_scrape
+from tests.fixtures.metrics import Scrape, json_lines, scrape, try_scrape
 from tests.fixtures.redis import RedisServer, free_port
 from tests.integration.control_support import context_for, join
 from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
+from vpcnet.observability.collectors import QueueCollector
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
+from workers import EC2_QUEUE, SCAN_QUEUE
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,8 +63,11 @@ def test_worker_metrics_and_json_logs_after_a_provisioning_task(
     assert out["phase"] == "provisioned" and out["written"]
     task = "vpcnet.provision_node"
     # The result is stored before the worker's post-run hook counts the run.
-    m = wait_until(lambda: (m := scrape(port)).total("vpcnet_tasks_total", outcome="success") and m,
-                   30, "the run counted")
+    def counted() -> Scrape | None:
+        m = scrape(port)
+        return m if m.total("vpcnet_tasks_total", outcome="success") else None
+
+    m = wait_until(counted, 30, "the run counted")
     finished = time.time()
     assert m.value("vpcnet_task_retries_total", task=task, reason="LockHeld") >= 1
     assert m.value("vpcnet_tasks_total", task=task, outcome="success") == 1
@@ -109,16 +116,9 @@ def test_queue_depth_counts_waiting_tasks_per_queue(
     control_settings: Settings, task_client: Celery, broker_db: object
 ) -> None:
     """No worker: what is sent waits in the broker and the collector reads it there."""
-    import redis
-
-    from tests.fixtures.metrics import Scrape
-    from vpcnet.observability.collectors import QueueCollector
-    from workers import EC2_QUEUE, SCAN_QUEUE
 
     def client() -> redis.Redis[bytes]:
         return redis.Redis.from_url(control_settings.broker)
-
-    from prometheus_client.registry import CollectorRegistry
 
     registry = CollectorRegistry()
     registry.register(QueueCollector(client, (EC2_QUEUE, SCAN_QUEUE)))

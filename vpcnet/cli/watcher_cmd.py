@@ -8,16 +8,17 @@ Settings come from the environment (``VPCNET_*``, see :class:`vpcnet.settings.Se
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import structlog
 
 from vpcnet.errors import ConfigError, VpcnetError
+from vpcnet.observability.logs import configure_logging
 from vpcnet.settings import Settings
 
 
@@ -44,26 +45,9 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr, one object per event, with the bound node/task fields."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    # JSON lines on stderr (the same setup as workers and agents).
+    configure_logging("watcher", args.log_level)
     log = structlog.get_logger("vpcnet.watcher")
     try:
         settings = Settings.from_env()
@@ -77,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"vpcnet watcher: {e}", file=sys.stderr)
         return 2
     if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=args.metrics_address)
+        serve_cluster_metrics(settings, args.metrics_port, args.metrics_address,
+                              leading=lambda: watcher.stats.leading)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -96,3 +79,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         watcher.close()
     return 0
+
+
+def serve_cluster_metrics(settings: Settings, port: int, address: str,
+                          leading: Callable[[], bool]) -> None:
+    """The watcher's own metrics, plus (while this replica leads) every node's pool from
+    Redis: one exporter of the cluster view, so sums over replicas count each node once."""
+    import redis
+    from prometheus_client import REGISTRY
+
+    from vpcnet.observability.collectors import ClusterPoolCollector
+    from vpcnet.observability.metrics import serve_metrics
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    REGISTRY.register(ClusterPoolCollector(lambda: client, settings.cluster_name, leading))
+    serve_metrics(port, address)
