@@ -3,10 +3,12 @@
 Queues (a worker consumes both unless started with ``-Q``):
 
 - ``ec2``: every task that calls EC2 — ``vpcnet.provision_node``, ``vpcnet.release_node``,
-  ``vpcnet.gc_enis``, ``vpcnet.refresh_limits`` — and ``vpcnet.node_ready`` (the watcher
-  sends it here too). Its pace is set by the shared EC2 rate limiter, not by the worker.
-- ``vpcnet``: beat's scans, ``vpcnet.reconcile_all`` and ``vpcnet.warm_pool``, which read
-  Redis/Kubernetes (and batched describes) and enqueue per-node tasks.
+  ``vpcnet.gc_enis``, ``vpcnet.refresh_limits``. Its pace is set by the shared EC2 rate
+  limiter, not by the worker.
+- ``vpcnet``: work that must not wait behind a join storm: ``vpcnet.node_ready`` (the
+  watcher sends it here) and beat's scans, ``vpcnet.reconcile_all`` and
+  ``vpcnet.warm_pool``, which read Redis/Kubernetes (and batched describes) and enqueue
+  per-node tasks.
 
 Every task is idempotent, so: ``acks_late`` + ``reject_on_worker_lost`` (a killed worker's
 task is redelivered), prefetch 1, and a time limit below the broker's visibility timeout.
@@ -76,6 +78,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_routes": {
             "vpcnet.reconcile_all": {"queue": SCAN_QUEUE},
             "vpcnet.warm_pool": {"queue": SCAN_QUEUE},
+            # no EC2 work: never queued behind a join storm's provisioning
+            "vpcnet.node_ready": {"queue": SCAN_QUEUE},
         },
         "beat_scheduler": "beat:LockedScheduler",
         "beat_schedule": beat_schedule(s),

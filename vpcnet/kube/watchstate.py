@@ -32,6 +32,10 @@ PROVISION_NODE = "vpcnet.provision_node"
 RELEASE_NODE = "vpcnet.release_node"
 NODE_READY = "vpcnet.node_ready"
 EC2_QUEUE = "ec2"
+# node_ready calls no EC2: it goes to the scan queue, so that in a join storm it is not
+# queued behind every other node's provisioning (nodes become ready as they finish).
+FAST_QUEUE = "vpcnet"
+_QUEUE_OF = {NODE_READY: FAST_QUEUE}
 
 # Set the key to ARGV[1] for ARGV[2] ms unless it already holds ARGV[1].
 # Returns {1, 0} when claimed, {0, remaining ms} when an equal claim is still live.
@@ -65,7 +69,7 @@ class TaskSender:
         """Enqueue ``task(*args)``; returns the task id."""
         try:
             result = self._app.send_task(
-                task, args=list(args), queue=self._queue,
+                task, args=list(args), queue=_QUEUE_OF.get(task, self._queue),
                 # Workers measure provisioning time from here (kept across retries).
                 headers={ENQUEUED_HEADER: f"{time.time():.3f}"},
             )
