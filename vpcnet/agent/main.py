@@ -367,6 +367,9 @@ def run_agent(settings: AgentSettings, *, install_signals: bool = True) -> int:
     if settings.metrics_port:
         from vpcnet.observability.agent import start_agent_metrics
 
-        start_agent_metrics(settings.node_name, agent, settings.metrics_port)
-        log.info("metrics served on port %d", settings.metrics_port)
+        try:
+            start_agent_metrics(settings.node_name, agent, settings.metrics_port)
+            log.info("metrics served on port %d", settings.metrics_port)
+        except OSError as e:  # pods' networking matters more than metrics
+            log.error("metrics not served on port %d: %s", settings.metrics_port, e)
     return agent.run()

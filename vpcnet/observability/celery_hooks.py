@@ -167,7 +167,11 @@ def _serving(settings: Settings, queues: tuple[str, ...]) -> Any:
         from prometheus_client import REGISTRY
 
         REGISTRY.register(QueueCollector(broker, queues))
-        port = serve_metrics(settings.metrics_port)
+        try:
+            port = serve_metrics(settings.metrics_port)
+        except OSError as e:  # e.g. the port is taken: tasks matter more than metrics
+            log.error("metrics not served", port=settings.metrics_port, error=str(e))
+            return
         log.info("metrics served", port=port)
 
     return on_ready

@@ -69,7 +69,8 @@ PROVISIONING = Histogram(
 CNI_REQUESTS = Counter(
     "vpcnet_agent_cni_requests_total",
     "CNI requests answered by the agent, by command and result code (0 = success, "
-    "else the CNI error code: 11 try again / no free IP, 7 invalid env, ...)",
+    "else the CNI error code: 11 try again / no free IP, 3 unknown container, 4 invalid "
+    "env, 7 invalid config, 101 pod network, 102 check failed, 100 internal)",
     ["command", "code"],
 )
 CNI_LATENCY = Histogram(
