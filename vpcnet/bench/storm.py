@@ -21,8 +21,6 @@ import contextlib
 import json
 import os
 import resource
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +33,7 @@ import redis
 
 from vpcnet.aws.buckets import bucket_for
 from vpcnet.domain import InstanceLimits, Mode
-from vpcnet.embedded.procs import wait_for
+from vpcnet.embedded.procs import unwind_on_sigterm, wait_for
 from vpcnet.embedded.stack import EmbeddedStack, StackOptions
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
@@ -395,8 +393,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    unwind_on_sigterm()
     console = Console(stderr=True)
     if args.nodes < 1:
         console.print("--nodes must be at least 1")

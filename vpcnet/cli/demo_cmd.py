@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vpcnet.embedded.demo import Demo
+    from vpcnet.embedded.procs import unwind_on_sigterm
 
-    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    unwind_on_sigterm()
     console = Console(stderr=bool(args.json))
     console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
     return Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir).run()

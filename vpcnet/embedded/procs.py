@@ -8,11 +8,29 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import redis
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds the process like Ctrl-C does, so every child and namespace is
+    cleaned up by the ``finally`` blocks on the way out.
+
+    Only in this process: pyroute2 forks short-lived helpers (to open sockets in other
+    namespaces) and ends them with SIGTERM; a forked copy must just exit, not run the
+    parent's clean-up (which waits on threads it does not have, forever)."""
+    owner = os.getpid()
+
+    def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def free_port() -> int:
