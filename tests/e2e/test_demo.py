@@ -16,15 +16,21 @@ def _netns() -> set[str]:
 def test_demo_runs_the_whole_system_and_cleans_up(tmp_path: Path) -> None:
     before = _netns()
     vpcnet = str(Path(sys.executable).with_name("vpcnet"))
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [vpcnet, "demo", "--json", "--workdir", str(tmp_path / "demo")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert proc.stdout.strip(), proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode == 0, (report.get("error"), proc.stderr[-3000:])
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the demo unwinds and cleans up its processes and netns
+        stdout, stderr = proc.communicate(timeout=60)
+        raise AssertionError(f"demo hung; its output:\n{stderr[-3000:]}") from None
+    assert stdout.strip(), stderr[-3000:]
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, (report.get("error"), stderr[-3000:])
     assert report["ok"] is True and report["error"] is None
 
     # Three nodes of different types, each provisioned with its type's full ENI count.

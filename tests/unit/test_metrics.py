@@ -3,6 +3,7 @@ the agent's collector and CNI observer, and the pure parts of the Redis collecto
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,7 @@ def test_task_runs_are_counted_timed_and_provisioning_observed_from_the_enqueue(
     celery_hooks._on_postrun(task_id="r1", task=provision, retval=None, state="RETRY")
     assert sample("vpcnet_tasks_active", task=name) == 0
 
-    enqueued = time.time() - 50
+    enqueued = math.floor((time.time() - 50) * 1000) / 1000  # the header keeps ms: no rounding up
     provision.push_request(headers={celery_hooks.ENQUEUED_HEADER: f"{enqueued:.3f}"})
     try:
         celery_hooks._on_prerun(task_id="r2", task=provision, args=["n1", "i-1", "az"])
