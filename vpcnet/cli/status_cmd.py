@@ -59,7 +59,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # wide tables; pipes default to 80
     console.print(
         f"cluster [bold]{settings.cluster_name}[/]: {summary['nodes']} nodes "
         f"({', '.join(f'{k} {n}' for k, n in sorted(summary['phases'].items())) or 'none'}), "
@@ -102,7 +102,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, default=str))
         return 0
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(
         f"[bold]{view['name']}[/] {view['instance_id']} {view['instance_type']} phase={view['phase']} "
         f"mode={view['mode']} agent={'ready' if view['agent_ready'] else 'not ready'} "

@@ -234,38 +234,54 @@ class Demo:
 
     def run(self) -> int:
         started = time.monotonic()
-        try:
-            self.preflight()
-            self.start()
-            self.join_nodes()
-            self.run_pods()
-            self.show_state()
-            connected = self.connectivity()
-            audited = self.audit()
-            self.report.ok = connected and audited
-        except Exception as e:  # the demo reports every failure, then cleans up
-            self.report.error = f"{type(e).__name__}: {e}"
-            self.say(f"[red]demo failed:[/] {self.report.error}")
-            self.say(f"logs: {self.stack.log_dir}")
-        finally:
+        try:  # whatever happens (failure, Ctrl-C, SIGTERM), tear everything down
+            try:
+                self.preflight()
+                self.start()
+                self.join_nodes()
+                self.run_pods()
+                self.show_state()
+                connected = self.connectivity()
+                audited = self.audit()
+                self.report.ok = connected and audited
+            except Exception as e:  # the demo reports every failure, then cleans up
+                self.report.error = f"{type(e).__name__}: {e}"
+                self.say(f"[red]demo failed:[/] {self.report.error}")
+                self.say(f"logs: {self.stack.log_dir}")
             self.report.seconds = round(time.monotonic() - started, 1)
             if self.keep and self.report.ok:
                 self.report.flower_url = self.stack.flower_url
-                self.say(
-                    f"[bold]--keep:[/] running. Flower: {self.stack.flower_url} "
-                    f"(admin / {self.stack.flower_password}); logs in {self.stack.log_dir}. "
-                    "Ctrl-C stops everything."
-                )
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
+            self.print_summary()
+            if self.keep and self.report.ok:
+                self.wait_while_kept()
+        finally:
             self.teardown()
+        return 0 if self.report.ok else 1
+
+    def print_summary(self) -> None:
         if self.as_json:
-            print(json.dumps(self.report.__dict__, default=str))
+            print(json.dumps(self.report.__dict__, default=str), flush=True)
         else:
             verdict = "[green]demo OK[/]" if self.report.ok else "[red]demo FAILED[/]"
             self.console.print(f"{verdict} in {self.report.seconds}s")
-        return 0 if self.report.ok else 1
+
+    def wait_while_kept(self) -> None:
+        """--keep: leave everything running until Ctrl-C / SIGTERM; say how to look at it."""
+        env_file = self.workdir / "env"
+        env = self.stack.control_env()
+        env_file.write_text(
+            "".join(f"{k}={env[k]}\n" for k in sorted(env) if k.startswith(("VPCNET_", "AWS_")))
+        )
+        env_file.chmod(0o600)
+        self.say(
+            f"[bold]--keep:[/] running. Flower: {self.stack.flower_url} "
+            f"(admin / {self.stack.flower_password}); logs in {self.stack.log_dir}.\n"
+            f"Look inside: set -a; . {env_file}; set +a; vpcnet status; vpcnet inspect node-a; "
+            "vpcnet audit\nCtrl-C stops everything."
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
 
     def teardown(self) -> None:
         for node, pod in reversed(self.pods):
