@@ -1,0 +1,97 @@
+"""``vpcnet chaos``: the chaos run at the size you ask for (see vpcnet.embedded.chaos).
+
+Nodes join and pods churn while workers are ``kill -9``'d, Redis restarts, agents restart
+and EC2 answers with 5xx and throttling; then the faults stop and the system must
+converge with every invariant holding and no long-running pod having changed its IP.
+Exits 0 only then. ``--json`` prints one JSON object (the report) as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "chaos", help="faults during a join and pod churn; then check convergence"
+    )
+    parser.add_argument("--nodes", type=int, default=100, help="nodes in all (default 100)")
+    parser.add_argument("--netns-nodes", type=int, default=3,
+                        help="of which network namespaces with real agents and pods")
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long faults last")
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--converge-timeout", type=float, default=300.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs and state go")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)
+
+
+def _on_sigterm(pid: int) -> Callable[[int, Any], None]:
+    """Unwind in this process only. pyroute2 forks helpers that keep Python's handlers and
+    get a SIGTERM when done: unwinding there would run our clean-up in a copy of this
+    process (deleting the namespaces under the real one), then hang on its threads."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if os.getpid() != pid:
+            os._exit(0)
+        sys.exit(143)
+
+    return handler
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vpcnet.embedded.chaos import ChaosOptions, run_chaos
+    from vpcnet.embedded.preflight import check_host
+
+    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
+    signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
+    console = Console(stderr=True)
+    if args.netns_nodes < 2 or args.nodes < args.netns_nodes:
+        console.print("need --netns-nodes >= 2 and --nodes >= --netns-nodes")
+        return 2
+    problems = check_host(need_netns=True)
+    if problems:
+        console.print("[red]set-up checks failed:[/]\n  - " + "\n  - ".join(problems))
+        return 2
+    started = time.monotonic()
+
+    def progress(msg: str) -> None:
+        console.print(f"[{time.monotonic() - started:7.1f}s] {msg}")
+
+    with tempfile.TemporaryDirectory(prefix="vpcnet-chaos-") as tmp:
+        opts = ChaosOptions(
+            workdir=args.workdir or Path(tmp),
+            nodes=args.nodes,
+            netns_nodes=args.netns_nodes,
+            seconds=args.seconds,
+            worker_processes=args.workers,
+            converge_timeout=args.converge_timeout,
+            seed=args.seed,
+        )
+        report = run_chaos(opts, progress)
+    doc = report.to_dict()
+    if not args.json:
+        table = Table(title=f"chaos: {report.nodes} nodes ({report.netns_nodes} with pods)")
+        table.add_column("")
+        table.add_column("")
+        for key in ("ok", "nodes_ready", "seconds_chaos", "seconds_converge", "faults", "pods",
+                    "add_failures", "unexpected_exits", "worker_broker_loss_crashes", "violations", "problems", "ip_changed",
+                    "check_failed", "ping_failed", "error"):
+            value = doc[key]
+            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        Console().print(table)
+    print(json.dumps(doc))
+    return 0 if report.ok else 1

@@ -1,0 +1,833 @@
+"""Chaos for the embedded stack: fault injectors, churn drivers and the convergence check.
+
+``run_chaos`` is what ``vpcnet chaos`` and tests/e2e/test_chaos.py run: a few nodes are
+network namespaces with real agents and pods made by exec'ing the real plugin (the
+*netns nodes*); long-running pods are created on them first and recorded. Then the
+faults start and, while they last, many API-only nodes join and pods churn:
+
+- Celery workers are ``kill -9``'d every few seconds and restarted a moment later (a
+  Deployment's restart); Redis is restarted (alternately a clean stop and a ``kill -9``;
+  AOF on); agents are ``kill -9``'d and restarted; the EC2 emulator answers a share of
+  calls with 5xx and injected ``RequestLimitExceeded`` on top of AWS's token buckets;
+- the netns nodes' pods come and go through the plugin (ADD, CHECK, DEL, as a runtime
+  does: a failed ADD or DEL is retried with DEL until it succeeds);
+- API-only nodes' stand-in agents (the real IPAM and Redis mirror of ``vpcnet.agent``,
+  without netlink) take and return IPs.
+
+Then the faults stop, and ``wait_converged`` waits for: every node ready and untainted,
+``audit`` clean, no unattached ENI of the cluster left, and each agent's Redis mirror
+equal to its checkpoint with no IP held but by a live pod. Finally every long-running
+pod must have kept its IP, pass CHECK and ping every other. The same world serves the
+Redis-loss and Redis-outage tests (``ChaosWorld``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.ipam import AttachmentKey, Ipam
+from vpcnet.agent.redis_sync import AgentReport, RedisSync
+from vpcnet.embedded.procs import ManagedProcess, wait_for
+from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
+from vpcnet.errors import PoolExhausted, StateError, VpcnetError
+from vpcnet.sim.netns import ping
+from vpcnet.sim.runtime import CniError, Pod, PodRuntime
+
+CNI_REFERENCE_DIR = Path("/usr/lib/cni")
+NOT_READY_TAINT = "vpcnet.io/not-ready"
+NETNS_TYPES = ("m5.large", "c5.xlarge", "m5.xlarge")
+API_TYPES = ("t3.medium", "m5.large")
+POD_NAMESPACE = "chaos"
+
+# Control-plane timings for a run measured in minutes (the defaults suit a cluster that
+# lives for months): reconcile and GC often, a short ENI grace, and a visibility timeout
+# that brings back within a minute the tasks a killed worker had reserved.
+FAST_CONTROL_ENV = {
+    "VPCNET_RECONCILE_INTERVAL_SECONDS": "5",
+    "VPCNET_GC_INTERVAL_SECONDS": "10",
+    "VPCNET_WARM_POOL_INTERVAL_SECONDS": "5",
+    "VPCNET_BROKER_VISIBILITY_TIMEOUT_SECONDS": "60",
+    "VPCNET_TASK_TIME_LIMIT_SECONDS": "45",
+}
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    workdir: Path
+    nodes: int = 50  # in all, netns nodes included
+    netns_nodes: int = 3
+    seconds: float = 60.0  # how long the faults last
+    long_running_pods: int = 3  # per netns node, created before the faults
+    churn_pods: int = 3  # per netns node, alive at once at most during the churn
+    worker_processes: int = 2
+    worker_concurrency: int = 8
+    worker_kill_every: float = 4.0
+    worker_restart_after: float = 1.0
+    redis_restart_every: float = 20.0
+    redis_down_for: float = 1.0
+    agent_restart_every: float = 8.0
+    ec2_5xx_rate: float = 0.10
+    ec2_throttle_rate: float = 0.05  # injected RequestLimitExceeded, on top of the buckets
+    converge_timeout: float = 240.0
+    seed: int = 1
+    cluster: str = "chaos"
+    netns_prefix: str = ""  # "" = a fresh random one
+
+
+@dataclass
+class ChaosReport:
+    nodes: int = 0
+    netns_nodes: int = 0
+    api_nodes: int = 0
+    nodes_ready: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    pods: dict[str, int] = field(default_factory=dict)
+    add_failures: dict[str, int] = field(default_factory=dict)  # by CNI error code
+    unexpected_exits: dict[str, int] = field(default_factory=dict)
+    # Celery workers that exited on a lost broker connection (an upstream Celery/kombu
+    # bug, see _celery_broker_loss_crash) and were restarted as a Deployment would.
+    worker_broker_loss_crashes: dict[str, int] = field(default_factory=dict)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # besides the audit's violations
+    ip_changed: list[str] = field(default_factory=list)
+    check_failed: list[str] = field(default_factory=list)
+    ping_failed: list[str] = field(default_factory=list)
+    seconds_join_before: float = 0.0
+    seconds_chaos: float = 0.0
+    seconds_converge: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.error or self.violations or self.problems or self.ip_changed
+            or self.check_failed or self.ping_failed or self.unexpected_exits
+        ) and self.nodes_ready == self.nodes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class TrackedPod:
+    node: str
+    pod: Pod
+    ip: str
+    registered: bool = False  # in the Kubernetes emulator
+
+
+class Tally:
+    """Thread-safe counters (faults by kind, pod operations)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._c: Counter[str] = Counter()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._c[kind] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._c.items()))
+
+
+# -- stand-in agents for API-only nodes ------------------------------------------------------
+
+
+class StandInAgent:
+    """An API-only node's agent: the real IPAM and Redis mirror, with EC2's attachments
+    standing in for links. An ENI is "programmed" once EC2 says it is attached; the agent
+    reports ready when all of the node's ENIs are, as the real agent does."""
+
+    def __init__(self, stack: EmbeddedStack, node: SimNode, rng: random.Random) -> None:
+        self.stack = stack
+        self.node = node
+        self.rng = rng
+        self.ipam = Ipam(cooldown_seconds=stack.opts.ip_cooldown_seconds)
+        self.sync = self._new_sync()
+        self.ready = False
+        self.generation = 0
+        self._seq = 0
+        self._passes = 0
+
+    def _new_sync(self) -> RedisSync:
+        return RedisSync(self.stack.redis.url, self.stack.opts.cluster, self.node.name,
+                         self.ipam, wake=threading.Event())
+
+    def restart(self) -> None:
+        """A crash and restart: the pool comes back from the checkpoint, not from Redis."""
+        self.sync.stop()
+        self.ipam = Ipam.from_checkpoint(self.ipam.to_checkpoint(),
+                                         cooldown_seconds=self.stack.opts.ip_cooldown_seconds)
+        self.sync = self._new_sync()
+        self.ready = False
+
+    def step(self, attached: set[str], churn: bool, tally: Tally) -> None:
+        self._passes += 1
+        try:
+            state = self.sync.read_node()
+        except StateError:
+            state = None
+        if state is not None and state.configured:
+            present = [e for e in state.enis if e.eni_id in attached]
+            self.ipam.set_enis(present)
+            self.generation = state.generation
+            self.ready = len(present) == len(state.enis)
+            confirmed = self.ipam.confirm_release(state.release_req)
+            with contextlib.suppress(StateError):
+                self.sync.confirm_released(confirmed)
+        # else: Redis unreachable or emptied: keep serving the pool we have.
+        if churn and self.ready and self.rng.random() < 0.3:
+            self._churn(tally)
+        if self._passes % 10 == 0:
+            self.sync.request_full_mirror()
+        with contextlib.suppress(StateError):
+            self.sync.flush()
+        with contextlib.suppress(StateError):
+            self.sync.report(AgentReport(self.ready, self.generation, self.ipam.stats(),
+                                         "chaos-standin"))
+
+    def _churn(self, tally: Tally) -> None:
+        held = self.ipam.allocations()
+        cap = max(1, self.ipam.stats().total // 3)
+        if held and (len(held) >= cap or self.rng.random() < 0.4):
+            self.ipam.release(self.rng.choice(held).key)
+            tally.add("standin-release")
+            return
+        self._seq += 1
+        key = AttachmentKey(secrets.token_hex(32), "eth0")
+        try:
+            self.ipam.allocate(key, POD_NAMESPACE, f"{self.node.name}-p{self._seq}")
+            tally.add("standin-assign")
+        except PoolExhausted:
+            tally.add("standin-pool-exhausted")
+
+    def assigned(self) -> dict[str, str]:
+        return {str(a.ip): a.key.container_id for a in self.ipam.allocations()}
+
+    def close(self) -> None:
+        self.sync.stop()
+
+
+class StandInDriver(threading.Thread):
+    def __init__(self, world: ChaosWorld, interval: float = 0.5) -> None:
+        super().__init__(name="chaos-standins", daemon=True)
+        self.world = world
+        self.interval = interval
+        self.churn = False
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()  # a restart never runs in the middle of a step
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            self.step_all()
+
+    def step_all(self) -> None:
+        attached: dict[str, set[str]] = {}
+        for view in self.world.stack.ec2.instances_view():
+            attached[view["instance_id"]] = {
+                e["eni_id"] for e in view.get("enis", []) if e.get("status") == "attached"
+            }
+        with self._lock:
+            for agent in list(self.world.standins.values()):
+                agent.step(attached.get(agent.node.instance_id, set()), self.churn,
+                           self.world.tally)
+
+    def restart(self, agent: StandInAgent) -> None:
+        with self._lock:
+            agent.restart()
+
+
+# -- pod churn on netns nodes --------------------------------------------------------------
+
+
+class PodChurn(threading.Thread):
+    """Pods come and go on one netns node as a runtime makes them: ADD (a failure is
+    followed by DEL until it succeeds), CHECK, DEL (retried until it succeeds)."""
+
+    def __init__(self, world: ChaosWorld, node: SimNode, max_alive: int, seed: int) -> None:
+        super().__init__(name=f"chaos-churn-{node.name}", daemon=True)
+        self.world = world
+        self.node = node
+        self.max_alive = max_alive
+        self.rng = random.Random(seed)
+        self.alive: list[TrackedPod] = []
+        self.to_delete: list[Pod] = []  # DEL still owed (failed ADD or failed DEL)
+        self.stop_event = threading.Event()
+        self._seq = 0
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.rng.uniform(0.4, 1.2)):
+            try:
+                self.step()
+            except Exception as e:  # keep churning; the report says what went wrong
+                self.world.tally.add(f"churn-error:{type(e).__name__}")
+
+    def step(self) -> None:
+        self._retry_deletes()
+        if len(self.alive) < self.max_alive and (not self.alive or self.rng.random() < 0.6):
+            self._add()
+        elif self.alive:
+            tracked = self.alive.pop(self.rng.randrange(len(self.alive)))
+            self.world.unregister_pod(tracked)
+            self._del_pod(tracked.pod)
+
+    def _add(self) -> None:
+        self._seq += 1
+        runtime = self.world.runtime(self.node)
+        pod = runtime.new_pod(POD_NAMESPACE, f"churn-{self.node.name}-{self._seq}")
+        try:
+            runtime.add(pod)
+        except CniError as e:
+            self.world.tally.add("churn-add-failed")
+            self.world.add_failures.add(f"{e.code}:{str(e.error.get('msg', ''))[:60]}")
+            self.to_delete.append(pod)
+            return
+        except Exception:
+            self.world.tally.add("churn-add-failed")
+            self.world.add_failures.add("exec")
+            self.to_delete.append(pod)
+            return
+        self.world.tally.add("churn-add")
+        tracked = TrackedPod(self.node.name, pod, pod.ip)
+        try:
+            runtime.check(pod)
+            self.world.tally.add("churn-check")
+        except CniError:
+            self.world.tally.add("churn-check-failed")
+        self.world.register_pod(tracked)
+        self.alive.append(tracked)
+
+    def _del_pod(self, pod: Pod) -> bool:
+        runtime = self.world.runtime(self.node)
+        try:
+            runtime.delete(pod)
+        except Exception:
+            self.world.tally.add("churn-del-failed")
+            if pod not in self.to_delete:
+                self.to_delete.append(pod)
+            return False
+        self.world.tally.add("churn-del")
+        runtime.remove_netns(pod)
+        if pod in self.to_delete:
+            self.to_delete.remove(pod)
+        return True
+
+    def _retry_deletes(self) -> None:
+        for pod in list(self.to_delete):
+            self._del_pod(pod)
+
+    def drain(self, timeout: float) -> None:
+        """After the faults: every owed DEL succeeds (a runtime retries until it does)."""
+        deadline = time.monotonic() + timeout
+        while self.to_delete and time.monotonic() < deadline:
+            self._retry_deletes()
+            if self.to_delete:
+                time.sleep(0.5)
+        if self.to_delete:
+            raise TimeoutError(f"{len(self.to_delete)} DELs on {self.node.name} never succeeded")
+
+
+# -- the world ------------------------------------------------------------------------------
+
+
+class ChaosWorld:
+    """The embedded stack plus what the chaos needs: mixed nodes, pods, fault injectors."""
+
+    def __init__(self, opts: ChaosOptions, *, control_env: dict[str, str] | None = None,
+                 flower: bool = False) -> None:
+        self.opts = opts
+        self.rng = random.Random(opts.seed)
+        prefix = opts.netns_prefix or f"vpcc{secrets.token_hex(2)}-"
+        self.stack = EmbeddedStack(
+            StackOptions(
+                workdir=opts.workdir,
+                cluster=opts.cluster,
+                ec2_latency="fast",
+                ec2_throttle=True,
+                worker_processes=opts.worker_processes,
+                worker_concurrency=opts.worker_concurrency,
+                flower=flower,
+                netns_prefix=prefix,
+                ip_cooldown_seconds=10.0,
+                eni_gc_grace_seconds=20.0,
+                extra_env={**FAST_CONTROL_ENV, **(control_env or {})},
+            )
+        )
+        self.tally = Tally()
+        self.faults = Tally()
+        self.add_failures = Tally()
+        self.unexpected = Tally()
+        self.exit_notes: list[str] = []  # why a process died on its own (log tails)
+        self.known_crashes = Tally()  # upstream Celery crashes on a lost broker connection
+        self.netns_nodes: list[SimNode] = []
+        self.api_nodes: list[SimNode] = []
+        self.standins: dict[str, StandInAgent] = {}
+        self.standin_driver = StandInDriver(self)
+        self.long_running: list[TrackedPod] = []
+        self.churners: list[PodChurn] = []
+        self._runtimes: dict[str, PodRuntime] = {}
+        self._restarts: list[tuple[float, ManagedProcess]] = []
+        self._killed: set[int] = set()  # pids we killed ourselves
+        self._kube_lock = threading.Lock()
+        self._core: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.stack.start_services()
+        self.stack.start_vpc()
+        self.stack.start_control_plane()
+        self.stack.wait_processes_up()
+        from kubernetes import client as k8s
+
+        self.core().create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=POD_NAMESPACE)))
+        self.standin_driver.start()
+
+    def stop(self) -> None:
+        for churn in self.churners:
+            churn.stop_event.set()
+        for churn in self.churners:
+            churn.join(10)
+        self.standin_driver.stop_event.set()
+        if self.standin_driver.is_alive():
+            self.standin_driver.join(10)
+        for agent in self.standins.values():
+            with contextlib.suppress(Exception):
+                agent.close()
+        for tracked in [*self.long_running, *(p for c in self.churners for p in c.alive)]:
+            with contextlib.suppress(Exception):
+                self.runtime_by_name(tracked.node).destroy(tracked.pod)
+        self.stack.stop()  # removes every namespace of the prefix, pods' included
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[ChaosWorld]:
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
+    # -- nodes ------------------------------------------------------------------------
+
+    def launch_netns_nodes(self, count: int, first_index: int = 0) -> list[SimNode]:
+        nodes = []
+        for i in range(first_index, first_index + count):
+            node = self.stack.launch_node(f"ns-{i}", NETNS_TYPES[i % len(NETNS_TYPES)], i)
+            self.stack.register_node(node)
+            nodes.append(node)
+        self.netns_nodes += nodes
+        return nodes
+
+    def launch_api_nodes(self, count: int, first_index: int = 0) -> list[SimNode]:
+        """Instances and Nodes without a namespace; their agents are stand-ins."""
+        nodes = []
+        for i in range(first_index, first_index + count):
+            name = f"api-{i:03d}"
+            subnet_id, az = self.stack.subnets[i % len(self.stack.subnets)]
+            itype = API_TYPES[i % len(API_TYPES)]
+            iid = self.stack.ec2.run_instance(
+                instance_type=itype, subnet_id=subnet_id, name=name,
+                security_group_ids=[self.stack.world.security_group_id],
+            )
+            node = SimNode(name, iid, itype, az, subnet_id)
+            self.stack.nodes[name] = node
+            self.standins[name] = StandInAgent(self.stack, node, random.Random(self.rng.random()))
+            nodes.append(node)
+        self.api_nodes += nodes
+        for node in nodes:
+            self.stack.register_node(node)
+        return nodes
+
+    def node_names(self) -> list[str]:
+        return [n.name for n in (*self.netns_nodes, *self.api_nodes)]
+
+    def nodes_ready(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that are ready: phase ready in Redis and untainted."""
+        nodes = {n["metadata"]["name"]: n for n in self._list_kube_nodes()}
+        client = self.stack.redis.client()
+        try:
+            out = []
+            for name in names:
+                raw = client.hget(self.stack.keys.node(name).node, "phase")
+                taints = (nodes.get(name, {}).get("spec") or {}).get("taints") or []
+                if raw == b"ready" and not any(t["key"] == NOT_READY_TAINT for t in taints):
+                    out.append(name)
+            return out
+        finally:
+            client.close()
+
+    def wait_ready(self, names: list[str], timeout: float) -> None:
+        def ready() -> bool:
+            self.supervise()
+            return len(self.nodes_ready(names)) == len(names)
+
+        wait_for(ready, timeout, f"{len(names)} nodes ready", interval=0.5)
+
+    def _list_kube_nodes(self) -> list[dict[str, Any]]:
+        resp: Any = self.core().list_node(_preload_content=False)
+        items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        return items
+
+    # -- pods -------------------------------------------------------------------------
+
+    def core(self) -> Any:
+        from kubernetes import client as k8s
+
+        if self._core is None:
+            self._core = k8s.CoreV1Api(self.stack.kube.api_client())
+        return self._core
+
+    def runtime(self, node: SimNode) -> PodRuntime:
+        if node.name not in self._runtimes:
+            assert node.conf_dir is not None and node.bin_dir is not None
+            conflist = sorted(node.conf_dir.glob("*.conflist"))[0]
+            self._runtimes[node.name] = PodRuntime(
+                conflist, [node.bin_dir, CNI_REFERENCE_DIR],
+                netns_prefix=f"{self.stack.opts.netns_prefix}p-",
+            )
+        return self._runtimes[node.name]
+
+    def runtime_by_name(self, name: str) -> PodRuntime:
+        return self.runtime(self.stack.nodes[name])
+
+    def create_pods(self, node: SimNode, count: int, prefix: str) -> list[TrackedPod]:
+        """Pods that must not fail (set-up, after-checks): a failure raises."""
+        runtime = self.runtime(node)
+        out = []
+        for i in range(count):
+            pod = runtime.new_pod(POD_NAMESPACE, f"{prefix}-{node.name}-{i}")
+            try:
+                runtime.add(pod)
+            except Exception:
+                runtime.remove_netns(pod)
+                raise
+            tracked = TrackedPod(node.name, pod, pod.ip)
+            self.register_pod(tracked)
+            out.append(tracked)
+        return out
+
+    def register_pod(self, tracked: TrackedPod) -> None:
+        """The pod object with its IP, as kubelet reports it (the audit reads pods)."""
+        from kubernetes import client as k8s
+
+        body = k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=tracked.pod.name, namespace=POD_NAMESPACE),
+            spec=k8s.V1PodSpec(node_name=tracked.node,
+                               containers=[k8s.V1Container(name="app", image="pause")]),
+        )
+        with self._kube_lock:
+            self.core().create_namespaced_pod(POD_NAMESPACE, body)
+            self.core().patch_namespaced_pod_status(
+                tracked.pod.name, POD_NAMESPACE,
+                {"status": {"phase": "Running", "podIP": tracked.ip}},
+            )
+        tracked.registered = True
+
+    def unregister_pod(self, tracked: TrackedPod) -> None:
+        if tracked.registered:
+            with self._kube_lock:
+                self.core().delete_namespaced_pod(tracked.pod.name, POD_NAMESPACE)
+            tracked.registered = False
+
+    def start_churn(self) -> None:
+        for i, node in enumerate(self.netns_nodes):
+            churn = PodChurn(self, node, self.opts.churn_pods, self.opts.seed * 100 + i)
+            self.churners.append(churn)
+            churn.start()
+        self.standin_driver.churn = True
+
+    def stop_churn(self, drain_timeout: float = 60.0) -> None:
+        self.standin_driver.churn = False
+        for churn in self.churners:
+            churn.stop_event.set()
+        for churn in self.churners:
+            churn.join(30)
+        for churn in self.churners:
+            churn.drain(drain_timeout)
+
+    def live_pods(self) -> list[TrackedPod]:
+        return [*self.long_running, *(p for c in self.churners for p in c.alive)]
+
+    # -- fault injectors ----------------------------------------------------------------
+
+    def workers(self) -> list[ManagedProcess]:
+        return [p for p in self.stack.procs if p.name.startswith("worker-")]
+
+    def kill_worker(self) -> None:
+        alive = [p for p in self.workers() if p.alive()]
+        if not alive:
+            return
+        proc = self.rng.choice(alive)
+        self._kill(proc)
+        self.faults.add("worker-kill-9")
+        self._restarts.append((time.monotonic() + self.opts.worker_restart_after, proc))
+
+    def restart_redis(self, crash: bool) -> None:
+        """Redis goes away and comes back on the same port with its AOF."""
+        if crash:
+            self.stack.redis.kill()
+            self.faults.add("redis-kill-9-restart")
+        else:
+            self.stack.redis.stop()
+            self.faults.add("redis-restart")
+        time.sleep(self.opts.redis_down_for)
+        self.stack.redis.start()
+
+    def flush_redis(self) -> None:
+        client = self.stack.redis.client()
+        try:
+            client.flushall()
+        finally:
+            client.close()
+        self.faults.add("redis-flushall")
+
+    def restart_agent(self) -> None:
+        node = self.rng.choice(self.netns_nodes)
+        if node.agent is not None:
+            self._kill(node.agent)
+            node.agent.start()
+            self.faults.add("agent-kill-9")
+        if self.standins:
+            name = self.rng.choice(sorted(self.standins))
+            self.standin_driver.restart(self.standins[name])
+            self.faults.add("standin-agent-restart")
+
+    def ec2_faults(self, on: bool) -> None:
+        if on:
+            self.stack.ec2.set_faults(
+                rate_5xx=self.opts.ec2_5xx_rate,
+                rules=[{"action": "*", "code": "RequestLimitExceeded",
+                        "rate": self.opts.ec2_throttle_rate}],
+            )
+        else:
+            self.stack.ec2.set_faults()
+
+    def _kill(self, proc: ManagedProcess) -> None:
+        if proc.proc is not None:
+            self._killed.add(proc.proc.pid)
+        proc.kill()
+
+    def supervise(self) -> None:
+        """Restart what is due (our kills) and anything that died on its own (counted:
+        a component that crashes under these faults is a finding)."""
+        now = time.monotonic()
+        due = [(t, p) for t, p in self._restarts if t <= now]
+        self._restarts = [(t, p) for t, p in self._restarts if t > now]
+        for _, proc in due:
+            if not proc.alive():
+                proc.start()
+        pending = {id(p) for _, p in self._restarts}
+        for proc in [*self.stack.procs]:
+            if proc.alive() or id(proc) in pending or proc.proc is None:
+                continue
+            if proc.proc.pid not in self._killed:
+                if proc.name.startswith("worker-") and _celery_broker_loss_crash(proc.tail(40)):
+                    self.known_crashes.add(proc.name)
+                else:
+                    self.unexpected.add(proc.name)
+                    self.exit_notes.append(f"{proc.name} exited {proc.proc.returncode}: "
+                                           + " | ".join(proc.tail(5).splitlines())[-600:])
+            proc.start()
+
+    def ec2_errors(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for codes in self.stack.ec2.counters().get("errors", {}).values():
+            for code, n in codes.items():
+                out[code] += n
+        return dict(out)
+
+    # -- convergence ------------------------------------------------------------------
+
+    def checkpoint_assigned(self, node: SimNode) -> dict[str, str]:
+        """ip -> container id, from the agent's checkpoint file (its truth)."""
+        assert node.checkpoint_path is not None
+        payload = Checkpoint(node.checkpoint_path).load() or {}
+        return {a["ip"]: a["container_id"] for a in payload.get("allocations", [])}
+
+    def convergence_problems(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """(problems, audit violations); both empty once the system has converged."""
+        from vpcnet.ops.audit import audit
+        from vpcnet.ops.collect import collect, to_snapshot
+
+        problems: list[str] = []
+        dead = [p.name for p in self.stack.procs if not p.alive()]
+        if dead:
+            return [f"processes down: {dead}"], []
+        world = collect(self.stack.control_settings())
+        violations = [v.to_dict() for v in audit(to_snapshot(world))]
+        for name in self.node_names():
+            st = world.redis_nodes.get(name)
+            kube = world.kube_nodes.get(name)
+            if st is None or st.fields.get("phase") != "ready":
+                problems.append(f"{name}: phase {st.fields.get('phase') if st else None}")
+            if kube is None or any(t.key == NOT_READY_TAINT for t in kube.taints):
+                problems.append(f"{name}: tainted not-ready")
+            if world.agents.get(name, {}).get("ready") != "1":
+                problems.append(f"{name}: agent not ready")
+        loose = [e.eni_id for e in world.enis if e.instance_id is None]
+        if loose:
+            problems.append(f"unattached ENIs of the cluster: {loose}")
+        live = {p.ip: p.pod.container_id for p in self.live_pods()}
+        for node in self.netns_nodes:
+            truth = self.checkpoint_assigned(node)
+            mirror = {str(ip): a.container_id for ip, a in world.assigned.get(node.name, {}).items()}
+            if mirror != truth:
+                problems.append(f"{node.name}: Redis mirror differs from the checkpoint "
+                                f"({len(mirror)} vs {len(truth)} assigned)")
+            leaked = {ip for ip, cid in truth.items() if live.get(ip) != cid}
+            if leaked:
+                problems.append(f"{node.name}: IPs held with no live pod: {sorted(leaked)}")
+        for name, agent in self.standins.items():
+            mirror = {str(ip): a.container_id for ip, a in world.assigned.get(name, {}).items()}
+            if mirror != agent.assigned():
+                problems.append(f"{name}: Redis mirror differs from the stand-in's pool")
+        return problems, violations
+
+    def wait_converged(self, timeout: float) -> tuple[list[str], list[dict[str, Any]]]:
+        """Poll until converged; returns the last problems seen (empty when converged)."""
+        deadline = time.monotonic() + timeout
+        last: tuple[list[str], list[dict[str, Any]]] = (["not checked"], [])
+        while time.monotonic() < deadline:
+            self.supervise()
+            try:
+                last = self.convergence_problems()
+            except VpcnetError as e:
+                last = ([f"cannot read the world: {e}"], [])
+            if not last[0] and not last[1]:
+                return last
+            time.sleep(2.0)
+        return last
+
+    def verify_long_running(self, report: ChaosReport) -> None:
+        """Same IP as before, CHECK passes, and every one pings every other."""
+        by_node = {n.name: n for n in self.netns_nodes}
+        for tracked in self.long_running:
+            node = by_node[tracked.node]
+            held = {cid: ip for ip, cid in self.checkpoint_assigned(node).items()}
+            if held.get(tracked.pod.container_id) != tracked.ip:
+                report.ip_changed.append(
+                    f"{tracked.pod.name}: {tracked.ip} -> {held.get(tracked.pod.container_id)}"
+                )
+            try:
+                self.runtime(node).check(tracked.pod)
+            except CniError as e:
+                report.check_failed.append(f"{tracked.pod.name}: {e.error}")
+        for a in self.long_running:
+            for b in self.long_running:
+                if a is not b and not ping(a.pod.netns_name, b.ip, count=1, timeout=3):
+                    report.ping_failed.append(f"{a.pod.name} -> {b.pod.name} ({b.ip})")
+
+
+def _celery_broker_loss_crash(log_tail: str) -> bool:
+    """Celery 5.7 / kombu 5.7: when the broker connection drops while the worker holds
+    unacknowledged messages, the consumer closes the already-collected connection, the
+    channel tries to restore the messages through a connection that is gone, and the
+    worker exits on "Unrecoverable error: AttributeError('NoneType' object has no
+    attribute ...)". To vpcnet that is a worker kill (its tasks come back after the
+    visibility timeout); the chaos run counts it apart from real crashes."""
+    return "Unrecoverable error: AttributeError" in log_tail and "'NoneType' object" in log_tail
+
+
+# -- the chaos run --------------------------------------------------------------------------
+
+
+def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None) -> ChaosReport:
+    say = progress or (lambda _msg: None)
+    report = ChaosReport(nodes=opts.nodes, netns_nodes=opts.netns_nodes,
+                         api_nodes=opts.nodes - opts.netns_nodes)
+    if opts.netns_nodes < 2 or opts.nodes < opts.netns_nodes:
+        raise ValueError("need at least 2 netns nodes and nodes >= netns nodes")
+    world = ChaosWorld(opts)
+    try:
+        with world.running():
+            t0 = time.monotonic()
+            world.launch_netns_nodes(opts.netns_nodes)
+            world.wait_ready([n.name for n in world.netns_nodes], 120)
+            for node in world.netns_nodes:
+                world.long_running += world.create_pods(node, opts.long_running_pods, "long")
+            report.seconds_join_before = round(time.monotonic() - t0, 1)
+            say(f"{opts.netns_nodes} netns nodes ready, {len(world.long_running)} "
+                f"long-running pods in {report.seconds_join_before}s; faults on")
+            errors_before = world.ec2_errors()
+            _chaos_phase(world, opts, say)
+            report.seconds_chaos = round(time.monotonic() - t0 - report.seconds_join_before, 1)
+            errors = Counter(world.ec2_errors())
+            errors.subtract(errors_before)
+            faults = world.faults.snapshot()
+            faults["ec2-5xx"] = errors["InternalError"] + errors["ServiceUnavailable"]
+            faults["ec2-throttled"] = errors["RequestLimitExceeded"]
+            report.faults = faults
+            say("faults off; waiting for convergence")
+            t1 = time.monotonic()
+            problems, violations = world.wait_converged(opts.converge_timeout)
+            report.seconds_converge = round(time.monotonic() - t1, 1)
+            report.problems, report.violations = problems, violations
+            report.nodes_ready = len(world.nodes_ready(world.node_names()))
+            world.verify_long_running(report)
+            report.pods = {
+                "long_running": len(world.long_running),
+                "alive_at_end": len(world.live_pods()),
+                **world.tally.snapshot(),
+            }
+            report.add_failures = world.add_failures.snapshot()
+            report.unexpected_exits = world.unexpected.snapshot()
+            report.worker_broker_loss_crashes = world.known_crashes.snapshot()
+            report.problems += world.exit_notes
+    except Exception as e:
+        report.error = f"{type(e).__name__}: {e}"
+        report.unexpected_exits = world.unexpected.snapshot()
+        report.faults = report.faults or world.faults.snapshot()
+    return report
+
+
+def _chaos_phase(world: ChaosWorld, opts: ChaosOptions, say: Callable[[str], None]) -> None:
+    """Faults on; API-only nodes join; churn; faults off; churn drained."""
+    world.ec2_faults(True)
+    world.start_churn()
+    world.launch_api_nodes(opts.nodes - opts.netns_nodes)
+    start = time.monotonic()
+    due = {
+        "worker": start + opts.worker_kill_every,
+        "redis": start + opts.redis_restart_every,
+        "agent": start + opts.agent_restart_every / 2,
+    }
+    crash = False
+    try:
+        while (now := time.monotonic()) < start + opts.seconds:
+            if now >= due["worker"]:
+                world.kill_worker()
+                due["worker"] = now + opts.worker_kill_every
+            if now >= due["redis"]:
+                world.restart_redis(crash)
+                crash = not crash
+                due["redis"] = time.monotonic() + opts.redis_restart_every
+            if now >= due["agent"]:
+                world.restart_agent()
+                due["agent"] = now + opts.agent_restart_every
+            world.supervise()
+            time.sleep(0.2)
+    finally:
+        world.ec2_faults(False)
+        # What a Deployment restarts comes back even if its restart was not due yet.
+        world._restarts = [(0.0, p) for _, p in world._restarts]
+        world.supervise()
+    ready = len(world.nodes_ready(world.node_names()))
+    say(f"chaos over after {opts.seconds:.0f}s: {ready}/{opts.nodes} nodes ready, "
+        f"faults {world.faults.snapshot()}")
+    world.stop_churn()
+
+
+__all__ = ["ChaosOptions", "ChaosReport", "ChaosWorld", "StandInAgent", "run_chaos"]
