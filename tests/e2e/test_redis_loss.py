@@ -8,8 +8,11 @@ checkpoint, no running pod on another IP, and new pods getting addresses nobody 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,10 @@ from vpcnet.sim.netns import ping
 def test_flushall_mid_join_is_rebuilt_from_ec2_and_the_agents(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    world = ChaosWorld(ChaosOptions(workdir=tmp_path / "loss", cluster="loss", churn_pods=2))
+    world = ChaosWorld(ChaosOptions(workdir=tmp_path / "loss", cluster="loss", churn_pods=2),
+                       flower=True)
     with world.running():
+        _flower_requires_its_password(world)
         world.launch_netns_nodes(2)
         world.launch_api_nodes(4)
         world.wait_ready(world.node_names(), 120)
@@ -91,3 +96,16 @@ def test_flushall_mid_join_is_rebuilt_from_ec2_and_the_agents(
         assert counts.get("churn-add-failed", 0) == 0 and counts.get("churn-del-failed", 0) == 0
         assert counts["churn-add"] > 0 and counts.get("standin-assign", 0) > 0
         assert world.unexpected.snapshot() == {}
+        # Redis with a password, an AWS secret key, Flower's password: none in any log.
+        assert world.secrets_in_logs() == []
+
+
+def _flower_requires_its_password(world: ChaosWorld) -> None:
+    url = f"{world.stack.flower_url}/api/workers"
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(url, timeout=10)
+    assert denied.value.code == 401
+    token = base64.b64encode(f"admin:{world.stack.flower_password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200

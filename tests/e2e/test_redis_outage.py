@@ -71,3 +71,4 @@ def test_pod_add_and_del_keep_working_through_a_60s_redis_outage(
         assert world.tally.snapshot().get("standin-assign", 0) > 0
         # Workers, beat and the watcher ride out the outage; nothing needed a restart.
         assert world.unexpected.snapshot() == {}, world.exit_notes
+        assert world.secrets_in_logs() == []

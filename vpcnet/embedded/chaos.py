@@ -38,7 +38,7 @@ from typing import Any
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.redis_sync import AgentReport, RedisSync
-from vpcnet.embedded.procs import ManagedProcess, wait_for
+from vpcnet.embedded.procs import ManagedProcess, RedisServer, wait_for
 from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import PoolExhausted, StateError, VpcnetError
 from vpcnet.sim.netns import ping
@@ -351,6 +351,8 @@ class ChaosWorld:
         self.opts = opts
         self.rng = random.Random(opts.seed)
         prefix = opts.netns_prefix or f"vpcc{secrets.token_hex(2)}-"
+        self.redis_password = secrets.token_urlsafe(18)
+        self.aws_secret = secrets.token_urlsafe(30)
         self.stack = EmbeddedStack(
             StackOptions(
                 workdir=opts.workdir,
@@ -363,9 +365,12 @@ class ChaosWorld:
                 netns_prefix=prefix,
                 ip_cooldown_seconds=10.0,
                 eni_gc_grace_seconds=20.0,
-                extra_env={**FAST_CONTROL_ENV, **(control_env or {})},
+                extra_env={**FAST_CONTROL_ENV, "AWS_SECRET_ACCESS_KEY": self.aws_secret,
+                           **(control_env or {})},
             )
         )
+        # Redis with a password, as deployed: every component's URL carries it.
+        self.stack.redis = RedisServer(opts.workdir / "redis", password=self.redis_password)
         self.tally = Tally()
         self.faults = Tally()
         self.add_failures = Tally()
@@ -711,6 +716,20 @@ class ChaosWorld:
             time.sleep(2.0)
         return last
 
+    def secrets_in_logs(self) -> list[str]:
+        """Log files (every process's, the plugin's included) that contain the Redis
+        password, the AWS secret key or Flower's password: there must be none."""
+        found = []
+        needles = {"redis password": self.redis_password, "AWS secret key": self.aws_secret,
+                   "Flower password": self.stack.flower_password}
+        files = [p for p in sorted(self.stack.log_dir.rglob("*")) if p.is_file()]
+        if not any(p.name.startswith("cni-") for p in files) or len(files) < 4:
+            raise RuntimeError(f"too few logs to check in {self.stack.log_dir}: {files}")
+        for path in files:
+            text = path.read_text(errors="replace")
+            found += [f"{path.name}: {what}" for what, secret in needles.items() if secret in text]
+        return found
+
     def verify_long_running(self, report: ChaosReport) -> None:
         """Same IP as before, CHECK passes, and every one pings every other."""
         by_node = {n.name: n for n in self.netns_nodes}
@@ -777,6 +796,7 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
             report.problems, report.violations = problems, violations
             report.nodes_ready = len(world.nodes_ready(world.node_names()))
             world.verify_long_running(report)
+            report.problems += [f"secret in a log: {f}" for f in world.secrets_in_logs()]
             report.pods = {
                 "long_running": len(world.long_running),
                 "alive_at_end": len(world.live_pods()),
