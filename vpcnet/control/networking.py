@@ -32,6 +32,18 @@ ANN_PROFILE = "vpcnet.io/profile"
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SG_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
+# AWS's own limits: an ENI takes at most 16 security groups (5 by default); tag keys are
+# at most 128 characters, values 256. An annotation is anyone-with-node-patch input that
+# becomes EC2 filters: bound it before it reaches EC2.
+MAX_SECURITY_GROUPS = 16
+MAX_SUBNET_TAGS = 10
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+
+
+def _show(raw: object) -> str:
+    """A bad value as an error (and so a node Event) quotes it: shortened."""
+    text = repr(raw)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,29 +74,37 @@ def _mode(raw: str, where: str) -> Mode:
     try:
         return Mode(raw.strip())
     except ValueError:
-        raise ConfigError(f"{where}: mode {raw!r} is not one of full, warm, prefix") from None
+        raise ConfigError(f"{where}: mode {_show(raw)} is not one of full, warm, prefix") from None
 
 
 def _subnet(raw: str, where: str) -> str:
     if not _SUBNET_RE.match(raw.strip()):
-        raise ConfigError(f"{where}: {raw!r} is not a subnet id")
+        raise ConfigError(f"{where}: {_show(raw)} is not a subnet id")
     return raw.strip()
 
 
 def _groups(raw: Sequence[str], where: str) -> tuple[str, ...]:
+    if len(raw) > MAX_SECURITY_GROUPS:
+        raise ConfigError(f"{where}: {len(raw)} security groups, at most {MAX_SECURITY_GROUPS}")
     groups = tuple(g.strip() for g in raw if g.strip())
     bad = [g for g in groups if not _SG_RE.match(g)]
     if bad or not groups:
-        raise ConfigError(f"{where}: invalid security group list {list(raw)!r}")
+        raise ConfigError(f"{where}: invalid security group list {_show(list(raw))}")
     return groups
 
 
 def _tags(raw: str, where: str) -> dict[str, str]:
+    parts = raw.split(",")
+    if len(parts) > MAX_SUBNET_TAGS:
+        raise ConfigError(f"{where}: {len(parts)} subnet tags, at most {MAX_SUBNET_TAGS}")
     out: dict[str, str] = {}
-    for part in raw.split(","):
+    for part in parts:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{where}: subnet tags must be k=v[,k=v], got {raw!r}")
+            raise ConfigError(f"{where}: subnet tags must be k=v[,k=v], got {_show(raw)}")
+        if len(key.strip()) > MAX_TAG_KEY or len(value.strip()) > MAX_TAG_VALUE:
+            raise ConfigError(f"{where}: a tag key is at most {MAX_TAG_KEY} characters, "
+                              f"a value {MAX_TAG_VALUE}")
         out[key.strip()] = value.strip()
     return out
 
@@ -132,7 +152,7 @@ def node_networking(
     if ANN_PROFILE in annotations:
         name = annotations[ANN_PROFILE]
         if name not in profiles:
-            raise ConfigError(f"annotation {ANN_PROFILE}: no profile named {name!r}")
+            raise ConfigError(f"annotation {ANN_PROFILE}: no profile named {_show(name)}")
         profile = profiles[name]
     else:
         profile = next((p for p in profiles.values() if p.selects(labels)), None)

@@ -1,0 +1,75 @@
+"""Node annotations (anyone who can patch a Node writes them) are validated and bounded
+before they become EC2 parameters and filters; errors quote them only shortened."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vpcnet.control.networking import (
+    ANN_MODE,
+    ANN_PROFILE,
+    ANN_SECURITY_GROUPS,
+    ANN_SUBNET,
+    ANN_SUBNET_TAGS,
+    MAX_SECURITY_GROUPS,
+    MAX_SUBNET_TAGS,
+    NodeNetworking,
+    Profile,
+    node_networking,
+)
+from vpcnet.domain import Mode
+from vpcnet.errors import ConfigError
+
+
+def nn(annotations: dict[str, str], profiles: dict[str, Profile] | None = None) -> NodeNetworking:
+    return node_networking(Mode.FULL, {}, annotations, profiles or {})
+
+
+def test_valid_annotations_are_taken() -> None:
+    got = nn({
+        ANN_MODE: "warm",
+        ANN_SUBNET_TAGS: "team=a, tier=pods",
+        ANN_SECURITY_GROUPS: "sg-0123456789abcdef0,sg-00000001",
+    })
+    assert got.mode is Mode.WARM
+    assert got.subnet_tags == {"team": "a", "tier": "pods"}
+    assert got.security_groups == ("sg-0123456789abcdef0", "sg-00000001")
+    assert nn({ANN_SUBNET: "subnet-0123abcd"}).subnet_id == "subnet-0123abcd"
+
+
+def test_at_most_aws_many_security_groups() -> None:
+    groups = [f"sg-{i:08x}" for i in range(MAX_SECURITY_GROUPS)]
+    assert len(nn({ANN_SECURITY_GROUPS: ",".join(groups)}).security_groups or ()) == MAX_SECURITY_GROUPS
+    with pytest.raises(ConfigError, match="at most"):
+        nn({ANN_SECURITY_GROUPS: ",".join([*groups, "sg-ffffffff"])})
+
+
+def test_subnet_tags_are_bounded() -> None:
+    many = ",".join(f"k{i}=v" for i in range(MAX_SUBNET_TAGS + 1))
+    with pytest.raises(ConfigError, match="at most"):
+        nn({ANN_SUBNET_TAGS: many})
+    with pytest.raises(ConfigError, match="at most"):
+        nn({ANN_SUBNET_TAGS: "k=" + "v" * 257})
+    with pytest.raises(ConfigError, match="at most"):
+        nn({ANN_SUBNET_TAGS: "k" * 129 + "=v"})
+    with pytest.raises(ConfigError, match="k=v"):
+        nn({ANN_SUBNET_TAGS: "novalue"})
+
+
+def test_unknown_profile_and_bad_ids_are_refused() -> None:
+    with pytest.raises(ConfigError, match="no profile"):
+        nn({ANN_PROFILE: "nope"})
+    for bad in ("subnet-XYZ", "subnet-1", "sg-0123abcd", ""):
+        with pytest.raises(ConfigError):
+            nn({ANN_SUBNET: bad})
+
+
+@given(st.text(min_size=1, max_size=20_000))
+def test_any_value_is_taken_or_refused_with_a_short_message(raw: str) -> None:
+    for key in (ANN_MODE, ANN_SUBNET, ANN_SUBNET_TAGS, ANN_SECURITY_GROUPS, ANN_PROFILE):
+        try:
+            nn({key: raw})
+        except ConfigError as e:
+            assert len(str(e)) < 300, (key, str(e)[:400])
