@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +32,15 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _on_sigterm(pid: int) -> Callable[[int, Any], None]:
-    """Unwind in this process only. pyroute2 forks helpers that keep Python's handlers and
-    get a SIGTERM when done: unwinding there would run our clean-up in a copy of this
-    process (deleting the namespaces under the real one), then hang on its threads."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        if os.getpid() != pid:
-            os._exit(0)
-        sys.exit(143)
-
-    return handler
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from vpcnet.embedded.chaos import ChaosOptions, run_chaos
     from vpcnet.embedded.preflight import check_host
+    from vpcnet.embedded.procs import unwind_on_sigterm
 
-    # SIGTERM unwinds like Ctrl-C, so every child process and namespace is cleaned up.
-    signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
+    unwind_on_sigterm()  # like Ctrl-C: every child process and namespace is cleaned up
     console = Console(stderr=True)
     if args.netns_nodes < 2 or args.nodes < args.netns_nodes:
         console.print("need --netns-nodes >= 2 and --nodes >= --netns-nodes")
