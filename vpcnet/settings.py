@@ -78,6 +78,9 @@ class Settings:
     # Share of AWS's token buckets that vpcnet allows itself, across all workers,
     # leaving headroom for other EC2 clients in the account.
     rate_limit_share: float = 0.8
+    # Off only where EC2 itself does not throttle (an emulator measuring resource use):
+    # on AWS, without the shared limiter a storm turns into RequestLimitExceeded retries.
+    ec2_rate_limit: bool = True
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     lease_duration_seconds: float = 15.0

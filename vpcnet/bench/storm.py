@@ -242,7 +242,11 @@ def run_storm(
             workdir=workdir, cluster="bench", mode=mode, ec2_latency=latency, ec2_throttle=throttle,
             worker_processes=workers, worker_concurrency=concurrency, beat=False, flower=False,
             with_netns=False,
-            extra_env={"VPCNET_RATE_LIMIT_SHARE": str(rate_share)},
+            extra_env={
+                "VPCNET_RATE_LIMIT_SHARE": str(rate_share),
+                # no throttling to stay under: measure vpcnet itself, not AWS's buckets
+                "VPCNET_EC2_RATE_LIMIT": "1" if throttle else "0",
+            },
             extra_vpc_cidrs=STORM_CIDRS,
         )
     )
@@ -392,7 +396,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--mode", choices=[m.value for m in Mode], default="full")
     parser.add_argument("--latency", choices=["aws", "fast"], default="aws")
     parser.add_argument("--no-throttle", dest="throttle", action="store_false",
-                        help="turn the emulator's AWS throttling off (resource use at scale)")
+                        help="turn AWS throttling off in the emulator and vpcnet's limiter "
+                             "(to measure resource use at scale)")
     parser.add_argument("--rate-share", type=float, default=Settings().rate_limit_share,
                         help="share of AWS's buckets vpcnet allows itself "
                              "(VPCNET_RATE_LIMIT_SHARE; default: the production default)")

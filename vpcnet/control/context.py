@@ -61,7 +61,11 @@ class ControlContext:
             max_connections=settings.worker_concurrency * 3 + 10,
         )
         recorder = CallRecorder(client, settings.cluster_name)
-        limiter = RateLimiter(client, settings.cluster_name, share=settings.rate_limit_share)
+        limiter = (
+            RateLimiter(client, settings.cluster_name, share=settings.rate_limit_share)
+            if settings.ec2_rate_limit
+            else None
+        )
         ec2 = Ec2(
             make_client(settings.aws_region, settings.ec2_endpoint_url,
                         pool_size=settings.worker_concurrency + 4),
