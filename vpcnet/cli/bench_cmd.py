@@ -1,22 +1,12 @@
-"""``vpcnet bench cni|storm``: each benchmark module defines ``register(subparsers)``."""
+"""``vpcnet bench cni|storm``: the benchmarks (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 from typing import Any
 
-_BENCHMARKS = ("vpcnet.bench.cni", "vpcnet.bench.storm")
+from vpcnet.cli.group import register_group
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("bench", help="run a benchmark")
-    benches = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    for modname in _BENCHMARKS:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name and modname.startswith(e.name):
-                continue  # benchmark not built yet
-            raise
-        mod.register(benches)
+    register_group(sub, "bench", "run a benchmark", "BENCHMARK",
+                   ("vpcnet.bench.cni", "vpcnet.bench.storm"))

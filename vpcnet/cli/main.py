@@ -27,18 +27,15 @@ _COMMANDS: dict[str, str] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vpcnet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="vpcnet", description="vpcnet: real VPC IP addresses for Kubernetes pods on AWS."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     seen: set[str] = set()
     for name, modname in _COMMANDS.items():
         if modname in seen or (only is not None and name != only):
             continue
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name != modname:
-                raise
-            continue  # not built yet
+        mod = importlib.import_module(modname)
         seen.add(modname)
         mod.register(sub)
     return parser
