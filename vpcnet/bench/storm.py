@@ -220,6 +220,8 @@ def run_storm(
     timeout: float,
     workdir: Path,
     progress: Any = None,
+    *,
+    ec2_process: bool = False,
 ) -> StormResult:
     from vpcnet.limits import bundled_limits
     from vpcnet.plan import EniConfig, NodeSpec, min_join_calls
@@ -248,6 +250,7 @@ def run_storm(
                 "VPCNET_EC2_RATE_LIMIT": "1" if throttle else "0",
             },
             extra_vpc_cidrs=STORM_CIDRS,
+            ec2_process=ec2_process,
         )
     )
     try:
@@ -404,6 +407,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=64, help="threads per worker")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--ec2-process", action="store_true",
+                        help="run the EC2 emulator as its own process (for thousands of nodes)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None)
     parser.set_defaults(func=main)
@@ -428,7 +433,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vpcnet-storm-") as tmp:
         result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.throttle,
                            args.rate_share, args.workers, args.concurrency, args.timeout,
-                           Path(tmp), progress)
+                           Path(tmp), progress, ec2_process=args.ec2_process)
     if args.plot:
         _plot(result, args.plot)
     summary = {k: v for k, v in asdict(result).items() if k not in ("ready_curve", "bound_curve")}

@@ -48,6 +48,8 @@ class StackOptions:
     # Secondary VPC CIDRs (/16 each, AWS's largest), one subnet spanning each: a
     # 1,000-node full-mode storm needs ~60k addresses, more than one /16 holds.
     extra_vpc_cidrs: tuple[str, ...] = ()
+    # Run the EC2 emulator as its own process (a core of its own for big storms).
+    ec2_process: bool = False
 
 
 @dataclass
@@ -158,11 +160,16 @@ class EmbeddedStack:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis.start()
-        self.ec2 = Ec2Emulator(
-            Ec2SimConfig.preset_named(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
-            host="127.0.0.1",
-            port=0,
-        )
+        if self.opts.ec2_process:
+            from vpcnet.embedded.ec2proc import Ec2Process
+
+            self.ec2 = Ec2Process(self.opts.ec2_latency, self.opts.ec2_throttle, self.log_dir)
+        else:
+            self.ec2 = Ec2Emulator(
+                Ec2SimConfig.preset_named(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
+                host="127.0.0.1",
+                port=0,
+            )
         self.ec2.start()
         self.world = self.ec2.bootstrap_vpc(cidr=VPC_CIDR, subnets=SUBNETS, azs=AZS)
         self.subnets: list[tuple[str, str]] = list(zip(self.world.subnet_ids, AZS, strict=True))
