@@ -98,7 +98,8 @@ class ChaosReport:
     nodes_ready: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     pods: dict[str, int] = field(default_factory=dict)
-    add_failures: dict[str, int] = field(default_factory=dict)  # by CNI error code
+    # failed ADDs (and CHECKs, prefixed "CHECK") of the churn, by CNI error code and message
+    add_failures: dict[str, int] = field(default_factory=dict)
     unexpected_exits: dict[str, int] = field(default_factory=dict)
     # Celery workers that exited on a lost broker connection (an upstream Celery/kombu
     # bug, see _celery_broker_loss_crash) and were restarted as a Deployment would.

@@ -213,8 +213,9 @@ class PodChurn(threading.Thread):
         try:
             runtime.check(pod)
             self.world.tally.add("churn-check")
-        except CniError:
+        except CniError as e:  # e.g. the agent was just killed: CHECK cannot be served
             self.world.tally.add("churn-check-failed")
+            self.world.add_failures.add(f"CHECK {e.code}:{str(e.error.get('msg', ''))[:60]}")
         self.world.register_pod(tracked)
         self.alive.append(tracked)
 
