@@ -18,7 +18,9 @@ EC2_ADAPTER = REPO / "vpcnet" / "aws" / "ec2.py"
 ENI_ARN = "arn:aws:ec2:*:*:network-interface/*"
 # Where a boto3 import is allowed: the adapter, and the emulator (tests, demo).
 BOTO3_ALLOWED = {Path("vpcnet/aws/ec2.py")}
-BOTO3_ALLOWED_DIRS = (Path("vpcnet/sim"),)
+# The emulators and the harness around the product (the embedded stack, the benchmarks)
+# build the simulated world through boto3 against the emulator, never against AWS.
+BOTO3_ALLOWED_DIRS = (Path("vpcnet/sim"), Path("vpcnet/embedded"), Path("vpcnet/bench"))
 
 
 def called_actions(source: str) -> set[str]:
