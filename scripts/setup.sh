@@ -37,4 +37,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}'))"
+echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}' | sed 's/^v=//'))"
