@@ -26,7 +26,6 @@ from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
 
-
 # Beat's schedule (refresh-limits is hourly: it never comes up in a test).
 SCHEDULED = {"vpcnet.reconcile_all", "vpcnet.gc_enis", "vpcnet.warm_pool"}
 
