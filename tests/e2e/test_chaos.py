@@ -12,6 +12,7 @@ reaching every other. The report (faults by kind, nodes, pods, violations) is pr
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections import Counter
@@ -26,21 +27,24 @@ NETNS_NODES = 3
 WORKERS = 2
 
 
-def _netns() -> set[str]:
+def _netns(prefix: str) -> set[str]:
+    """This run's namespaces (other runs on the machine have prefixes of their own)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {n for n in names if n.startswith(prefix)}
 
 
 def test_chaos_converges_with_every_invariant_holding(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _netns()
+    prefix = f"vpcc{secrets.token_hex(3)}-"
+    assert _netns(prefix) == set()
     vpcnet = str(Path(sys.executable).with_name("vpcnet"))
     workdir = tmp_path / "chaos"
     proc = subprocess.run(
         [vpcnet, "chaos", "--nodes", str(NODES), "--netns-nodes", str(NETNS_NODES),
          "--workers", str(WORKERS), "--seconds", "60", "--converge-timeout", "150", "--json",
-         "--workdir", str(workdir)],
+         "--netns-prefix", prefix, "--workdir", str(workdir)],
         capture_output=True, text=True, timeout=420,
     )
     assert proc.stdout.strip(), proc.stderr[-3000:]
@@ -91,4 +95,4 @@ def test_chaos_converges_with_every_invariant_holding(
     assert report["ok"] is True and proc.returncode == 0
 
     # Nothing left behind.
-    assert _netns() <= before
+    assert _netns(prefix) == set()
