@@ -1,4 +1,9 @@
-"""Beat: one active scheduler at a time; its reconcile, node_ready and GC tasks at work."""
+"""Beat: one active scheduler at a time; its reconcile, node_ready and GC tasks at work.
+
+Which beat is active is judged by what arrives in the broker: each scheduled task's
+message carries Celery's ``origin`` header (``gen<pid>@<host>``, the sending process), as
+in the watcher-replica test; never by what a beat logs about itself.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import re
 import time
 from datetime import UTC, datetime
 
+import redis
 from celery import Celery
 
 from tests.fixtures.celery import CeleryProcs, wait_until
+from tests.fixtures.watcher import FAST_QUEUE, QUEUE, queued
 from tests.integration.control_support import agent_ready, all_cluster_enis, context_for, join
 from vpcnet.control.provision import provision_node
 from vpcnet.control.ready import NOT_READY_TAINT, node_ready
@@ -19,15 +26,29 @@ from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
 
+# Beat's schedule (refresh-limits is hourly: it never comes up in a test).
+SCHEDULED = {"vpcnet.reconcile_all", "vpcnet.gc_enis", "vpcnet.warm_pool"}
 
-def leaders(procs: CeleryProcs, names: list[str]) -> list[str]:
-    """Beats whose last leadership report says they lead."""
+
+def scheduled_senders(broker: redis.Redis[bytes]) -> list[int]:
+    """The pid that sent each scheduled task waiting in the broker, oldest first."""
     out = []
-    for n in names:
-        reports = re.findall(r"beat leadership changed.*leader=(True|False)", procs.log(n).read_text())
-        if reports and reports[-1] == "True":
-            out.append(n)
+    for queue in (QUEUE, FAST_QUEUE):
+        for t in queued(broker, queue):
+            if t.name in SCHEDULED:
+                m = re.fullmatch(r"gen(\d+)@.+", t.origin)
+                assert m, f"no sender in origin {t.origin!r}"
+                out.append(int(m.group(1)))
     return out
+
+
+def senders_after(broker: redis.Redis[bytes], reconciles: int) -> set[int]:
+    """Once ``reconciles`` reconcile scans are queued (one a second: longer than a lease
+    plus a standby's poll, so a second active beat would have sent too), who sent what
+    is queued."""
+    wait_until(lambda: sum(t.name == "vpcnet.reconcile_all" for t in queued(broker, FAST_QUEUE)) >= reconciles,
+               60, f"{reconciles} reconcile scans in the broker")
+    return set(scheduled_senders(broker))
 
 
 def test_node_ready_only_after_the_agent_programmed_the_generation(
@@ -54,7 +75,7 @@ def test_node_ready_only_after_the_agent_programmed_the_generation(
 
 
 def test_one_active_beat_drives_reconcile_ready_and_gc(
-    control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery,
+    control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery, broker_db: redis.Redis[bytes],
     ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
 ) -> None:
     celery_procs.settings = control_settings.with_(
@@ -73,10 +94,14 @@ def test_one_active_beat_drives_reconcile_ready_and_gc(
              .strftime("%Y-%m-%dT%H:%M:%SZ")}]}],
     )["NetworkInterface"]["NetworkInterfaceId"]
 
+    # Two beats, no worker yet: what they send stays in the broker to be read.
+    beats = {name: celery_procs.start_beat(name).pid for name in ("b1", "b2")}
+    senders = senders_after(broker_db, 6)
+    assert len(senders) == 1 and senders <= set(beats.values()), (senders, beats)
+    (leader,) = [name for name, pid in beats.items() if pid in senders]
+    standby = "b2" if leader == "b1" else "b1"
+
     celery_procs.start_worker("w1")
-    celery_procs.start_beat("b1")
-    celery_procs.start_beat("b2")
-    wait_until(lambda: len(leaders(celery_procs, ["b1", "b2"])) == 1, 30, "one beat leading")
     task_client.send_task("vpcnet.provision_node", args=["n1", iid, az]).get(timeout=60)
 
     # GC (beat): the leaked ENI goes, the node's ENIs stay
@@ -89,12 +114,15 @@ def test_one_active_beat_drives_reconcile_ready_and_gc(
     wait_until(lambda: (st := ctx.state.read_node("n1")) is not None and st.phase is NodePhase.READY,
                30, "node READY via reconcile")
 
-    # Failover: kill -9 the leading beat; the standby takes over within the lease
-    (leader,) = leaders(celery_procs, ["b1", "b2"])
-    standby = "b2" if leader == "b1" else "b1"
+    # Failover: with the worker stopped (scheduled tasks queue up again), kill -9 the
+    # active beat; from then on only the standby sends.
+    celery_procs.stop("w1")
     celery_procs.kill(leader)
-    wait_until(lambda: leaders(celery_procs, [standby]) == [standby], 30, "standby beat taking over")
+    broker_db.delete(QUEUE, FAST_QUEUE)  # what was queued before the kill
+    assert senders_after(broker_db, 3) == {beats[standby]}
+
     # Reconcile keeps working under the new leader: Redis loses the node's state, it comes back.
+    celery_procs.start_worker("w2")
     ctx.state.redis.delete(ctx.state.node_keys("n1").enis)
     wait_until(lambda: (st := ctx.state.read_node("n1")) is not None and len(st.enis) == 3,
                30, "reconcile restoring the node's ENIs in Redis")

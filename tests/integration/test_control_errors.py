@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from kubernetes import client as k8s
 
+from tests.fixtures import task_events as te
 from tests.fixtures.celery import CeleryProcs, wait_until
+from tests.fixtures.task_events import TaskEvents
 from tests.integration.control_support import all_cluster_enis, context_for, join, vpcnet_enis
 from vpcnet.control.context import ControlContext
 from vpcnet.control.gc import gc_enis
@@ -21,6 +23,8 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
 from vpcnet.sim.kube import KubeEmulator
+
+task_events = te.task_events
 
 
 @pytest.fixture
@@ -91,16 +95,29 @@ def test_missing_provider_id(ctx: ControlContext, control_settings: Settings, ec
 
 
 def test_permanent_error_task_does_not_retry(
-    control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery,
-    ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
+    control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery, task_events: TaskEvents,
+    broker_db: redis.Redis[bytes], ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
 ) -> None:
+    """A permanent error ends the task at once: the worker publishes received, started,
+    succeeded (with the error as its result) and nothing else, no retry message waits in
+    the broker, and the node's Warning Event was emitted once (a second run would emit it
+    again: the event recorder bumps ``count`` of the one Event)."""
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0], "n1", "m5.large",
                annotations={"vpcnet.io/mode": "turbo"})
     celery_procs.start_worker("w1")
     ec2_emulator.reset_counters()
-    result = task_client.send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]]).get(timeout=60)
-    assert result["error"] == "ConfigError"
-    time.sleep(2)  # a retry loop would show up as more calls here
+    sent = task_client.send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]])
+    result = sent.get(timeout=60)
+    assert result["error"] == "ConfigError" and "turbo" in result["message"], result
+    # task-succeeded is the last event of the task's last run: any retry came before it.
+    wait_until(lambda: "task-succeeded" in task_events.of_task(sent.id), 30, "the task's succeeded event")
+    assert task_events.of_task(sent.id) == ["task-received", "task-started", "task-succeeded"]
+    # Nothing left to run: a retry would be a new message (with an ETA, held unacked).
+    wait_until(lambda: broker_db.llen("ec2") == 0 and broker_db.hlen("unacked") == 0, 10, "an empty broker")
+    events = warnings_of(control_settings, "n1")
+    assert [(e.count, "turbo" in e.message) for e in events] == [(1, True)], events
+    ctx = context_for(control_settings)
+    assert [e["node"] for e in ctx.state.errors()] == ["n1"]
     assert ec2_emulator.counters()["calls"] == {}  # invalid input: EC2 never asked
 
 

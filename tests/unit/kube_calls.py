@@ -6,6 +6,9 @@
    (apiGroup, resource, verb).
 2. A component's code: the first-party modules reachable by imports from its entry
    modules; every call of a ``KubeClient`` method name in them counts as a use.
+
+What it finds is compared with a literal table in the RBAC test, never trusted as the
+expectation itself.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """manifests/iam-policy.json grants exactly the EC2 actions vpcnet/aws/ec2.py calls, and
-scopes every mutating one by the cluster tag (or the VPC) where AWS allows it."""
+scopes every mutating one by the cluster tag (or the VPC) where AWS allows it.
+
+The expected actions are a literal list here, not the scanner's output: a new EC2 call in
+the adapter, a grant added to or dropped from the policy, or a scanner that stops seeing
+a call shape each fails a test until this list is changed on purpose.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,21 @@ BOTO3_ALLOWED = {Path("vpcnet/aws/ec2.py")}
 # The emulators and the harness around the product (the embedded stack, the benchmarks)
 # build the simulated world through boto3 against the emulator, never against AWS.
 BOTO3_ALLOWED_DIRS = (Path("vpcnet/sim"), Path("vpcnet/embedded"), Path("vpcnet/bench"))
+# Every EC2 action vpcnet calls; CreateTags because CreateNetworkInterface tags on create.
+EC2_ACTIONS = frozenset({
+    "AssignPrivateIpAddresses",
+    "AttachNetworkInterface",
+    "CreateNetworkInterface",
+    "CreateTags",
+    "DeleteNetworkInterface",
+    "DescribeInstanceTypes",
+    "DescribeInstances",
+    "DescribeNetworkInterfaces",
+    "DescribeSubnets",
+    "DetachNetworkInterface",
+    "ModifyNetworkInterfaceAttribute",
+    "UnassignPrivateIpAddresses",
+})
 
 
 def called_actions(source: str) -> set[str]:
@@ -60,16 +80,18 @@ def test_adapter_call_scan_sees_every_call_shape() -> None:
     assert called_actions(src) == {"A", "B", "CreateTags"}
 
 
-def test_policy_grants_exactly_the_called_actions() -> None:
-    called = called_actions(EC2_ADAPTER.read_text())
-    assert "CreateNetworkInterface" in called  # the scan found the adapter's calls
+def test_the_adapter_calls_exactly_the_listed_actions() -> None:
+    assert called_actions(EC2_ADAPTER.read_text()) == EC2_ACTIONS
+
+
+def test_policy_grants_exactly_the_listed_actions() -> None:
     granted: set[str] = set()
     for st in statements():
         assert st["Effect"] == "Allow" and st.get("Sid")
         for action in as_list(st["Action"]):
             assert action.startswith("ec2:") and "*" not in action, action
             granted.add(action.removeprefix("ec2:"))
-    assert granted == called
+    assert granted == EC2_ACTIONS
 
 
 def test_no_other_module_calls_ec2() -> None:

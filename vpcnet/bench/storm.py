@@ -208,6 +208,22 @@ def _check_result(stack: EmbeddedStack, result: StormResult) -> None:
     result.duplicate_ips = sum(1 for n in seen.values() if n > 1)
 
 
+def join_minimum(instance_type: str, mode: str) -> dict[str, int]:
+    """EC2 calls per node the plan needs at least for one clean join (default targets)."""
+    from vpcnet.limits import bundled_limits
+    from vpcnet.plan import EniConfig, NodeSpec, min_join_calls
+
+    known = bundled_limits(instance_type)
+    if known is None:
+        raise ValueError(f"unknown instance type {instance_type!r}")
+    limits: InstanceLimits = known
+    spec = NodeSpec(
+        cluster="bench", node_name="n", instance_id="i-0", limits=limits, mode=Mode(mode),
+        eni_config=EniConfig("subnet-0", ("sg-0",)),
+    )
+    return min_join_calls(spec)
+
+
 def run_storm(
     nodes: int,
     instance_type: str,
@@ -223,17 +239,7 @@ def run_storm(
     *,
     ec2_process: bool = False,
 ) -> StormResult:
-    from vpcnet.limits import bundled_limits
-    from vpcnet.plan import EniConfig, NodeSpec, min_join_calls
-    known = bundled_limits(instance_type)
-    if known is None:
-        raise ValueError(f"unknown instance type {instance_type!r}")
-    limits: InstanceLimits = known
-    spec = NodeSpec(
-        cluster="bench", node_name="n", instance_id="i-0", limits=limits, mode=Mode(mode),
-        eni_config=EniConfig("subnet-0", ("sg-0",)),
-    )
-    min_calls = min_join_calls(spec)
+    min_calls = join_minimum(instance_type, mode)
     result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode,
                          latency_preset=latency, throttling=throttle, rate_limit_share=rate_share)
     result.min_calls_by_action = dict(min_calls)

@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--converge-timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where logs and state go")
+    parser.add_argument("--netns-prefix", default="",
+                        help="name prefix of the run's network namespaces (default: a random one)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             worker_processes=args.workers,
             converge_timeout=args.converge_timeout,
             seed=args.seed,
+            netns_prefix=args.netns_prefix,
         )
         report = run_chaos(opts, progress)
     doc = report.to_dict()

@@ -44,6 +44,7 @@ from vpcnet.embedded.churn import (
     Tally,
     TrackedPod,
 )
+from vpcnet.embedded.known_crashes import KnownCrash, Outage, judge, match_known_crash, outage_of
 from vpcnet.embedded.procs import ManagedProcess, RedisServer, wait_for
 from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import VpcnetError
@@ -102,8 +103,11 @@ class ChaosReport:
     add_failures: dict[str, int] = field(default_factory=dict)
     unexpected_exits: dict[str, int] = field(default_factory=dict)
     # Celery workers that exited on a lost broker connection (an upstream Celery/kombu
-    # bug, see _celery_broker_loss_crash) and were restarted as a Deployment would.
+    # bug, see vpcnet.embedded.known_crashes) and were restarted as a Deployment would:
+    # by worker, and each with its signature and the Redis outage it happened in.
     worker_broker_loss_crashes: dict[str, int] = field(default_factory=dict)
+    known_crashes: list[dict[str, Any]] = field(default_factory=list)
+    redis_outages: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # besides the audit's violations
     ip_changed: list[str] = field(default_factory=list)
@@ -161,7 +165,10 @@ class ChaosWorld:
         self.add_failures = Tally()
         self.unexpected = Tally()
         self.exit_notes: list[str] = []  # why a process died on its own (log tails)
-        self.known_crashes = Tally()  # upstream Celery crashes on a lost broker connection
+        # upstream Celery crashes on a lost broker connection, and the outages they need
+        self.known_crashes: list[KnownCrash] = []
+        self.redis_outages: list[Outage] = []
+        self._down_at = 0.0  # unix time of the last redis_down
         self.netns_nodes: list[SimNode] = []
         self.api_nodes: list[SimNode] = []
         self.standins: dict[str, StandInAgent] = {}
@@ -367,14 +374,28 @@ class ChaosWorld:
 
     def restart_redis(self, crash: bool) -> None:
         """Redis goes away and comes back on the same port with its AOF."""
+        self.redis_down(crash)
+        self.faults.add("redis-kill-9-restart" if crash else "redis-restart")
+        time.sleep(self.opts.redis_down_for)
+        self.redis_up()
+
+    def redis_down(self, crash: bool = False) -> None:
+        """Stop (or kill -9) Redis; the outage is recorded (known crashes need one)."""
+        self._down_at = time.time()
         if crash:
             self.stack.redis.kill()
-            self.faults.add("redis-kill-9-restart")
         else:
             self.stack.redis.stop()
-            self.faults.add("redis-restart")
-        time.sleep(self.opts.redis_down_for)
-        self.stack.redis.start()
+
+    def redis_up(self) -> None:
+        self.stack.redis.start()  # returns once it answers
+        self.redis_outages.append(Outage(self._down_at, time.time()))
+
+    def known_crash_report(self) -> tuple[dict[str, int], list[dict[str, Any]], list[str]]:
+        """(crashes by worker, each crash with its outage, problems: see known_crashes.judge)."""
+        by_worker = Counter(c.process for c in self.known_crashes)
+        details = [{**asdict(c), "outage": outage_of(c, self.redis_outages)} for c in self.known_crashes]
+        return dict(by_worker), details, judge(self.known_crashes, self.redis_outages)
 
     def flush_redis(self) -> None:
         client = self.stack.redis.client()
@@ -424,8 +445,9 @@ class ChaosWorld:
             if proc.alive() or id(proc) in pending or proc.proc is None:
                 continue
             if proc.proc.pid not in self._killed:
-                if proc.name.startswith("worker-") and _celery_broker_loss_crash(proc.tail(40)):
-                    self.known_crashes.add(proc.name)
+                known = match_known_crash(proc.name, proc.tail(400)) if proc.name.startswith("worker-") else None
+                if known is not None:
+                    self.known_crashes.append(known)
                 else:
                     self.unexpected.add(proc.name)
                     self.exit_notes.append(f"{proc.name} exited {proc.proc.returncode}: "
@@ -535,16 +557,6 @@ class ChaosWorld:
                     report.ping_failed.append(f"{a.pod.name} -> {b.pod.name} ({b.ip})")
 
 
-def _celery_broker_loss_crash(log_tail: str) -> bool:
-    """Celery 5.7 / kombu 5.7: when the broker connection drops while the worker holds
-    unacknowledged messages, the consumer closes the already-collected connection, the
-    channel tries to restore the messages through a connection that is gone, and the
-    worker exits on "Unrecoverable error: AttributeError('NoneType' object has no
-    attribute ...)". To vpcnet that is a worker kill (its tasks come back after the
-    visibility timeout); the chaos run counts it apart from real crashes."""
-    return "Unrecoverable error: AttributeError" in log_tail and "'NoneType' object" in log_tail
-
-
 # -- the chaos run --------------------------------------------------------------------------
 
 
@@ -589,8 +601,9 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
             }
             report.add_failures = world.add_failures.snapshot()
             report.unexpected_exits = world.unexpected.snapshot()
-            report.worker_broker_loss_crashes = world.known_crashes.snapshot()
-            report.problems += world.exit_notes
+            report.worker_broker_loss_crashes, report.known_crashes, crash_problems = world.known_crash_report()
+            report.redis_outages = len(world.redis_outages)
+            report.problems += world.exit_notes + crash_problems
     except Exception as e:
         report.error = f"{type(e).__name__}: {e}"
         report.unexpected_exits = world.unexpected.snapshot()

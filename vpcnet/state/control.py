@@ -3,6 +3,12 @@
 Writes that the agent acts on are atomic and fenced: a node's ``node`` + ``enis`` are
 replaced by one Lua script that first checks the caller still holds the node's lock,
 bumps ``generation`` and publishes on the node's ``changed`` channel.
+
+That script, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
+node's keys (hash tag ``{<cluster>/<node>}``) together with cluster-wide ones (``nodes``,
+``schema``: ``{<cluster>}``). On Redis Cluster the script fails with CROSSSLOT and the
+transactions cannot be atomic, so vpcnet needs one Redis primary; Redis Cluster is not
+supported.
 """
 
 from __future__ import annotations

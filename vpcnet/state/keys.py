@@ -1,8 +1,10 @@
 """Redis key layout, schema version 1. Pure: no redis import.
 
-Every key of one node shares the hash tag ``{<cluster>/<node>}`` so Lua scripts and
-MULTI transactions over a node's keys also work on Redis Cluster. Cluster-wide keys use
-the tag ``{<cluster>}``.
+Every key of one node shares the hash tag ``{<cluster>/<node>}``; cluster-wide keys use
+the tag ``{<cluster>}``. This does not make the layout work on Redis Cluster, which is not
+supported: the control plane's write script and transactions span a node's keys and
+cluster-wide ones at once (``vpcnet.state.control``); Redis Cluster refuses the script
+(CROSSSLOT). vpcnet needs one Redis primary.
 
 Per node (writer in brackets):
 
