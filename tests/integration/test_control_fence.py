@@ -1,0 +1,148 @@
+"""Invariant 9: no EC2 mutation for a node after its lock is lost.
+
+Real Redis, the EC2 emulator over HTTP with injected latency, the Kubernetes emulator.
+The emulator counts each call when it arrives (before its latency), so the counters say
+which calls were sent, and when a call is in flight.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.fixtures.celery import wait_until
+from tests.integration.control_support import context_for, join, vpcnet_enis
+from vpcnet.aws.calls import CallRecorder
+from vpcnet.aws.ec2 import Ec2, make_client
+from vpcnet.control.context import ControlContext
+from vpcnet.control.provision import provision_node
+from vpcnet.domain import Mode
+from vpcnet.errors import Ec2PermanentError, LockHeld
+from vpcnet.settings import Settings
+from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet.sim.ec2.config import Latency
+from vpcnet.sim.kube import KubeEmulator
+
+ASSIGN = "AssignPrivateIpAddresses"
+
+
+def mutations(ec2: Ec2Emulator) -> int:
+    calls = ec2.counters()["calls"].items()
+    return sum(n for action, n in calls if not action.startswith(("Describe", "Get", "List")))
+
+
+def ec2_shape(ec2: Ec2Emulator, iid: str) -> list[tuple[Any, ...]]:
+    """What one clean run determines: per ENI its slot, address counts, attachment."""
+    return sorted(
+        (e["device_index"], len(e["secondary_ips"]), len(e["prefixes"]), e["status"],
+         bool(e["delete_on_termination"]) or e["device_index"] == 0)
+        for e in vpcnet_enis(ec2, iid)
+    )
+
+
+def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    ec2_emulator.set_config(mutating_latency=Latency(0.3))
+    ctx = context_for(control_settings)
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.xlarge")
+    ec2_emulator.reset_counters()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            provision_node(ctx, "n1", iid, az)
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            failure.append(e)
+
+    pass_a = threading.Thread(target=run)
+    pass_a.start()
+    # A full join of an m5.xlarge is ~10 mutations; steal while the first is in flight,
+    # as another worker would take a lock that expired or was lost in a failover.
+    wait_until(lambda: mutations(ec2_emulator) >= 1, 30, "the pass's first EC2 mutation")
+    ctx.state.redis.set(ctx.state.node_keys("n1").lock, uuid.uuid4().hex, px=60_000)
+    sent_before_steal = mutations(ec2_emulator)
+    pass_a.join(60)
+    assert not pass_a.is_alive()
+    assert [type(e) for e in failure] == [LockHeld]
+    assert mutations(ec2_emulator) == sent_before_steal  # not one call after the loss
+    assert ctx.state.read_node("n1") is None or not ctx.state.read_node("n1").enis  # type: ignore[union-attr]
+
+
+def _contested_pass(settings: Settings, node: str, iid: str, az: str, ttl: float) -> None:
+    """Pass A, in its own process so the test can freeze it (a GC or VM pause)."""
+    ctx = ControlContext.from_settings(settings)
+    ctx.lock_ttl_seconds = ttl
+    try:
+        provision_node(ctx, node, iid, az)
+    except LockHeld:
+        os._exit(3)  # lost its lock: the task would retry
+    os._exit(0)
+
+
+@pytest.mark.parametrize("mode", [Mode.WARM, Mode.PREFIX])
+def test_two_concurrent_passes_leave_the_ec2_state_of_one_clean_run(
+    mode: Mode, control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    ttl, latency = 0.5, 4.0  # the node lock's TTL is far below one EC2 call's latency
+    settings = control_settings.with_(mode=mode, warm_ip_target=4, minimum_ip_target=0,
+                                      warm_prefix_target=1)
+    ec2_emulator.set_config(latency={ASSIGN: Latency(latency)})
+    az, subnet = ec2_world.azs[0], ec2_world.subnet_ids[0]
+
+    # The reference: one clean run on an identical node.
+    ref = join(ec2_emulator, kube_emulator, subnet, az, "ref", "m5.large")
+    clean = context_for(settings)
+    provision_node(clean, "ref", ref, az)
+
+    iid = join(ec2_emulator, kube_emulator, subnet, az, "n1", "m5.large")
+    before = ec2_emulator.counters()["calls"].get(ASSIGN, 0)
+    a = multiprocessing.get_context("spawn").Process(
+        target=_contested_pass, args=(settings, "n1", iid, az, ttl))
+    a.start()
+    try:
+        wait_until(lambda: ec2_emulator.counters()["calls"].get(ASSIGN, 0) > before, 60,
+                   "pass A's assign in flight", every=0.01)
+        assert a.pid is not None
+        os.kill(a.pid, signal.SIGSTOP)  # frozen with its call out; its heartbeat stops too
+        time.sleep(ttl * 2)  # a bare lease would have expired by now
+        b = context_for(settings)
+        b.lock_ttl_seconds = ttl
+        try:
+            provision_node(b, "n1", iid, az)  # pass B, the task run again elsewhere
+        except LockHeld:
+            pass  # the fence still holds the lock for A's call in flight: B retries later
+    finally:
+        if a.pid is not None:
+            os.kill(a.pid, signal.SIGCONT)
+        a.join(60)
+    assert a.exitcode in (0, 3)
+    # B's retry, once A is done (or its lock is gone): converges, adds nothing.
+    wait_until(lambda: not b.state.lock_held("n1"), 30, "pass A's lock released or expired")
+    provision_node(b, "n1", iid, az)
+    assert ec2_shape(ec2_emulator, iid) == ec2_shape(ec2_emulator, ref)
+
+
+def test_a_mutation_outside_any_lock_is_refused_before_it_is_sent(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+) -> None:
+    ctx = context_for(control_settings)
+    ec2 = Ec2(make_client("us-east-1", ec2_emulator.endpoint_url), None,
+              CallRecorder(ctx.state.redis, ctx.cluster))
+    ec2_emulator.reset_counters()
+    with pytest.raises(Ec2PermanentError) as err:
+        ec2.assign_ips("eni-00000000", 1)
+    assert err.value.code == "VpcnetUnfenced"
+    assert ec2_emulator.counters()["calls"] == {}
+    ec2.describe_subnets(ec2_world.subnet_ids[:1])  # reads need no fence
+    assert ec2_emulator.counters()["calls"] == {"DescribeSubnets": 1}
