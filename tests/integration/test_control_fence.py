@@ -61,7 +61,7 @@ def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
     def run() -> None:
         try:
             provision_node(ctx, "n1", iid, az)
-        except BaseException as e:  # noqa: BLE001 - the test inspects it
+        except BaseException as e:  # the test inspects it
             failure.append(e)
 
     pass_a = threading.Thread(target=run)
