@@ -4,9 +4,9 @@ nothing), and older than the grace period (so an ENI between create and attach i
 Each delete is fenced by the lock of the node the ENI is tagged for (invariant 9): the
 lock serialises GC with that node's provisioning pass (which may have created the ENI
 and be about to attach it, under a ClientToken epoch older than the grace period) and
-with its release. A node whose lock is held is left for the next run. An ENI without a
-node tag was not made by vpcnet (every ENI it creates carries one): GC has no lock to
-fence it by and leaves it to the operator; the audit reports it as leaked.
+with its release. A node whose lock is held is left for the next run. An ENI that
+names no node (vpcnet tags every ENI it creates; this one has only the cluster tag) is
+fenced by the cluster's GC lock, which serialises GC runs.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from vpcnet.aws.fence import fenced_by
 from vpcnet.control.common import log
 from vpcnet.control.context import ControlContext
 from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, created_at
-from vpcnet.errors import Ec2PermanentError
+from vpcnet.errors import Ec2PermanentError, LockHeld
+from vpcnet.state.lock import RedisLock
 
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
     available: int
     deleted: tuple[str, ...]
-    skipped: tuple[str, ...] = ()  # leaked, but their node's lock was held or unknown
+    skipped: tuple[str, ...] = ()  # leaked, but their lock was held: the next run retries
 
 
 def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
@@ -53,21 +54,24 @@ def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
     return GcReport(len(enis), tuple(deleted), tuple(skipped))
 
 
-def _delete_fenced(ctx: ControlContext, eni: EniView) -> bool | None:
-    """Delete ``eni`` under its node's lock: True if deleted now, False if it was gone or
-    attached meanwhile, None if its node's lock was held or unknown (not tried)."""
-    node = eni.tags.get(TAG_NODE, "")
+def _lock_of(ctx: ControlContext, eni: EniView) -> RedisLock:
     try:
-        lock = ctx.state.node_lock(node)
-    except ValueError:  # no (valid) node tag: no lock to fence the delete by
-        log.warning("leaked ENI without a node tag; left to the operator", eni=eni.eni_id)
-        return None
-    lease = lock.acquire(ctx.lock_ttl_seconds)
+        return ctx.state.node_lock(eni.tags.get(TAG_NODE, ""))
+    except ValueError:  # no (valid) node tag
+        return RedisLock(ctx.state.redis, ctx.state.keys.gc_lock)
+
+
+def _delete_fenced(ctx: ControlContext, eni: EniView) -> bool | None:
+    """Delete ``eni`` under its lock: True if deleted now, False if it was gone or
+    attached meanwhile, None if the lock was held or lost (not deleted; next run)."""
+    lease = _lock_of(ctx, eni).acquire(ctx.lock_ttl_seconds)
     if lease is None:
         return None  # the node is being worked on; its pass may own this ENI
     try:
         with fenced_by(lease):
             return ctx.ec2.delete_eni(eni.eni_id)
+    except LockHeld:
+        return None  # expired during a long rate-limiter wait: not sent
     except Ec2PermanentError as err:
         if err.code != "InvalidNetworkInterface.InUse":  # attached meanwhile: not leaked
             raise
