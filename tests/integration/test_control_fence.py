@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from tests.fixtures.celery import wait_until
 from tests.integration.control_support import context_for, join, vpcnet_enis
@@ -23,6 +24,7 @@ from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
+from vpcnet.control.release import release_node
 from vpcnet.domain import Mode
 from vpcnet.errors import Ec2PermanentError, LockHeld
 from vpcnet.settings import Settings
@@ -76,6 +78,37 @@ def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
     assert [type(e) for e in failure] == [LockHeld]
     assert mutations(ec2_emulator) == sent_before_steal  # not one call after the loss
     assert ctx.state.read_node("n1") is None or not ctx.state.read_node("n1").enis  # type: ignore[union-attr]
+
+
+def test_a_release_whose_lock_is_stolen_detaches_nothing_more(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator, kube_api: Any,
+) -> None:
+    ctx = context_for(control_settings)
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.xlarge")
+    provision_node(ctx, "n1", iid, az)
+    k8s.CoreV1Api(kube_api).delete_node("n1")
+    ec2_emulator.set_config(mutating_latency=Latency(0.3))
+    ec2_emulator.reset_counters()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            release_node(ctx, "n1", iid)
+        except BaseException as e:  # the test inspects it
+            failure.append(e)
+
+    releasing = threading.Thread(target=run)
+    releasing.start()
+    # three ENIs to detach: steal the lock while the first detach is in flight
+    wait_until(lambda: mutations(ec2_emulator) >= 1, 30, "the release's first detach")
+    ctx.state.redis.set(ctx.state.node_keys("n1").lock, uuid.uuid4().hex, px=60_000)
+    sent_before_steal = mutations(ec2_emulator)
+    releasing.join(60)
+    assert [type(e) for e in failure] == [LockHeld]
+    assert mutations(ec2_emulator) == sent_before_steal
+    assert ctx.state.read_node("n1") is not None  # the state is not dropped either
 
 
 def _contested_pass(settings: Settings, node: str, iid: str, az: str, ttl: float) -> None:
