@@ -3,10 +3,15 @@ shortens, a lease that stays lost, and beat's hold-or-take."""
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import redis
 
-from vpcnet.embedded.procs import free_port
+from vpcnet.embedded.procs import RedisServer, free_port, wait_for
 from vpcnet.errors import LockHeld, StateError
 from vpcnet.state.lock import RedisLock, new_token
 
@@ -77,3 +82,39 @@ def test_an_unreachable_redis_is_a_state_error_not_a_held_lock() -> None:
         lock.acquire(5)
     with pytest.raises(StateError):
         lock.extend(new_token(), 5)
+
+
+@pytest.fixture
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    primary, replica = RedisServer(tmp_path / "primary"), RedisServer(tmp_path / "replica")
+    primary.start()
+    replica.start()
+    try:
+        replica.client().replicaof("127.0.0.1", primary.port)
+        wait_for(lambda: replica.client().info("replication").get("master_link_status") == "up",
+                 10, "replica in sync")
+        yield primary, replica
+    finally:
+        if replica.proc is not None:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        replica.stop()
+        primary.stop()
+
+
+def test_with_replicas_a_fence_holds_only_once_a_replica_has_it(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, replica = primary_and_replica
+    lock = RedisLock(primary.client(), "vpcnet:{c/n1}:lock", replicas=1, replica_wait_seconds=0.3)
+    lease = lock.acquire(20)
+    assert lease is not None
+    lease.fence(20)
+    # the promoted replica of a failover would hold our token: no second pass takes it
+    assert replica.client().get(lock.key) == lease.token.encode()
+    assert replica.proc is not None
+    os.kill(replica.proc.pid, signal.SIGSTOP)  # the link is cut: extensions stop arriving
+    with pytest.raises(StateError):
+        lease.fence(20)
+    assert not lease.lost  # still ours on the primary: a retry may act once replicated
+    os.kill(replica.proc.pid, signal.SIGCONT)
+    lease.fence(20)

@@ -58,7 +58,7 @@ def _lock_of(ctx: ControlContext, eni: EniView) -> RedisLock:
     try:
         return ctx.state.node_lock(eni.tags.get(TAG_NODE, ""))
     except ValueError:  # no (valid) node tag
-        return RedisLock(ctx.state.redis, ctx.state.keys.gc_lock)
+        return ctx.state.gc_lock()
 
 
 def _delete_fenced(ctx: ControlContext, eni: EniView) -> bool | None:

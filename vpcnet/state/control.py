@@ -73,9 +73,12 @@ def _s(v: bytes | str) -> str:
 
 
 class ControlState:
-    def __init__(self, client: redis.Redis[bytes], cluster: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], cluster: str, *, lock_replicas: int = 0) -> None:
+        """``lock_replicas``: replicas that must hold a node lock's extension before an
+        EC2 call goes out under it (``vpcnet.state.lock``; 0 for a Redis without any)."""
         self.redis = client
         self.keys = ClusterKeys(cluster)
+        self.lock_replicas = lock_replicas
         self._write = client.register_script(_WRITE)
 
     def node_keys(self, node: str) -> NodeKeys:
@@ -84,7 +87,10 @@ class ControlState:
     # -- per-node lock (vpcnet.state.lock) -------------------------------------------
 
     def node_lock(self, node: str) -> RedisLock:
-        return RedisLock(self.redis, self.node_keys(node).lock)
+        return RedisLock(self.redis, self.node_keys(node).lock, replicas=self.lock_replicas)
+
+    def gc_lock(self) -> RedisLock:
+        return RedisLock(self.redis, self.keys.gc_lock, replicas=self.lock_replicas)
 
     def lease_lock(self, node: str, ttl_seconds: float) -> Lease:
         """The node's lock, or LockHeld (the task retries) if another pass holds it."""

@@ -10,6 +10,13 @@ Lua). Two users:
 
 Extending never shortens a lock: a fence that reserved a long in-flight EC2 call must not
 be cut back by the heartbeat's shorter TTL while the call is still out.
+
+Redis replicates asynchronously: a failover can promote a replica that never saw the
+lock's last extension, and another pass then takes a lock whose call is still in
+flight. With ``replicas`` > 0 an extension counts only once that many replicas have it
+(``WAIT``); otherwise the fence refuses (StateError: the pass stops, the task retries).
+That narrows the window to what WAIT cannot promise (Sentinel may still promote a
+replica that did not acknowledge), it does not make Redis a consensus store.
 """
 
 from __future__ import annotations
@@ -53,8 +60,11 @@ def _ms(seconds: float) -> int:
 class RedisLock:
     """The lock at ``key``; holds no state of its own (one per key is enough)."""
 
-    def __init__(self, client: redis.Redis[bytes], key: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], key: str, *, replicas: int = 0,
+                 replica_wait_seconds: float = 0.5) -> None:
         self.key = key
+        self.replicas = replicas
+        self._replica_wait_ms = _ms(replica_wait_seconds)
         self._redis = client
         self._extend = client.register_script(_EXTEND)
         self._hold_or_take = client.register_script(_HOLD_OR_TAKE)
@@ -70,11 +80,19 @@ class RedisLock:
         return Lease(self, token) if ok else None
 
     def extend(self, token: str, ttl_seconds: float) -> bool:
-        """True if ``token`` holds the lock, which now has at least ``ttl_seconds`` left."""
+        """True if ``token`` holds the lock, which now has at least ``ttl_seconds`` left
+        (on ``replicas`` replicas too: StateError if they do not confirm in time)."""
         try:
-            return bool(self._extend(keys=[self.key], args=[token, _ms(ttl_seconds)]))
+            ours = bool(self._extend(keys=[self.key], args=[token, _ms(ttl_seconds)]))
+            if not ours or not self.replicas:
+                return ours
+            acked = int(self._redis.wait(self.replicas, self._replica_wait_ms))
         except redis.RedisError as e:
             raise StateError(f"lock {self.key}: {e}") from e
+        if acked < self.replicas:
+            raise StateError(f"lock {self.key}: extension reached {acked} of {self.replicas} "
+                             "replicas; a failover could lose it, so no action is taken")
+        return True
 
     def hold_or_take(self, token: str, ttl_seconds: float) -> bool:
         """Renew the lock to ``ttl_seconds`` if ``token`` holds it, take it if it is free."""
