@@ -15,7 +15,9 @@ import time
 import uuid
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from kubernetes import client as k8s
 
 from tests.fixtures.celery import wait_until
@@ -27,11 +29,12 @@ from tests.integration.control_support import (
 )
 from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
+from vpcnet.aws.fence import fenced_by
 from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
 from vpcnet.control.release import release_node
 from vpcnet.domain import Mode
-from vpcnet.errors import Ec2PermanentError, LockHeld
+from vpcnet.errors import Ec2PermanentError, Ec2TemporaryError, LockHeld
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.ec2.config import Latency
@@ -189,3 +192,28 @@ def test_a_mutation_outside_any_lock_is_refused_before_it_is_sent(
     assert ec2_emulator.counters()["calls"] == {}
     ec2.describe_subnets(ec2_world.subnet_ids[:1])  # reads need no fence
     assert ec2_emulator.counters()["calls"] == {"DescribeSubnets": 1}
+
+
+def test_a_call_that_times_out_keeps_the_lock_until_ec2_may_have_acted(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+) -> None:
+    ctx = context_for(control_settings)
+    eni = ec2_emulator.client().create_network_interface(
+        SubnetId=ec2_world.subnet_ids[0])["NetworkInterface"]["NetworkInterfaceId"]
+    ec2_emulator.set_config(latency={ASSIGN: Latency(2.0)})  # EC2 acts 2 s after receipt
+    impatient = boto3.session.Session().client(
+        "ec2", region_name="us-east-1", endpoint_url=ec2_emulator.endpoint_url,
+        aws_access_key_id="x", aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=0.3))
+    ec2 = Ec2(impatient, None, None)
+    lease = ctx.state.lease_lock("n1", 5.0)
+    with fenced_by(lease), pytest.raises(Ec2TemporaryError):
+        ec2.assign_ips(eni, 1)  # our read times out; the request is at EC2
+    lease.release()  # what node_lock does on the way out
+    # Not freed: EC2 may still carry the call out, no other pass may act before it has.
+    assert ctx.state.lock_held("n1")
+    assert ctx.state.redis.pttl(ctx.state.node_keys("n1").lock) > 15_000
+    wait_until(lambda: len(ec2_emulator.client().describe_network_interfaces(
+        NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["PrivateIpAddresses"]) == 2,
+        10, "EC2 carrying out the timed-out call")
+    assert ctx.state.lock_held("n1")

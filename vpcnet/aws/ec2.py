@@ -11,9 +11,11 @@ the rate limiter, the lock of the current pass (``vpcnet.aws.fence``) is verifie
 extended, in one atomic step, to outlast the call: ``MUTATION_BUDGET_SECONDS``, the
 longest one attempt can take (connect + read timeout, botocore retries off, plus a
 margin). So no other pass can take the lock while a call is in flight, and once the lock
-is lost no further call is made. What fencing by lease cannot cover: a process paused
-between the check and the request leaving for longer than the margin (the budget makes
-that window microseconds of local work; EC2 takes no fencing token to close it fully).
+is lost no further call is made. A call that times out may still be carried out by
+EC2: the lock then lingers (kept another budget, never released early). What fencing
+by lease cannot cover (EC2 takes no fencing token): a process paused after the check
+for longer than the budget, or EC2 acting on a request later than the budget after it
+left.
 """
 
 from __future__ import annotations
@@ -208,6 +210,10 @@ class Ec2:
                 continue
             except _CONNECTION_ERRORS as e:
                 self._record(action, start, waited, error="ConnectionError")
+                if fence is not None:
+                    # Sent, maybe, and EC2 may still act on it after our timeout: the
+                    # lock must outlast that too, so no other pass acts meanwhile.
+                    fence.linger(MUTATION_BUDGET_SECONDS)
                 raise Ec2TemporaryError("ConnectionError", f"{action}: {e}") from e
             self._record(action, start, waited)
             return resp

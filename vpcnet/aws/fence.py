@@ -20,6 +20,10 @@ class Fence(Protocol):
     def fence(self, seconds: float) -> None:
         """Raise unless the lock is still ours; if it is, keep it ``seconds`` more."""
 
+    def linger(self, seconds: float) -> None:
+        """A call's outcome is unknown (it timed out after leaving): EC2 may still carry
+        it out, so keep the lock ``seconds`` more and let it expire, never release it."""
+
 
 _current: contextvars.ContextVar[Fence | None] = contextvars.ContextVar(
     "vpcnet_ec2_fence", default=None

@@ -124,6 +124,7 @@ class Lease:
     lock: RedisLock
     token: str
     _lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _lingers: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def lost(self) -> bool:
@@ -146,8 +147,20 @@ class Lease:
             self._lost.set()
             raise LockHeld(f"lost the lock {self.lock.key}", delay=1.0)
 
+    def linger(self, seconds: float) -> None:
+        """Keep the lock ``seconds`` more and never release it early: a call whose outcome
+        is unknown may still be carried out, the next pass must not start before."""
+        self._lingers.set()
+        try:
+            self.lock.extend(self.token, seconds)
+        except StateError:
+            pass  # the lock keeps the TTL the fence gave it before the call
+
     def release(self) -> None:
-        """Free the lock if still ours; an unreachable Redis frees it by TTL."""
+        """Free the lock if still ours (unless it lingers); an unreachable Redis frees it
+        by TTL."""
+        if self._lingers.is_set():
+            return
         try:
             self.lock.release(self.token)
         except StateError:
