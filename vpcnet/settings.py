@@ -84,6 +84,10 @@ class Settings:
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     lease_duration_seconds: float = 15.0
+    # Redis replicas that must hold a node lock's extension before an EC2 mutation is
+    # sent under it (Redis WAIT), so a failover cannot hand the lock to a second pass
+    # while a call is in flight. 0 for a Redis without replicas.
+    lock_replicas: int = 0
     event_namespace: str = "default"
     # Leader election of the watcher replicas (coordination.k8s.io/v1 Lease).
     lease_name: str = "vpcnet-watcher"
@@ -116,6 +120,8 @@ class Settings:
         for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.lock_replicas < 0:
+            raise ConfigError("lock_replicas must not be negative")
         for name in ("lease_duration_seconds", "watcher_dedup_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

@@ -8,13 +8,14 @@ the pure views of ``vpcnet.ops.audit``. Read-only: it never changes anything it 
 from __future__ import annotations
 
 import ipaddress
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, TAG_NODE, EniView, InstanceView
+from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, InstanceView, created_at
 from vpcnet.domain import Assignment, IPv4
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import NodeObj, PodObj
@@ -40,11 +41,10 @@ class World:
 
 
 def _created_age(eni: EniView, now: float) -> float:
-    raw = eni.tags.get(TAG_CREATED_AT, "")
-    try:
-        return max(0.0, now - float(raw))
-    except ValueError:
-        return 0.0
+    """Seconds since the ENI's created-at tag. Undated counts as older than any grace
+    period, as GC treats it (vpcnet dates every ENI it creates, in the create call)."""
+    born = created_at(eni.tags)
+    return math.inf if born is None else max(0.0, now - born)
 
 
 def read_assigned(ctx: ControlContext, node: str) -> dict[IPv4, Assignment]:

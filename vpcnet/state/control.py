@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,18 +28,11 @@ from vpcnet.errors import LockHeld, StateError
 from vpcnet.limits import limits_from_json, limits_to_json
 from vpcnet.plan import PoolUsage
 from vpcnet.state.keys import SCHEMA_VERSION, ClusterKeys, NodeKeys
+from vpcnet.state.lock import Lease, RedisLock
 
 ERRORS_KEPT = 1000
 LIMITS_TTL_SECONDS = 24 * 3600  # refresh_limits re-reads them sooner; this bounds staleness
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 # KEYS: lock, node, enis, release-req, release-ok, nodes, schema
 # ARGV: token ('' = unfenced), node fields JSON, enis JSON {id: record}, released IPs JSON,
 #       node name, channel, schema version
@@ -87,56 +79,48 @@ def _s(v: bytes | str) -> str:
 
 
 class ControlState:
-    def __init__(self, client: redis.Redis[bytes], cluster: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], cluster: str, *, lock_replicas: int = 0) -> None:
+        """``lock_replicas``: replicas that must hold a node lock's extension before an
+        EC2 call goes out under it (``vpcnet.state.lock``; 0 for a Redis without any)."""
         self.redis = client
         self.keys = ClusterKeys(cluster)
-        self._release = client.register_script(_RELEASE)
-        self._extend = client.register_script(_EXTEND)
+        self.lock_replicas = lock_replicas
         self._write = client.register_script(_WRITE)
 
     def node_keys(self, node: str) -> NodeKeys:
         return self.keys.node(node)
 
-    # -- per-node lock ---------------------------------------------------------------
+    # -- per-node lock (vpcnet.state.lock) -------------------------------------------
+
+    def node_lock(self, node: str) -> RedisLock:
+        return RedisLock(self.redis, self.node_keys(node).lock, replicas=self.lock_replicas)
+
+    def gc_lock(self) -> RedisLock:
+        return RedisLock(self.redis, self.keys.gc_lock, replicas=self.lock_replicas)
+
+    def lease_lock(self, node: str, ttl_seconds: float) -> Lease:
+        """The node's lock, or LockHeld (the task retries) if another pass holds it."""
+        lease = self.node_lock(node).acquire(ttl_seconds)
+        if lease is None:
+            raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
+        return lease
 
     def acquire_lock(self, node: str, ttl_seconds: float) -> str:
-        token = uuid.uuid4().hex
-        try:
-            ok = self.redis.set(self.node_keys(node).lock, token, nx=True, px=int(ttl_seconds * 1000))
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
-        if not ok:
-            raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
-        return token
-
-    def extend_lock(self, node: str, token: str, ttl_seconds: float) -> None:
-        """Keep the lock during long work; fails if it expired and someone else took it."""
-        try:
-            ok = self._extend(keys=[self.node_keys(node).lock], args=[token, int(ttl_seconds * 1000)])
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
-        if not ok:
-            raise LockHeld(f"lost the lock of node {node}", delay=1.0)
+        return self.lease_lock(node, ttl_seconds).token
 
     def release_lock(self, node: str, token: str) -> None:
-        try:
-            self._release(keys=[self.node_keys(node).lock], args=[token])
-        except redis.RedisError:
-            pass  # the TTL frees it
+        Lease(self.node_lock(node), token).release()
 
     def lock_held(self, node: str) -> bool:
-        try:
-            return bool(self.redis.exists(self.node_keys(node).lock))
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
+        return self.node_lock(node).held()
 
     @contextmanager
     def locked(self, node: str, ttl_seconds: float = 60.0) -> Iterator[str]:
-        token = self.acquire_lock(node, ttl_seconds)
+        lease = self.lease_lock(node, ttl_seconds)
         try:
-            yield token
+            yield lease.token
         finally:
-            self.release_lock(node, token)
+            lease.release()
 
     # -- node + enis -----------------------------------------------------------------
 

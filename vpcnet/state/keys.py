@@ -33,6 +33,8 @@ Added by the control plane (workers/beat):
   ``latency_us:<Action>``, ``wait_us:<Action>`` summed over every worker process;
   ``subnet:<id>`` hash (cidr, az, vpc_id) cache of immutable subnet facts;
   ``beat-lock`` str (token, TTL): the one active beat;
+  ``gc-lock`` str (token, TTL): fences GC's delete of a leaked ENI that names no node
+  (one tagged for a node is fenced by that node's ``lock``);
   ``fill:<what>`` str (TTL): one worker process fills a cache entry (limits, subnet), the
   others wait for it instead of all asking EC2 at once.
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
@@ -88,6 +90,10 @@ class ClusterKeys:
     @property
     def beat_lock(self) -> str:
         return f"{self._p}:beat-lock"
+
+    @property
+    def gc_lock(self) -> str:
+        return f"{self._p}:gc-lock"
 
     def fill(self, what: str) -> str:
         return f"{self._p}:fill:{_check(what, 'cache entry')}"
