@@ -8,7 +8,9 @@ same atomic temp + fsync + rename writer) so an agent restart does not forget it
 
 A rollback seen in an epoch is remembered (``rollback``) and reported in the agent's
 record until the control plane rotates the epoch; the agent never lowers its mark within
-an epoch. Another epoch is another history: the mark starts over from it.
+an epoch. A new epoch is a new history: the mark starts over from it, and the epoch left
+behind is remembered, so that a store restored to a state of that older history (a
+backup from before the rotation) is a rollback too, not a new history.
 """
 
 from __future__ import annotations
@@ -24,22 +26,26 @@ from vpcnet.state.records import StoreVersion
 log = logging.getLogger(__name__)
 
 HISTORY_SUFFIX = ".store-version"
+RETIRED_KEPT = 16  # epochs left behind that a restored store could bring back
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryMark:
     highest: StoreVersion = StoreVersion()  # newest version programmed in its epoch
     rollback: str = ""  # the epoch in which the store was seen going back, or empty
+    retired: tuple[str, ...] = ()  # epochs this agent left for a newer one, newest last
 
 
 def observe(mark: HistoryMark, current: StoreVersion) -> HistoryMark:
     """The mark after reading ``current`` from the store."""
-    if current.rolled_back_from(mark.highest):
-        return HistoryMark(mark.highest, rollback=current.epoch or mark.rollback)
+    if current.rolled_back_from(mark.highest) or (current.epoch and current.epoch in mark.retired):
+        return HistoryMark(mark.highest, current.epoch or mark.rollback, mark.retired)
     if current.epoch != mark.highest.epoch:
-        return HistoryMark(current)  # another history: nothing of the old one applies
+        # A new history: nothing of the old one applies, but it must not come back.
+        left = (mark.highest.epoch,) if mark.highest.epoch else ()
+        return HistoryMark(current, "", (*mark.retired, *left)[-RETIRED_KEPT:])
     if current.generation > mark.highest.generation:
-        return HistoryMark(current, mark.rollback)
+        return HistoryMark(current, mark.rollback, mark.retired)
     return mark
 
 
@@ -71,6 +77,7 @@ class HistoryFile:
                         str(payload["epoch"]), int(payload["generation"]), str(payload["write_id"])
                     ),
                     str(payload.get("rollback", "")),
+                    tuple(str(e) for e in payload.get("retired", ())),
                 )
             except (KeyError, TypeError, ValueError) as e:
                 log.error("store-version mark malformed, starting without one: %r", e)
@@ -88,6 +95,7 @@ class HistoryFile:
                 "generation": mark.highest.generation,
                 "write_id": mark.highest.write_id,
                 "rollback": mark.rollback,
+                "retired": list(mark.retired),
             }
         )
         self._saved = mark
