@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,34 @@ def test_an_eni_of_running_pods_lost_by_redis_stays_while_metadata_lists_it(sim_
     assert agent.alive()
 
 
+def test_a_redis_record_contradicting_metadata_does_not_repoint_running_pods(sim_env: SimEnv) -> None:
+    a = sim_env.add_node("node-a", subnet_index=0)
+    eni1 = a.attach_eni(subnet_index=1, device_index=1, ip_count=2)
+    agent = sim_env.agent(a).start()
+    v1 = write(a)
+    wait_for(lambda: programmed(a, v1), 30, "agent programmed the first write")
+    rt = agent.runtime()
+    pod = pod_on(sim_env, rt, "p1")
+    assert eni_of(a, pod.ip) == 1
+
+    # A corrupted or stale record: ENI1 with another MAC (no such link; metadata names
+    # the real MAC as ENI1). Followed, it would unprogram ENI1's table.
+    records = [r if r.eni_id != eni1 else replace(r, mac="0a:ff:ff:ff:ff:01") for r in a.records()]
+    client = sim_env.redis()
+    try:
+        state = ControlState(client, sim_env.cluster)
+        with state.locked(a.name) as token:
+            state.write_node(a.name, {"phase": "provisioned"}, records, lock_token=token)
+    finally:
+        client.close()
+    v2 = version(a)
+    wait_for(lambda: programmed(a, v2), 15, "agent followed the new write")
+    assert "default via 10.0.16.1 dev eth1" in table(a, 101), "ENI1 was re-pointed by Redis"
+    assert nx.ping(pod.netns_name, "10.0.16.1")
+    rt.check(pod)
+    assert agent.alive()
+
+
 def test_after_flushall_an_agent_report_of_the_old_history_is_no_proof(
     sim_env: SimEnv, control: ControlContext, kube_emulator: KubeEmulator
 ) -> None:
@@ -177,8 +206,8 @@ def test_after_flushall_an_agent_report_of_the_old_history_is_no_proof(
         wait_for(lambda: a.agent_record().generation == old.generation, 15, "the agent's report")
         with paused(agent):
             new = write(a)  # a new history: generation 1 again
-            assert new.generation == 1 and new.epoch and new.epoch != old.epoch
             assert not node_ready(control, a.name), "a report of the old history was taken as proof"
+            assert new.generation == 1 and new.epoch and new.epoch != old.epoch
             assert NOT_READY_TAINT in {t["key"] for t in kube_emulator.get_node(a.name)["spec"]["taints"]}
         wait_for(lambda: programmed(a, new), 15, "agent programmed the new history")
         assert node_ready(control, a.name)
@@ -218,8 +247,8 @@ def test_a_rolled_back_store_is_detected_and_disturbs_no_running_pod(
             assert version(a).generation == v1.generation
             # ... and the control plane writes again from what it holds.
             v3 = write(a, skip=(2,))
-            assert v3.epoch != v2.epoch, "the rollback did not start a new epoch"
             assert not node_ready(control, a.name), "the agent's report of a lost write was taken as proof"
+            assert v3.epoch != v2.epoch, "the rollback did not start a new epoch"
         wait_for(lambda: programmed(a, v3), 15, "agent programmed the new epoch")
         assert node_ready(control, a.name)
         assert "default via 10.0.0.1 dev eth2" in table(a, 102), "ENI2 of a running pod was unprogrammed"
