@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from vpcnet.agent.truth import disputed, held_enis, resolve_enis
+from vpcnet.agent.imds import ImdsInterface
+from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.domain import EniRecord
 
 N, A = ipaddress.IPv4Network, ipaddress.IPv4Address
@@ -53,3 +54,14 @@ def test_a_contradicting_record_does_not_repoint_running_pods() -> None:
 def test_metadata_naming_another_eni_on_the_mac_wins_over_the_checkpoint() -> None:
     v = resolve_enis([E0], held_enis([E1]), {**ATTACHED, E1.mac: "eni-7"}, [E0.mac, E1.mac])
     assert v.gone == ("eni-1",) and v.enis == (E0,)
+
+
+def test_during_a_rollback_only_ips_metadata_lists_join_the_pool() -> None:
+    stale = replace(E1, ips=(A("10.0.16.5"), A("10.0.16.6")), prefixes=(N("10.0.17.0/28"),))
+    iface = ImdsInterface(E1.mac, 1, "eni-1", "s", N("10.0.16.0/20"),
+                          local_ipv4s=(A("10.0.16.4"), A("10.0.16.5")))  # .6 and the prefix: unassigned
+    (got,) = corroborate([stale], {E1.mac: iface})
+    assert got.ips == (A("10.0.16.5"),) and got.prefixes == ()
+    # Metadata silent about the MAC (or naming another ENI): the record is left as it is.
+    assert corroborate([stale], {}) == (stale,)
+    assert corroborate([stale], {E1.mac: replace(iface, interface_id="eni-7")}) == (stale,)

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from vpcnet.agent.hostplan import HostPlan, plan_host
 from vpcnet.agent.imds import ImdsClient, InstanceIdentity
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
-from vpcnet.agent.truth import disputed, held_enis, resolve_enis
+from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.domain import EniRecord, IPv4Net
 from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
 from vpcnet.settings import AgentSettings
@@ -228,6 +228,8 @@ class Agent:
                     "pods keep their ENIs, the control plane starts a new epoch",
                     version.describe(), self.mark.highest.describe(),
                 )
+            if mark.rollback and mark.rollback == version.epoch:
+                desired = self._corroborated(desired)
         elif self.ipam.enis():
             # Redis unreachable or emptied (lost): keep what we know; never unprogram
             # running pods because the store is gone (invariant 4).
@@ -309,6 +311,21 @@ class Agent:
         for eni_id in verdict.gone:
             log.warning("ENI %s of running pods is gone per metadata and links: unprogrammed", eni_id)
         return verdict.enis
+
+    def _corroborated(self, desired: tuple[EniRecord, ...]) -> tuple[EniRecord, ...]:
+        """While the store is known to have gone back, pool IPs need metadata's word: an
+        old record may list IPs EC2 has since unassigned."""
+        try:
+            return corroborate(desired, self.imds.interfaces())
+        except ImdsError as e:
+            # No IP beyond what the pool already follows: nothing new is handed out.
+            log.warning("metadata unreadable during a rollback (%s): the pool does not grow", e)
+            known = {ip for e in self.ipam.enis() for ip in e.pod_ips()}
+            return tuple(
+                replace(e, ips=tuple(ip for ip in e.ips if ip in known),
+                        prefixes=tuple(p for p in e.prefixes if set(p) <= known))
+                for e in desired
+            )
 
     def _read_state(self) -> NodeState | None:
         try:

@@ -13,8 +13,9 @@ the agent follow Redis and unprogram it. ENIs no pod uses simply follow Redis.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from vpcnet.agent.imds import ImdsInterface
 from vpcnet.domain import EniRecord
 
 
@@ -88,3 +89,32 @@ def resolve_enis(
         ignored=tuple(ignored),
         gone=tuple(gone),
     )
+
+
+def corroborate(
+    enis: Sequence[EniRecord], interfaces: Mapping[str, ImdsInterface]
+) -> tuple[EniRecord, ...]:
+    """The records with only the IPs and prefixes metadata lists for their MAC.
+
+    Used while the store is known to have gone back: an older record may still carry
+    IPs that EC2 has since unassigned (and may have given to another node), which the
+    pool must not hand out again (invariant 1). An IP a pod holds stays held either
+    way (the IPAM keeps it as vanished); ENIs metadata does not show are left as they
+    are (``resolve_enis`` decided on them).
+    """
+    out = []
+    for e in enis:
+        iface = interfaces.get(e.mac.lower())
+        if iface is None or iface.interface_id != e.eni_id:
+            out.append(e)
+            continue
+        on_ec2 = set(iface.local_ipv4s)
+        prefixes = set(iface.ipv4_prefixes)
+        out.append(
+            replace(
+                e,
+                ips=tuple(ip for ip in e.ips if ip in on_ec2),
+                prefixes=tuple(p for p in e.prefixes if p in prefixes),
+            )
+        )
+    return tuple(out)
