@@ -22,7 +22,7 @@ Per node (writer in brackets):
 
 Channels: ``changed`` (per node; control plane publishes after any write of node/enis/
 release-req, the agent reacts within a second) and the cluster channel ``agent-ready``
-(the agent publishes its node name once it has programmed a generation and is ready).
+(the agent publishes its node name once it has programmed a write and is ready).
 
 Store history (schema 2; invariant 7). Redis can lose acknowledged writes (asynchronous
 replication, a failover, AOF everysec, FLUSHALL, a restored backup), so a generation alone
@@ -39,14 +39,17 @@ Lua script in ``vpcnet.state.control``) therefore stamps three fields:
 - ``write_id``: random per write, so a rollback followed by a new write that lands on
   the same (epoch, generation) is still told apart.
 
-The agent remembers, next to its checkpoint, the highest version it programmed (and a
-rollback it saw). A store version of the same epoch that is lower, or equal with another
-write_id, is a rollback: the agent reports it (``rollback``), keeps every running pod's
-ENI that metadata or the live links still show (``vpcnet.agent.truth``), and keeps
-reporting until the epoch changes. ``node_ready`` (``vpcnet.control.ready``) takes an
-agent's report as proof only for the exact write the store holds now (same epoch,
-generation and write_id, read in one transaction); versions of two epochs are never
-compared. Schema-1 data (no epoch on either side) is compared by generation only.
+The agent remembers, next to its checkpoint (``vpcnet.agent.history``), the highest
+version it programmed, the epochs it left for newer ones, and a rollback it saw. A store
+version of the same epoch that is lower, or equal with another write_id, or of an epoch
+it left, is a rollback: the agent reports it (``rollback``), keeps every running pod's
+ENI that metadata or the live links still show (``vpcnet.agent.truth``), takes into its
+pool only IPs metadata lists, and keeps reporting until the epoch changes.
+
+``node_ready`` (``vpcnet.control.ready``) takes an agent's report as proof only for the
+exact write the store holds now (same epoch, generation and write_id, read in one
+transaction); versions of two epochs are never compared. Schema-1 data (no epoch on
+either side) is compared by generation only.
 
 Cluster-wide: ``schema`` (str "2"), ``nodes`` (set of node names), ``limits:<type>``
 (InstanceLimits JSON), ``ratelimit:<class>`` (token bucket hash), ``errors`` (capped list
