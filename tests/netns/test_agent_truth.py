@@ -256,19 +256,37 @@ def test_a_rolled_back_store_is_detected_and_disturbs_no_running_pod(
             assert nx.ping(pod.netns_name, "10.0.0.1"), f"{pod.name} lost its network"
             rt.check(pod)
 
-        # Rolled back while the agent runs: it notices (its mark is newer than the store)
-        # and says so; the next write starts another epoch.
+        # Rolled back within one history while the agent runs: it notices (its mark is
+        # newer than the store) and says so; the next write starts another epoch.
+        older3 = {k: client.dump(k) for k in (a.keys.node, a.keys.enis)}
+        v3b = write(a, skip=(2,))
+        wait_for(lambda: programmed(a, v3b), 15, "agent programmed the next write")
+        for key, raw in older3.items():
+            assert raw is not None
+            client.restore(key, 0, raw, replace=True)
+        wake(a)
+        wait_for(lambda: AgentRecord.from_redis(client.hgetall(a.keys.agent)).rollback == v3.epoch,
+                 15, "the agent reporting the rollback")
+        v4 = write(a)
+        assert v4.epoch not in (v1.epoch, v3.epoch)
+        wait_for(lambda: programmed(a, v4), 15, "agent programmed the rotated epoch")
+        assert node_ready(control, a.name)
+
+        # Restored to a state of a history the agent already left (a backup from before
+        # a rotation): a rollback too, not a new history.
         for key, raw in older.items():
             assert raw is not None
             client.restore(key, 0, raw, replace=True)
         wake(a)
         wait_for(lambda: AgentRecord.from_redis(client.hgetall(a.keys.agent)).rollback == v1.epoch,
-                 15, "the agent reporting the rollback")
+                 15, "the agent reporting the restored old history")
     finally:
         client.close()
     assert "default via 10.0.0.1 dev eth2" in table(a, 102)
-    assert nx.ping(p2.netns_name, "10.0.0.1")
-    v4 = write(a)
-    assert v4.epoch not in (v1.epoch, v3.epoch)
-    wait_for(lambda: programmed(a, v4), 15, "agent programmed the rotated epoch")
+    for pod in (p1, p2):
+        assert nx.ping(pod.netns_name, "10.0.0.1"), f"{pod.name} lost its network"
+        rt.check(pod)
+    v5 = write(a)
+    assert v5.epoch not in (v1.epoch, v3.epoch, v4.epoch)
+    wait_for(lambda: programmed(a, v5), 15, "agent programmed the rotated epoch")
     assert node_ready(control, a.name)
