@@ -20,7 +20,7 @@ from vpcnet.kube.types import (
     NodeObj,
     TaintEffect,
 )
-from vpcnet.state.records import AgentRecord
+from vpcnet.state.records import AgentRecord, StoreVersion
 
 # Annotations vpcnet writes itself: a change to them must not trigger provisioning.
 _OWN_ANNOTATIONS = frozenset({STATUS_ANNOTATION})
@@ -152,7 +152,7 @@ def plan_status_summary(
         "mode": fields.get("mode", ""),
         "enis": len(enis),
         "podIPs": sum(len(r.pod_ips()) for r in enis),
-        "generation": int(fields.get("generation") or 0),
+        "generation": StoreVersion.from_fields(fields).generation,
         "agentReady": agent.ready,
         "agentGeneration": agent.generation,
     }
