@@ -290,3 +290,33 @@ def test_a_rolled_back_store_is_detected_and_disturbs_no_running_pod(
     assert v5.epoch not in (v1.epoch, v3.epoch, v4.epoch)
     wait_for(lambda: programmed(a, v5), 15, "agent programmed the rotated epoch")
     assert node_ready(control, a.name)
+
+
+def test_during_a_rollback_ips_ec2_took_back_do_not_return_to_the_pool(sim_env: SimEnv) -> None:
+    a = sim_env.add_node("node-a", subnet_index=0)
+    eni1 = a.attach_eni(subnet_index=1, device_index=1, ip_count=3)
+    agent = sim_env.agent(a).start()
+    v1 = write(a)
+    wait_for(lambda: programmed(a, v1), 30, "agent programmed the first write")
+    assert a.agent_record().free == 3
+    client = sim_env.redis()
+    try:
+        older = {k: client.dump(k) for k in (a.keys.node, a.keys.enis)}
+        # A warm trim gives one IP back to EC2 (which may hand it to another node).
+        taken = a.eni_view(1)["secondary_ips"][-1]
+        sim_env.ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni1, PrivateIpAddresses=[taken])
+        v2 = write(a)
+        wait_for(lambda: programmed(a, v2) and a.agent_record().free == 2, 15, "the pool shrunk")
+
+        # The store goes back to before the trim: its record still lists the IP.
+        for key, raw in older.items():
+            assert raw is not None
+            client.restore(key, 0, raw, replace=True)
+        wake(a)
+        wait_for(lambda: a.agent_record().rollback == v1.epoch, 15, "the agent reporting the rollback")
+        assert a.agent_record().free == 2, "an IP EC2 took back is in the pool again"
+        rt = agent.runtime()
+        pods = [pod_on(sim_env, rt, f"p{i}") for i in range(2)]
+        assert taken not in {p.ip for p in pods}
+    finally:
+        client.close()

@@ -94,6 +94,7 @@ class Agent:
         self.ipam = self._load_ipam()
         self.history = HistoryFile(settings.checkpoint_path)
         self.mark: HistoryMark = self.history.load()
+        self._truth_said: tuple[tuple[str, ...], ...] = ((), (), ())
         self.hostnet = HostNetwork(settings.host_netns, veth_prefix=settings.veth_prefix)
         self.imds = ImdsClient(settings.imds_url)
         self.sync = RedisSync(
@@ -301,6 +302,10 @@ class Agent:
             except ImdsError as e:
                 log.warning("metadata unreadable (%s): the live links decide", e)
         verdict = resolve_enis(desired, held, attached, links)
+        said = (verdict.kept, verdict.ignored, verdict.gone)
+        if said == self._truth_said:
+            return verdict.enis  # said already (this runs every pass while it lasts)
+        self._truth_said = said
         for eni_id in verdict.kept:
             log.warning(
                 "ENI %s holds running pods' IPs and is still attached, but Redis lacks or "
