@@ -202,6 +202,9 @@ class ControlState:
         return int(gen)
 
     def set_fields(self, node: str, fields: Mapping[str, str], *, register: bool = True) -> None:
+        reserved = STORE_VERSION_FIELDS & set(fields)
+        if reserved:
+            raise ValueError(f"set_fields: {sorted(reserved)} are stamped by write_node only")
         try:
             pipe = self.redis.pipeline()
             mapping: dict[str | bytes, str] = {k: v for k, v in fields.items()}
