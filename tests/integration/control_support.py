@@ -21,6 +21,7 @@ from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.control import NodeState
+from vpcnet.state.records import AgentRecord
 
 
 def join(
@@ -130,7 +131,9 @@ def agent_ready(ctx: ControlContext, node: str) -> None:
     st = ctx.state.read_node(node)
     assert st is not None and st.phase in (NodePhase.PROVISIONED, NodePhase.READY)
     k = ctx.state.node_keys(node)
-    ctx.state.redis.hset(k.agent, mapping={"ready": "1", "generation": str(st.generation)})
+    v = st.version
+    report = AgentRecord(ready=True, epoch=v.epoch, generation=v.generation, write_id=v.write_id)
+    ctx.state.redis.hset(k.agent, mapping=report.to_redis())
     ctx.state.redis.publish(ctx.state.keys.agent_ready_channel, node)
 
 
