@@ -40,6 +40,7 @@ import structlog
 
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.ipam import AttachmentKey, Ipam
+from vpcnet.agent.nlbatch import InvalidNetns
 from vpcnet.agent.podnet import PodNetwork, PodSpec, eni_table
 from vpcnet.cni import protocol as p
 from vpcnet.cni.protocol import CniError
@@ -343,6 +344,8 @@ class CniServer:
             reply = e.to_reply()
         except PoolExhausted as e:
             reply = p.error_reply(p.ERR_TRY_AGAIN, "no free IP on this node", str(e))
+        except InvalidNetns as e:  # replaced after _check_netns looked at it
+            reply = p.error_reply(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e))
         except PodNetworkError as e:
             code = p.ERR_UNKNOWN_CONTAINER if _netns_gone(e, req) else p.ERR_POD_NETWORK
             reply = p.error_reply(code, "pod network setup failed", str(e))
@@ -401,8 +404,7 @@ class CniServer:
             raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
         self._replay_pending(req.key)  # a DEL spooled for this key must go first
         self._await_dying(req.key)  # and the veth of its last DEL must be gone
-        if not os.path.exists(req.netns):
-            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        self._check_netns(req.netns)
         fresh = self.ipam.get(req.key) is None
         alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name)
         spec = PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu)
@@ -485,13 +487,24 @@ class CniServer:
             raise CniError(p.ERR_CHECK_FAILED, "no IP is assigned to this attachment", str(req.key))
         if alloc.ip != req.expect_ip:
             raise CniError(p.ERR_CHECK_FAILED, "IP differs from prevResult", f"assigned {alloc.ip}, prevResult {req.expect_ip}")
-        if not os.path.exists(req.netns):
-            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        self._check_netns(req.netns)
         try:
             self.podnet.check(PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu))
         except PodNetworkError as e:
             raise CniError(p.ERR_CHECK_FAILED, "pod network differs from ADD", str(e)) from e
         return {"ok": True}
+
+    def _check_netns(self, path: str) -> None:
+        """CNI_NETNS must be a pod's network namespace: checked before anything changes,
+        without blocking (a FIFO there once held a request thread, and the gate, forever)."""
+        try:
+            self.podnet.validate_netns(path)
+        except InvalidNetns as e:
+            raise CniError(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e)) from e
+        except PodNetworkError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", path) from e
+            raise CniError(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e)) from e
 
     def _gc(self, valid: frozenset[AttachmentKey]) -> dict[str, Any]:
         self._drain(gated=False)

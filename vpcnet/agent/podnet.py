@@ -88,6 +88,16 @@ class PodNetwork:
         # Hold the node namespace open: a wrong name fails here, and it cannot
         # vanish under us while the agent runs.
         self._host_fd = nl.open_netns(nl.netns_path(settings.host_netns)) if settings.host_netns else None
+        # Namespaces that are never a pod's: the node's, and the agent process's own
+        # (the same on a real node). A pod programmed into one would take over the
+        # node's routes and could collide with its interfaces.
+        own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._not_pods = {nl.netns_identity(own)}
+        finally:
+            os.close(own)
+        if self._host_fd is not None:
+            self._not_pods.add(nl.netns_identity(self._host_fd))
         self._idle: list[nl.Rtnl] = []
         self._lock = threading.Lock()
 
@@ -118,6 +128,22 @@ class PodNetwork:
     def host_ifname(self, key: AttachmentKey) -> str:
         return host_ifname(self.veth_prefix, key)
 
+    def open_pod_netns(self, path: str) -> int:
+        """An fd of the pod namespace at ``path`` (CNI_NETNS), without ever blocking.
+
+        ``InvalidNetns`` when it is not a network namespace or is the node's own;
+        ``PodNetworkError`` with the errno when it cannot be opened (ENOENT: gone).
+        """
+        fd = nl.open_netns(path)
+        if nl.netns_identity(fd) in self._not_pods:
+            os.close(fd)
+            raise nl.InvalidNetns(f"{path} is the node's own network namespace, not a pod's")
+        return fd
+
+    def validate_netns(self, path: str) -> None:
+        """``open_pod_netns`` without keeping the fd: check CNI_NETNS before any change."""
+        os.close(self.open_pod_netns(path))
+
     def ensure_forwarding(self) -> None:
         """net.ipv4.ip_forward=1 in the node namespace: pods' traffic is routed through it."""
         _write_sysctl(self._host_fd, "net/ipv4/ip_forward", "1")
@@ -128,7 +154,7 @@ class PodNetwork:
         hname = self.host_ifname(spec.key)
         hmac, pmac = veth_macs(spec.key)
         ip = str(spec.ip)
-        pod_fd = nl.open_netns(spec.netns)
+        pod_fd = self.open_pod_netns(spec.netns)
         try:
             with self._host() as host:
                 made: list[nl.Request] = []  # undo list, besides the veth itself
@@ -235,7 +261,7 @@ class PodNetwork:
         hname = self.host_ifname(spec.key)
         hmac, _ = veth_macs(spec.key)
         ip = str(spec.ip)
-        pod_fd = nl.open_netns(spec.netns)
+        pod_fd = self.open_pod_netns(spec.netns)
         try:
             with nl.Rtnl(pod_fd) as pod:
                 links = {_attr(m, "IFLA_IFNAME"): m for m in pod.dump(*nl.dump_request("link"))}
