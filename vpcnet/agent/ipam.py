@@ -336,6 +336,13 @@ class Ipam:
                 self._emit(IpamChange(ChangeKind.CONFIRM, ip))
             return confirmed
 
+    def unassigned(self) -> set[IPv4]:
+        """IPs the pool knows and no attachment holds (free, cooling down, released):
+        no pod of this node may be using them, so their pod rules are leftovers."""
+        with self._lock:
+            s = self._s
+            return (set(s.slots) | set(s.cooldown)) - set(s.by_ip)
+
     def released(self) -> set[IPv4]:
         with self._lock:
             return set(self._s.released)

@@ -297,6 +297,8 @@ class Agent:
     # -- reporting -----------------------------------------------------------------------
 
     def _report(self) -> None:
+        if self._server is not None and self._server.failure:  # nobody answers the plugin
+            self.ready, self.error = False, f"CNI server stopped: {self._server.failure}"
         generation = self.programmed.generation if self.programmed else 0
         report = AgentReport(
             ready=self.ready,

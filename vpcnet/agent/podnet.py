@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import ipaddress
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ RULE_TO_POD_PRIORITY = 512
 RULE_FROM_POD_PRIORITY = 1536
 ENI_TABLE_BASE = 100
 IFNAMSIZ = 16  # including the terminating NUL
+_MAX_LEFTOVERS = 8  # duplicate leftover rules of one IP removed at ADD, at most
 
 
 def eni_table(eni: EniRecord) -> int | None:
@@ -201,6 +201,11 @@ class PodNetwork:
 
     def _host_routing(self, host: nl.Rtnl, hidx: int, spec: PodSpec, made: list[nl.Request]) -> None:
         ip = str(spec.ip)
+        # The IPAM just gave this IP to this pod, so no pod of ours holds it: any pod
+        # rule for it, in whatever table, is a leftover (an agent that died between
+        # programming a pod and its DEL), and a stale `from <ip>` rule of another table
+        # would misroute the new pod's replies.
+        self._remove_rules_of(host, ip)
         batch = [
             nl.route(ip, 32, hidx),
             nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
@@ -210,6 +215,8 @@ class PodNetwork:
             batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
             undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
         codes = host.request(batch)
+        if codes[0] == errno.EEXIST and self._remove_stale_route(host, ip, hidx):
+            codes[0] = host.request([nl.route(ip, 32, hidx)])[0]
         # Undo only what this call added: an identical rule that already existed
         # (EEXIST) may belong to a cut-short earlier attempt, never to another pod,
         # because the route below refuses an IP that is routed elsewhere.
@@ -219,6 +226,44 @@ class PodNetwork:
         for code in codes[1:]:
             if code and code != errno.EEXIST:
                 raise PodNetworkError(f"ip rule for {ip}: {os.strerror(code)}", errno=code)
+
+    def _remove_rules_of(self, host: nl.Rtnl, ip: str) -> None:
+        # One delete removes one matching rule; repeat until none is left.
+        for _ in range(_MAX_LEFTOVERS):
+            codes = host.check(
+                [
+                    nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=0, delete=True),
+                    nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=0, delete=True),
+                ],
+                f"removing leftover rules of {ip}",
+                ok=(errno.ENOENT,),
+            )
+            if all(c == errno.ENOENT for c in codes):
+                return
+
+    def _remove_stale_route(self, host: nl.Rtnl, ip: str, hidx: int) -> bool:
+        """Delete a main-table ``<ip>/32`` through another veth of ours (a leftover);
+        True when one was deleted. Only asked after the route add met EEXIST.
+
+        A route through an interface that is not ours is left alone: the ADD then
+        fails, as it must for an IP that is routed elsewhere.
+        """
+        routes = [
+            r
+            for r in _main_routes(host.dump(*nl.dump_request("route")))
+            if r["dst_len"] == 32 and _attr(r, "RTA_DST") == ip
+        ]
+        if not routes:
+            return False
+        removed = False
+        names = {m["index"]: _attr(m, "IFLA_IFNAME") for m in host.dump(*nl.dump_request("link"))}
+        for r in routes:
+            oif = _attr(r, "RTA_OIF")
+            name = names.get(oif) or ""
+            if oif != hidx and name.startswith(self.veth_prefix):
+                host.check([nl.route(ip, 32, oif, delete=True)], f"removing leftover route {ip}/32 dev {name}", ok=(errno.ESRCH, errno.ENOENT))
+                removed = True
+        return removed
 
     def _rollback(self, host: nl.Rtnl, hname: str, made: list[nl.Request]) -> None:
         # Deleting the host veth takes its peer in the pod and the /32 route with it.
@@ -319,26 +364,34 @@ class PodNetwork:
 
     # -- convergence -----------------------------------------------------------------------
 
-    def remove_stale_rules(self, keep: Mapping[IPv4, int | None]) -> int:
-        """Delete pod rules (priorities 512/1536) of IPs not in ``keep`` (ip -> table).
+    def remove_leftovers(self, unassigned: Collection[IPv4]) -> int:
+        """Delete pod rules (priorities 512/1536) and ``/32`` routes through veths of
+        ours for IPs no pod holds; returns how many were removed.
 
-        For leftovers of a DEL that never reached the agent with its IP known, or of an
-        IP that moved to another ENI. Returns how many rules were removed.
+        ``unassigned``: IPs the checkpoint says are free, cooling down or released.
+        Only those: an IP the agent knows nothing about (no checkpoint, or not a pool
+        IP) may be in use, and taking its rules would cut a running pod off.
         """
+        if not unassigned:
+            return 0
+        wanted = {str(ip) for ip in unassigned}
         stale: list[nl.Request] = []
         with self._host() as host:
             for r in host.dump(*nl.dump_request("rule")):
                 prio = _attr(r, "FRA_PRIORITY")
-                table = _attr(r, "FRA_TABLE") or r["table"]
-                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32:
-                    ip = ipaddress.IPv4Address(_attr(r, "FRA_DST"))
-                    if ip not in keep:
-                        stale.append(nl.rule(prio, dst=str(ip), table=table, delete=True))
-                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32:
-                    ip = ipaddress.IPv4Address(_attr(r, "FRA_SRC"))
-                    if ip not in keep or keep[ip] != table:
-                        stale.append(nl.rule(prio, src=str(ip), table=table, delete=True))
-            host.check(stale, "removing stale pod rules", ok=(errno.ENOENT,))
+                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32 and _attr(r, "FRA_DST") in wanted:
+                    stale.append(nl.rule(prio, dst=_attr(r, "FRA_DST"), table=_attr(r, "FRA_TABLE") or r["table"], delete=True))
+                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32 and _attr(r, "FRA_SRC") in wanted:
+                    stale.append(nl.rule(prio, src=_attr(r, "FRA_SRC"), table=_attr(r, "FRA_TABLE") or r["table"], delete=True))
+            ours = {
+                m["index"]
+                for m in host.dump(*nl.dump_request("link"))
+                if str(_attr(m, "IFLA_IFNAME") or "").startswith(self.veth_prefix)
+            }
+            for r in _main_routes(host.dump(*nl.dump_request("route"))):
+                if r["dst_len"] == 32 and _attr(r, "RTA_DST") in wanted and _attr(r, "RTA_OIF") in ours:
+                    stale.append(nl.route(_attr(r, "RTA_DST"), 32, _attr(r, "RTA_OIF"), delete=True))
+            host.check(stale, "removing leftover pod rules and routes", ok=(errno.ENOENT, errno.ESRCH))
         return len(stale)
 
 
