@@ -202,7 +202,7 @@ class _Invocation:
         if not isinstance(name, str) or not p.valid_network_name(name):
             raise CniError(p.ERR_INVALID_CONFIG, "missing or invalid network name", repr(name)[:128])
         log_file = conf.get("logFile")
-        if log_file is not None and not (isinstance(log_file, str) and log_file.startswith("/")):
+        if log_file is not None and not _absolute_path(log_file):
             raise CniError(p.ERR_INVALID_CONFIG, "logFile must be an absolute path")
         self.log_file = log_file
         sock = conf.get("agentSocket")
@@ -215,7 +215,7 @@ class _Invocation:
         if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
             raise CniError(p.ERR_INVALID_CONFIG, "timeoutSeconds must be a number in (0, 3600]")
         pending = conf.get("pendingDir")
-        if pending is not None and not (isinstance(pending, str) and pending.startswith("/")):
+        if pending is not None and not _absolute_path(pending):
             raise CniError(p.ERR_INVALID_CONFIG, "pendingDir must be an absolute path")
         dns = conf.get("dns")
         if dns is not None and not isinstance(dns, dict):
@@ -249,6 +249,13 @@ class _Invocation:
         return p.dumps({"cniVersion": version, "supportedVersions": list(p.SUPPORTED_VERSIONS)})
 
     def _add(self, conf: dict[str, Any], env: dict[str, str]) -> str:
+        prev = conf.get("prevResult")
+        if prev is not None:  # a chained ADD passes it through: it must be a Result
+            for key in ("interfaces", "ips", "routes"):
+                if prev.get(key) is not None and not isinstance(prev[key], list):
+                    raise CniError(p.ERR_INVALID_CONFIG, f"prevResult.{key} must be a list")
+            if prev.get("dns") is not None and not isinstance(prev["dns"], dict):
+                raise CniError(p.ERR_INVALID_CONFIG, "prevResult.dns must be an object")
         req = self._pod_identity(env)
         req["command"] = "ADD"
         if conf.get("mtu") is not None:
@@ -384,6 +391,10 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     except OSError as e:
         raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent unreachable and DEL could not be spooled", str(e)) from e
     return target
+
+
+def _absolute_path(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("/") and "\x00" not in value
 
 
 # SPEC.md section 2 names the GC key ``cni.dev/valid-attachments``; drafts said
