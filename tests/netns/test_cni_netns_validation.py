@@ -95,3 +95,7 @@ def test_check_against_a_fifo_is_refused_without_blocking(cni_node: SimNode, tmp
     assert (rc, out) == (0, None)
     gc = cni_node.conf(timeoutSeconds=TIMEOUT, **{"cni.dev/valid-attachments": [{"containerID": "chk1", "ifname": "eth0"}]})
     assert exec_plugin(plugin, cni_env("GC"), gc)[0] == 0
+    # DEL never opens the namespace: it cleans up from the node's side and succeeds.
+    rc, out, _ = exec_plugin(plugin, cni_env("DEL", "chk1", str(fifo)), conf)
+    assert (rc, out) == (0, None)
+    assert cni_node.checkpoint()["allocations"] == []
