@@ -7,8 +7,9 @@ per attachment key, and run against the IPAM and ``PodNetwork``:
 - ADD: refused with code 11 while the node is not ready; checks CNI_NETNS (a pod's
   network namespace, never the node's; code 4 otherwise, 3 when it is gone); allocates
   (the same key gets the same IP), makes the allocation durable (checkpoint fsynced)
-  *before* programming anything, removes rules and routes a crashed agent left for that
-  IP, programs the pod; on failure rolls the pod back and frees an IP it took.
+  *before* programming anything, programs the pod (an IP some interface routes already
+  is refused; rules an agent left for an IP nothing routes are replaced); on failure
+  rolls the pod back and frees an IP it took.
 - DEL: removes the pod's veth and rules, then frees the IP into the cooldown; an IP is
   only freed once its rules are gone, so a failed DEL keeps it (the runtime retries).
 - CHECK: the IP the runtime recorded is still ours and ``PodNetwork.check`` passes.
@@ -21,8 +22,10 @@ socket) are replayed at start, every few seconds, and before an ADD of the same 
 Each one on its own: one that fails (a netlink errno, a full disk) is logged and kept
 for the next sweep; an unparseable file is moved to ``pending-del/quarantine``.
 
-At start, before serving, pod rules and routes of IPs the checkpoint says no pod holds
-are removed (what an agent that died mid-DEL or mid-ADD left behind).
+At start, before serving, pod rules of IPs the checkpoint says no pod holds, and that
+no interface routes, are removed (an agent that forgot a pod, e.g. one that died
+before this fix between programming it and its checkpoint, left them: DEL then only
+removes its veth).
 """
 
 from __future__ import annotations
@@ -260,6 +263,9 @@ class CniServer:
         self._socket_id: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket
         self.failure = ""  # why the server stopped serving without shutdown ("" = it did not)
         self.restarts = 0  # times the serving loop failed and was started again
+        # Taken now, while the pool is what the checkpoint says: by the time the
+        # server starts, the agent may have added IPs from Redis it knows less about.
+        self._unassigned_at_start = ipam.unassigned()
         self._reaper = ThreadPoolExecutor(2, thread_name_prefix="cni-reap")
         self._dying: dict[AttachmentKey, Future[None]] = {}
         self._dying_lock = threading.Lock()
@@ -327,9 +333,9 @@ class CniServer:
         except PodNetworkError as e:
             log.error("cannot enable forwarding in the node namespace: %s", e)
         try:
-            removed = self.podnet.remove_leftovers(self.ipam.unassigned())
+            removed = self.podnet.remove_leftovers(self._unassigned_at_start)
             if removed:
-                log.warning("removed %d pod rules/routes left behind for IPs no pod holds", removed)
+                log.warning("removed %d pod rules left behind for IPs no pod holds", removed)
         except VpcnetError as e:  # the ADD of each such IP removes them too
             log.error("removing leftover pod rules failed: %s", e)
         self.drain_pending()  # per entry: a bad one is logged and kept, never raised

@@ -201,34 +201,29 @@ class PodNetwork:
 
     def _host_routing(self, host: nl.Rtnl, hidx: int, spec: PodSpec, made: list[nl.Request]) -> None:
         ip = str(spec.ip)
-        # The IPAM just gave this IP to this pod, so no pod of ours holds it: any pod
-        # rule for it, in whatever table, is a leftover (an agent that died between
-        # programming a pod and its DEL), and a stale `from <ip>` rule of another table
-        # would misroute the new pod's replies.
+        # The route first, alone: it refuses (EEXIST) an IP that something routes
+        # already, a live interface outranking our IPAM (a sandbox an agent programmed
+        # and then forgot, or another owner), and then no rule of that IP is touched.
+        code = host.request([nl.route(ip, 32, hidx)])[0]
+        if code:
+            raise PodNetworkError(f"route {ip}/32 dev {self.host_ifname(spec.key)}: {os.strerror(code)}", errno=code)
+        # The IP is ours and nothing routes it: any pod rule left for it is a leftover
+        # (an agent that died in a DEL, or a forgotten pod whose veth is gone), and a
+        # `from <ip>` rule into another ENI's table would misroute this pod's replies.
         self._remove_rules_of(host, ip)
-        batch = [
-            nl.route(ip, 32, hidx),
-            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
-        ]
-        undo = [None, nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
+        batch = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN)]
+        undo = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
         if spec.table is not None:
             batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
             undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
         codes = host.request(batch)
-        if codes[0] == errno.EEXIST and self._remove_stale_route(host, ip, hidx):
-            codes[0] = host.request([nl.route(ip, 32, hidx)])[0]
-        # Undo only what this call added: an identical rule that already existed
-        # (EEXIST) may belong to a cut-short earlier attempt, never to another pod,
-        # because the route below refuses an IP that is routed elsewhere.
-        made.extend(u for u, c in zip(undo, codes, strict=True) if u is not None and c == 0)
-        if codes[0]:
-            raise PodNetworkError(f"route {ip}/32 dev {self.host_ifname(spec.key)}: {os.strerror(codes[0])}", errno=codes[0])
-        for code in codes[1:]:
-            if code and code != errno.EEXIST:
+        made.extend(u for u, c in zip(undo, codes, strict=True) if c == 0)  # the route goes with the veth
+        for code in codes:
+            if code:
                 raise PodNetworkError(f"ip rule for {ip}: {os.strerror(code)}", errno=code)
 
     def _remove_rules_of(self, host: nl.Rtnl, ip: str) -> None:
-        # One delete removes one matching rule; repeat until none is left.
+        # One delete removes one matching rule (any table); repeat until none is left.
         for _ in range(_MAX_LEFTOVERS):
             codes = host.check(
                 [
@@ -240,30 +235,6 @@ class PodNetwork:
             )
             if all(c == errno.ENOENT for c in codes):
                 return
-
-    def _remove_stale_route(self, host: nl.Rtnl, ip: str, hidx: int) -> bool:
-        """Delete a main-table ``<ip>/32`` through another veth of ours (a leftover);
-        True when one was deleted. Only asked after the route add met EEXIST.
-
-        A route through an interface that is not ours is left alone: the ADD then
-        fails, as it must for an IP that is routed elsewhere.
-        """
-        routes = [
-            r
-            for r in _main_routes(host.dump(*nl.dump_request("route")))
-            if r["dst_len"] == 32 and _attr(r, "RTA_DST") == ip
-        ]
-        if not routes:
-            return False
-        removed = False
-        names = {m["index"]: _attr(m, "IFLA_IFNAME") for m in host.dump(*nl.dump_request("link"))}
-        for r in routes:
-            oif = _attr(r, "RTA_OIF")
-            name = names.get(oif) or ""
-            if oif != hidx and name.startswith(self.veth_prefix):
-                host.check([nl.route(ip, 32, oif, delete=True)], f"removing leftover route {ip}/32 dev {name}", ok=(errno.ESRCH, errno.ENOENT))
-                removed = True
-        return removed
 
     def _rollback(self, host: nl.Rtnl, hname: str, made: list[nl.Request]) -> None:
         # Deleting the host veth takes its peer in the pod and the /32 route with it.
@@ -365,33 +336,33 @@ class PodNetwork:
     # -- convergence -----------------------------------------------------------------------
 
     def remove_leftovers(self, unassigned: Collection[IPv4]) -> int:
-        """Delete pod rules (priorities 512/1536) and ``/32`` routes through veths of
-        ours for IPs no pod holds; returns how many were removed.
+        """Delete pod rules (priorities 512/1536) of IPs no pod holds and nothing
+        routes; returns how many were removed.
 
         ``unassigned``: IPs the checkpoint says are free, cooling down or released.
         Only those: an IP the agent knows nothing about (no checkpoint, or not a pool
-        IP) may be in use, and taking its rules would cut a running pod off.
+        IP) may be in use. And never an IP with a ``/32`` route in the main table: an
+        interface routes it, which outranks the checkpoint (its ADD will refuse the
+        IP until the runtime's DEL of that sandbox removes the interface).
         """
         if not unassigned:
             return 0
-        wanted = {str(ip) for ip in unassigned}
         stale: list[nl.Request] = []
         with self._host() as host:
+            routed = {
+                _attr(r, "RTA_DST")
+                for r in _main_routes(host.dump(*nl.dump_request("route")))
+                if r["dst_len"] == 32
+            }
+            wanted = {str(ip) for ip in unassigned} - routed
             for r in host.dump(*nl.dump_request("rule")):
                 prio = _attr(r, "FRA_PRIORITY")
+                table = _attr(r, "FRA_TABLE") or r["table"]
                 if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32 and _attr(r, "FRA_DST") in wanted:
-                    stale.append(nl.rule(prio, dst=_attr(r, "FRA_DST"), table=_attr(r, "FRA_TABLE") or r["table"], delete=True))
+                    stale.append(nl.rule(prio, dst=_attr(r, "FRA_DST"), table=table, delete=True))
                 elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32 and _attr(r, "FRA_SRC") in wanted:
-                    stale.append(nl.rule(prio, src=_attr(r, "FRA_SRC"), table=_attr(r, "FRA_TABLE") or r["table"], delete=True))
-            ours = {
-                m["index"]
-                for m in host.dump(*nl.dump_request("link"))
-                if str(_attr(m, "IFLA_IFNAME") or "").startswith(self.veth_prefix)
-            }
-            for r in _main_routes(host.dump(*nl.dump_request("route"))):
-                if r["dst_len"] == 32 and _attr(r, "RTA_DST") in wanted and _attr(r, "RTA_OIF") in ours:
-                    stale.append(nl.route(_attr(r, "RTA_DST"), 32, _attr(r, "RTA_OIF"), delete=True))
-            host.check(stale, "removing leftover pod rules and routes", ok=(errno.ENOENT, errno.ESRCH))
+                    stale.append(nl.rule(prio, src=_attr(r, "FRA_SRC"), table=table, delete=True))
+            host.check(stale, "removing leftover pod rules", ok=(errno.ENOENT,))
         return len(stale)
 
 
