@@ -97,16 +97,24 @@ def open_netns(path: str) -> int:
         raise PodNetworkError(f"cannot open network namespace {path}: {e.strerror}", errno=e.errno) from e
     try:
         try:
-            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
-        except OSError:  # ENOTTY: not a namespace file at all
+            kind: int | None = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:  # ENOTTY: no namespace file, or a kernel older than 4.11
             kind = None
-        if kind != CLONE_NEWNET:
-            what = "a regular file" if kind is None else "a namespace of another type"
-            raise InvalidNetns(f"{path} is not a network namespace ({what})")
+        if kind is None and os.fstat(fd).st_dev != _nsfs_device():
+            raise InvalidNetns(f"{path} is not a network namespace (a regular file)")
+        if kind is not None and kind != CLONE_NEWNET:
+            raise InvalidNetns(f"{path} is not a network namespace (a namespace of another type)")
+        # kind None on the namespace filesystem: an old kernel cannot say which type;
+        # entering it (setns, IFLA_NET_NS_FD) then fails with EINVAL if it is wrong.
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _nsfs_device() -> int:
+    """st_dev of the namespace filesystem (every namespace file shares it)."""
+    return os.stat("/proc/self/ns/net").st_dev
 
 
 def netns_identity(fd: int) -> tuple[int, int]:

@@ -9,8 +9,11 @@ hash of (container id, ifname), a ``/32`` route to the pod through it, the rule
 ``from <ip> lookup <100 + device index>`` (priority 1536) so replies leave by the ENI
 that owns the address.
 
-ADD rolls back everything it made when any step fails. DEL is idempotent and succeeds
-when the namespace or the interfaces are gone already. Netlink goes through
+ADD opens CNI_NETNS only when it is a pod's network namespace (never blocking; never the
+node's own), refuses an IP that an interface routes already (a live sandbox outranks
+the IPAM), replaces pod rules left behind for an IP nothing routes, and rolls back
+everything it made when any step fails. DEL is idempotent and succeeds when the
+namespace or the interfaces are gone already. Netlink goes through
 ``vpcnet.agent.nlbatch`` (batched requests; see there for the measurements).
 """
 
