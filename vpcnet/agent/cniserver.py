@@ -20,7 +20,7 @@ per attachment key, and run against the IPAM and ``PodNetwork``:
 DELs the plugin spooled while the agent was unreachable (``pending-del`` next to the
 socket) are replayed at start, every few seconds, and before an ADD of the same key.
 Each one on its own: one that fails (a netlink errno, a full disk) is logged and kept
-for the next sweep; an unparseable file is moved to ``pending-del/quarantine``.
+for the next sweep; a file that is no DEL is quarantined (``vpcnet.agent.cnispool``).
 
 At start, before serving, pod rules of IPs the checkpoint says no pod holds, and that
 no interface routes, are removed (an agent that forgot a pod, e.g. one that died
@@ -49,6 +49,7 @@ from typing import Any
 import structlog
 
 from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.cnispool import Spool
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.nlbatch import InvalidNetns
 from vpcnet.agent.podnet import PodNetwork, PodSpec, eni_table
@@ -62,7 +63,6 @@ log = logging.getLogger("vpcnet.agent.cni")
 READ_TIMEOUT_SECONDS = 10.0
 PENDING_SCAN_SECONDS = 5.0
 RESTART_SECONDS = 1.0  # between a failed serving loop and its restart
-QUARANTINE = "quarantine"  # under pending-del: spool files that cannot be parsed
 _MAX_POD_FIELD = 253  # a Kubernetes name
 
 
@@ -253,6 +253,7 @@ class CniServer:
         self._phase = threading.local()  # per-request phase durations
         self.socket_path = Path(settings.socket_path)
         self.pending_dir = Path(pending_dir or self.socket_path.parent / "pending-del")
+        self.spool = Spool(self.pending_dir)
         self._gate = _Gate()
         self._keys = _KeyLocks()
         self._server: _UnixServer | None = None
@@ -463,7 +464,7 @@ class CniServer:
                 return self._add(req)
             if req.command == "DEL":
                 self._delete(req.key)
-                self._unspool(req.key)
+                self.spool.remove(req.key)
                 return {"ok": True}
             return self._check(req)
 
@@ -627,18 +628,10 @@ class CniServer:
         return self._drain(gated=True)
 
     def _drain(self, gated: bool) -> int:
-        try:
-            names = sorted(n for n in os.listdir(self.pending_dir) if n.endswith(".json"))
-        except FileNotFoundError:
-            return 0
-        except OSError as e:
-            log.error("cannot list spooled DELs in %s (retrying): %s", self.pending_dir, e)
-            return 0
         done = 0
-        for name in names:
-            path = self.pending_dir / name
+        for path in self.spool.entries():
             try:
-                key = self._read_pending(path)
+                key = self.spool.key_of(path)
                 if key is None:
                     continue
                 if gated:
@@ -652,49 +645,14 @@ class CniServer:
                 log.error("replaying spooled DEL %s failed (kept, retried): %s", path, e)
         return done
 
-    def _read_pending(self, path: Path) -> AttachmentKey | None:
-        """The key of a spooled DEL; None (and quarantined) when the file is not one."""
-        try:
-            doc = p.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (IsADirectoryError, UnicodeDecodeError, ValueError) as e:
-            self._quarantine(path, f"unreadable: {e}")
-            return None
-        cid = doc.get("containerId") if isinstance(doc, dict) else None
-        ifname = doc.get("ifname") if isinstance(doc, dict) else None
-        if not (isinstance(cid, str) and p.valid_container_id(cid) and isinstance(ifname, str) and p.valid_ifname(ifname)):
-            self._quarantine(path, "no valid containerId and ifname")
-            return None
-        key = AttachmentKey(cid, ifname)
-        if path.name != p.pending_name(*key):
-            self._quarantine(path, f"name does not match its key {key}")
-            return None
-        return key
-
-    def _quarantine(self, path: Path, why: str) -> None:
-        """Move a spool file that is no DEL out of the way (kept for a human to read)."""
-        target = self.pending_dir / QUARANTINE / path.name
-        try:
-            target.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(path, target)
-        except OSError as e:
-            log.error("spooled DEL %s is %s and cannot be moved aside: %s", path, why, e)
-            return
-        log.error("spooled DEL %s is %s: moved to %s", path, why, target)
-
     def _replay_pending(self, key: AttachmentKey) -> int:
         """Run the spooled DEL of ``key`` if there is one (caller holds the key lock)."""
-        path = self.pending_dir / p.pending_name(*key)
-        if not path.exists():
+        if not self.spool.has(key):
             return 0
         self._delete(key)
-        path.unlink(missing_ok=True)
+        self.spool.remove(key)
         log.info("replayed the DEL of %s spooled while the agent was down", key)
         return 1
-
-    def _unspool(self, key: AttachmentKey) -> None:
-        (self.pending_dir / p.pending_name(*key)).unlink(missing_ok=True)
 
     def _pending_loop(self) -> None:
         while not self._stop.wait(PENDING_SCAN_SECONDS):
