@@ -4,10 +4,12 @@ replay fails, a serving loop that fails, a checkpoint that cannot be written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.fixtures.cni import links, wait_for
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.cniserver import CniServer
 from vpcnet.agent.ipam import AttachmentKey, Ipam
+from vpcnet.agent.main import Agent, check_ready
 from vpcnet.agent.podnet import PodNetwork, PodSpec
 from vpcnet.bench.cni_node import build_enis, remove_netns, run_ip
 from vpcnet.cni import protocol as p
@@ -246,6 +249,27 @@ def test_a_dead_server_thread_leaves_no_socket_to_wait_on(node: Node) -> None:
     # instead of queueing on a socket nobody accepts.
     with pytest.raises((FileNotFoundError, ConnectionRefusedError)):
         ask(node.settings.socket_path, {"command": "STATUS"})
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_agent_reports_not_ready_when_its_cni_server_died(node: Node) -> None:
+    """What kubelet's readiness probe (``vpcnet agent --check-ready``) reads."""
+    srv = node.server()
+    srv.bind()
+    assert srv._server is not None
+
+    def service_actions() -> None:
+        raise SystemExit("injected: the thread is ending")
+
+    srv._server.service_actions = service_actions  # type: ignore[method-assign]
+    node.start(srv).join(30)
+    settings = dataclasses.replace(node.settings, redis_url="redis://127.0.0.1:9/0")  # nothing listens
+    agent = Agent(settings)
+    agent._server = srv
+    agent.ready = True  # as after a good pass: the node's ENIs are programmed
+    agent._report()
+    ok, why = check_ready(Path(settings.status_path), max_age=30, now=time.time())
+    assert not ok and "CNI server stopped" in why and "SystemExit" in why
 
 
 # -- finding 8: durable before programmed ------------------------------------------------------
