@@ -182,7 +182,7 @@ def test_a_spooled_del_whose_replay_fails_is_kept_and_the_server_serves(node: No
     assert thread.is_alive() and srv.serving and srv.failure == ""
     assert spooled.exists()  # kept: the IP stays held until the DEL is done
     node.heal_disk()
-    assert srv.drain_pending() == 1  # the next sweep replays it
+    srv.drain_pending()  # the next sweep (the periodic one may have come first) replays it
     assert not spooled.exists() and node.on_disk() == []
     # And ADD works on that server.
     netns = node.new_pod()
