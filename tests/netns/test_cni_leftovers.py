@@ -29,8 +29,8 @@ def ip(netns: str, *args: str) -> None:
 
 def forgotten_pod(sim: SimNode, cid: str, addr: str) -> tuple[str, str]:
     """What the agent programs for ``cid`` with ``addr`` (a veth into a real sandbox, the
-    /32 route, the `to` rule) plus a `from` rule into ENI 1's table (the IP was on ENI 1
-    once), all without an allocation: (sandbox netns path, host veth)."""
+    /32 route, the `to` rule) plus `from` rules into ENI 1's and ENI 2's tables (the IP
+    moved between ENIs), all without an allocation: (sandbox netns path, host veth)."""
     _, netns = sim.new_pod()
     veth = host_ifname("vpc", AttachmentKey(cid, "eth0"))
     ip(sim.node_ns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns.rsplit("/", 1)[1])
@@ -38,6 +38,7 @@ def forgotten_pod(sim: SimNode, cid: str, addr: str) -> tuple[str, str]:
     ip(sim.node_ns, "route", "add", f"{addr}/32", "dev", veth)
     ip(sim.node_ns, "rule", "add", "to", addr, "lookup", "main", "pref", "512")
     ip(sim.node_ns, "rule", "add", "from", addr, "lookup", "101", "pref", "1536")
+    ip(sim.node_ns, "rule", "add", "from", addr, "lookup", "102", "pref", "1536")
     return netns, veth
 
 
@@ -57,7 +58,7 @@ def test_the_next_use_of_a_forgotten_pods_ip_works_once_its_interface_is_gone(ma
     first = str(sim.enis[0].ips[0])  # the IP the pool hands out first
     old_netns, old_veth = forgotten_pod(sim, "old1", first)
     left = rules(sim)
-    assert left == {(first, "all", "main"), ("all", first, "101")}
+    assert left == {(first, "all", "main"), ("all", first, "101"), ("all", first, "102")}
     # While the forgotten sandbox's interface routes the IP, it outranks the IPAM:
     # the ADD that draws it fails and touches nothing of the sandbox's.
     _, netns2 = sim.new_pod()
@@ -77,7 +78,7 @@ def test_the_next_use_of_a_forgotten_pods_ip_works_once_its_interface_is_gone(ma
     assert rc == 0, res
     assert res["ips"][0]["address"] == f"{first}/32"
     assert [(r["dst"], r["dev"]) for r in host_routes(sim.node_ns)] == [(first, res["interfaces"][0]["name"])]
-    assert rules(sim) == {(first, "all", "main")}  # the stale `from ... lookup 101` is gone
+    assert rules(sim) == {(first, "all", "main")}  # the stale `from ... lookup 101/102` are gone
     ip(sim.node_ns, "addr", "add", f"{sim.enis[0].primary_ip}/16", "dev", "eni0")
     assert ping(sim.node_ns, first) == 0
     rc, out, _ = exec_plugin(plugin, cni_env("CHECK", "new2", netns3), sim.conf(prevResult=res))
@@ -103,7 +104,7 @@ def test_a_restarted_agent_removes_leftover_rules_of_unassigned_unrouted_ips_onl
     assert exec_plugin(plugin, cni_env("STATUS"), cni_node.conf())[0] == 0
     assert rules(cni_node) == {
         (live, "all", "main"),
-        (routed, "all", "main"), ("all", routed, "101"),
+        (routed, "all", "main"), ("all", routed, "101"), ("all", routed, "102"),
         ("10.99.0.5", "all", "main"),
     }
     assert [r["dev"] for r in ip_json(cni_node.node_ns, "route", "show", f"{routed}/32")] == [forgotten_veth]

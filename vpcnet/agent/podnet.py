@@ -41,7 +41,6 @@ RULE_TO_POD_PRIORITY = 512
 RULE_FROM_POD_PRIORITY = 1536
 ENI_TABLE_BASE = 100
 IFNAMSIZ = 16  # including the terminating NUL
-_MAX_LEFTOVERS = 8  # duplicate leftover rules of one IP removed at ADD, at most
 
 
 def eni_table(eni: EniRecord) -> int | None:
@@ -213,31 +212,38 @@ class PodNetwork:
         # The IP is ours and nothing routes it: any pod rule left for it is a leftover
         # (an agent that died in a DEL, or a forgotten pod whose veth is gone), and a
         # `from <ip>` rule into another ENI's table would misroute this pod's replies.
-        self._remove_rules_of(host, ip)
-        batch = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN)]
+        # One batch: delete one of each (whatever its table), then add ours.
+        batch = [
+            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=0, delete=True),
+            nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=0, delete=True),
+            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
+        ]
         undo = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
         if spec.table is not None:
             batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
             undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
         codes = host.request(batch)
-        made.extend(u for u, c in zip(undo, codes, strict=True) if c == 0)  # the route goes with the veth
-        for code in codes:
+        made.extend(u for u, c in zip(undo, codes[2:], strict=True) if c == 0)  # the route goes with the veth
+        for code in codes[:2]:
+            if code and code != errno.ENOENT:
+                raise PodNetworkError(f"removing leftover rules of {ip}: {os.strerror(code)}", errno=code)
+        for code in codes[2:]:
             if code:
                 raise PodNetworkError(f"ip rule for {ip}: {os.strerror(code)}", errno=code)
+        if 0 in codes[:2]:  # there were leftovers: there may be more than one of them
+            self._remove_other_rules(host, ip, spec.table)
 
-    def _remove_rules_of(self, host: nl.Rtnl, ip: str) -> None:
-        # One delete removes one matching rule (any table); repeat until none is left.
-        for _ in range(_MAX_LEFTOVERS):
-            codes = host.check(
-                [
-                    nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=0, delete=True),
-                    nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=0, delete=True),
-                ],
-                f"removing leftover rules of {ip}",
-                ok=(errno.ENOENT,),
-            )
-            if all(c == errno.ENOENT for c in codes):
-                return
+    def _remove_other_rules(self, host: nl.Rtnl, ip: str, table: int | None) -> None:
+        """Delete pod rules of ``ip`` other than the ones ADD just made."""
+        stale = []
+        for r in host.dump(*nl.dump_request("rule")):
+            prio = _attr(r, "FRA_PRIORITY")
+            rule_table = _attr(r, "FRA_TABLE") or r["table"]
+            if prio == RULE_TO_POD_PRIORITY and _attr(r, "FRA_DST") == ip and rule_table != nl.RT_TABLE_MAIN:
+                stale.append(nl.rule(prio, dst=ip, table=rule_table, delete=True))
+            elif prio == RULE_FROM_POD_PRIORITY and _attr(r, "FRA_SRC") == ip and rule_table != table:
+                stale.append(nl.rule(prio, src=ip, table=rule_table, delete=True))
+        host.check(stale, f"removing leftover rules of {ip}", ok=(errno.ENOENT,))
 
     def _rollback(self, host: nl.Rtnl, hname: str, made: list[nl.Request]) -> None:
         # Deleting the host veth takes its peer in the pod and the /32 route with it.
