@@ -369,6 +369,8 @@ class Agent:
     # -- reporting -----------------------------------------------------------------------
 
     def _report(self) -> None:
+        if self._server is not None and self._server.failure:  # nobody answers the plugin
+            self.ready, self.error = False, f"CNI server stopped: {self._server.failure}"
         programmed = self.programmed.version if self.programmed else StoreVersion()
         report = AgentReport(
             ready=self.ready,
