@@ -154,11 +154,19 @@ def test_transactions_scripts_and_the_agent_mirror_survive_a_restart(
     assert lost == [], f"lost on restart ({restart_signal.name}): {lost}"
 
 
-def test_the_default_user_stays_unusable(shipped_redis: ShippedRedis) -> None:
-    """It keeps the permissions the replay needs, but nobody can log in as it."""
+def test_the_default_user_stays_unusable(
+    shipped_redis: ShippedRedis, restart_signal: signal.Signals
+) -> None:
+    """It keeps the permissions the replay needs, but nobody can log in as it, before or
+    after a restart."""
     no_retry = Retry(NoBackoff(), 0)
-    for password in (None, "", "nopass", PASSWORDS["R"]):
-        c = redis.Redis(port=shipped_redis.port, username="default", password=password,
-                        retry=no_retry)
-        with pytest.raises(redis.AuthenticationError):
-            c.ping()
+    for restart in (False, True):
+        if restart:
+            shipped_redis.stop(restart_signal)
+            shipped_redis.start()
+        for password in (None, "", "nopass", PASSWORDS["R"]):
+            c = redis.Redis(port=shipped_redis.port, username="default", password=password,
+                            retry=no_retry)
+            with pytest.raises(redis.AuthenticationError):
+                c.ping()
+            c.close()
