@@ -86,7 +86,7 @@ def identity_from_review(review: Mapping[str, Any], audiences: Sequence[str]) ->
     extra: Mapping[str, Any] = user.get("extra") or {}
 
     def one(key: str) -> str | None:
-        values = extra.get(key) or ()
+        values = list(extra.get(key) or [])
         return str(values[0]) if len(values) == 1 and values[0] else None
 
     username = str(user.get("username") or "")
