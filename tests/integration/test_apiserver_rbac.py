@@ -316,3 +316,67 @@ def test_every_token_is_valid_so_the_refusals_are_authorization(
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
             )
         assert review.status.user_info.username == f"system:serviceaccount:{NAMESPACE}:{sa}"
+
+
+# ---------------------------------------------------------------- the operator's reads
+
+OPERATOR_SA = "vpcnet-test-operator"
+OPERATOR_ENTRIES = ["vpcnet.cli.status_cmd", "vpcnet.cli.audit_cmd"]  # inspect is in status_cmd
+
+
+def operator_calls() -> set[str]:
+    files = module_closure(
+        OPERATOR_ENTRIES, exclude=("vpcnet.kube.client", "vpcnet.sim", "vpcnet.embedded")
+    )
+    return used_methods(files, client_requests(), ALIASES) - NOT_CALLS
+
+
+@pytest.fixture(scope="module")
+def operator_token(deployed: ApiServer) -> str:
+    """`vpcnet status`/`inspect`/`audit` run with an operator's kubeconfig (docs/deploy.md),
+    not a vpcnet ServiceAccount: here the least an operator needs, nodes and pods read."""
+    with deployed.api_client() as api:
+        k8s.CoreV1Api(api).create_namespaced_service_account(
+            NAMESPACE, {"metadata": {"name": OPERATOR_SA}}
+        )
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.create_cluster_role({
+            "metadata": {"name": OPERATOR_SA},
+            "rules": [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}],
+        })
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": OPERATOR_SA},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": OPERATOR_SA},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA,
+                          "namespace": NAMESPACE}],
+        })
+    return deployed.service_account_token(NAMESPACE, OPERATOR_SA)
+
+
+def test_status_inspect_and_audit_reads_work_for_an_operator(
+    deployed: ApiServer, operator_token: str, node: str, other_node: str
+) -> None:
+    pods = []
+    with deployed.api_client() as api:
+        for where in (node, other_node):
+            pods.append(k8s.CoreV1Api(api).create_namespaced_pod(NAMESPACE, {
+                "metadata": {"name": f"pod-on-{where}"},
+                "spec": {"nodeName": where, "serviceAccountName": "vpcnet-agent",
+                         "automountServiceAccountToken": False,
+                         "containers": [{"name": "c", "image": "vpcnet:test"}]},
+            }))
+    kube = kube_client(deployed, operator_token, "vpcnet-cli")
+    try:
+        assert operator_calls() == {"list_nodes", "list_pods"}
+        assert {node, other_node} <= {n.name for n in kube.list_nodes()[0]}
+        assert {p.name for p in kube.list_pods()} >= {f"pod-on-{node}", f"pod-on-{other_node}"}
+        # the real server's field selector on spec.nodeName
+        assert [p.name for p in kube.list_pods(node_name=node)] == [f"pod-on-{node}"]
+    finally:
+        kube.close()
+        with deployed.api_client() as api:
+            for pod in pods:
+                k8s.CoreV1Api(api).delete_namespaced_pod(
+                    pod.metadata.name, NAMESPACE, grace_period_seconds=0
+                )
