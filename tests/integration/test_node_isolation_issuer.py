@@ -5,6 +5,7 @@ on node A gets A's credential and only A's; other tokens are refused; passwords 
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -15,11 +16,14 @@ import pytest
 import redis
 
 from tests.fixtures.acl_redis import CLUSTER, AclRedis, acl_redis_server
+from vpcnet.cli.credentials_cmd import tls_context
 from vpcnet.credentials.client import fetch_node_credential
 from vpcnet.credentials.errors import CredentialDenied, CredentialUnavailable
 from vpcnet.credentials.issuer import AUDIENCE, CredentialIssuer
 from vpcnet.credentials.policy import service_account_username
-from vpcnet.credentials.server import PATH, CredentialServer
+from vpcnet.credentials.server import CredentialServer
+from vpcnet.credentials.wire import PATH
+from vpcnet.errors import ConfigError
 from vpcnet.state.acl_users import NodeAclUsers
 from vpcnet.state.keys import ClusterKeys
 
@@ -203,3 +207,44 @@ def test_passwords_per_node_are_capped(issuer: Issuer) -> None:
     with pytest.raises(redis.AuthenticationError):
         issuer.redis.client(creds[0].username, creds[0].password).ping()
     assert issuer.redis.client(creds[-1].username, creds[-1].password).ping()
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """The certificate docs/deploy.md makes (its own CA), here for 127.0.0.1."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=vpcnet-credentials",
+         "-addext", "subjectAltName=DNS:vpcnet-credentials.vpcnet-system.svc,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+def test_over_tls_the_agent_verifies_the_issuer(issuer: Issuer, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = tls_context(cert, key, "0.0.0.0")
+    assert context is not None
+    server = CredentialServer(CredentialIssuer(issuer.tokens, issuer.users, agent_username=AGENT_SA),
+                              ssl_context=context)
+    server.start()
+    try:
+        token = agent_token(issuer, A_NODE)
+        assert server.url.startswith("https://")
+        cred = fetch_node_credential(server.url, token, ca_file=cert)
+        assert cred.node == A_NODE
+        with pytest.raises(CredentialUnavailable):  # an issuer it cannot verify
+            fetch_node_credential(server.url, token)
+        with pytest.raises(CredentialUnavailable):  # no plain HTTP on the TLS port
+            fetch_node_credential(server.url.replace("https", "http"), token)
+    finally:
+        server.stop()
+
+
+def test_plain_http_is_refused_off_loopback(tmp_path: Path) -> None:
+    assert tls_context(None, None, "127.0.0.1") is None
+    with pytest.raises(ConfigError, match="off loopback"):
+        tls_context(None, None, "0.0.0.0")
+    with pytest.raises(ConfigError, match="go together"):
+        tls_context(str(tmp_path / "c"), None, "0.0.0.0")

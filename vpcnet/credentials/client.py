@@ -13,7 +13,7 @@ import urllib.request
 from http import HTTPStatus
 
 from vpcnet.credentials.errors import CredentialDenied, CredentialUnavailable
-from vpcnet.credentials.server import PATH
+from vpcnet.credentials.wire import PATH, decode
 from vpcnet.state.acl import NodeCredential
 
 
@@ -43,12 +43,9 @@ def fetch_node_credential(
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise CredentialUnavailable(f"credential issuer unreachable: {e}") from e
     try:
-        return NodeCredential(
-            node=str(body["node"]), username=str(body["username"]),
-            password=str(body["password"]), ttl_seconds=float(body["ttl_seconds"]),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise CredentialUnavailable(f"malformed answer from the credential issuer: {e!r}") from e
+        return decode(body)
+    except ValueError as e:
+        raise CredentialUnavailable(f"malformed answer from the credential issuer: {e}") from e
 
 
 def _error_text(e: urllib.error.HTTPError) -> str:

@@ -22,10 +22,10 @@ from typing import Any
 
 from vpcnet.credentials.errors import CredentialDenied, CredentialUnavailable
 from vpcnet.credentials.issuer import CredentialIssuer
+from vpcnet.credentials.wire import PATH, encode
 
 log = logging.getLogger(__name__)
 
-PATH = "/v1/node-credential"
 _MAX_TOKEN = 16 * 1024  # projected tokens are ~1 KiB; refuse anything absurd
 _REQUEST_TIMEOUT = 10.0  # a client that stalls mid-request does not hold a thread
 
@@ -60,10 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("credential issue failed")
             self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
             return
-        self._answer(HTTPStatus.OK, {
-            "node": cred.node, "username": cred.username, "password": cred.password,
-            "ttl_seconds": cred.ttl_seconds,
-        })
+        self._answer(HTTPStatus.OK, encode(cred))
 
     def do_GET(self) -> None:
         if self.path == "/healthz":
