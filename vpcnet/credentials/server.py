@@ -53,8 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus(e.status), {"error": str(e)})
             return
         except CredentialUnavailable as e:
+            # Details stay in the log: the caller is not authenticated yet.
             log.warning("credential not issued (retryable): %s", e)
-            self._answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(e)})
+            self._answer(HTTPStatus.SERVICE_UNAVAILABLE,
+                         {"error": "the issuer cannot reach Kubernetes or Redis; retry"})
             return
         except Exception:
             log.exception("credential issue failed")
