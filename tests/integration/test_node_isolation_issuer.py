@@ -21,6 +21,7 @@ from vpcnet.credentials.client import fetch_node_credential
 from vpcnet.credentials.errors import CredentialDenied, CredentialUnavailable
 from vpcnet.credentials.issuer import AUDIENCE, CredentialIssuer
 from vpcnet.credentials.policy import service_account_username
+from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.credentials.server import CredentialServer
 from vpcnet.credentials.wire import PATH
 from vpcnet.errors import ConfigError
@@ -248,3 +249,38 @@ def test_plain_http_is_refused_off_loopback(tmp_path: Path) -> None:
         tls_context(None, None, "0.0.0.0")
     with pytest.raises(ConfigError, match="go together"):
         tls_context(str(tmp_path / "c"), None, "0.0.0.0")
+
+
+def test_the_agent_backs_off_from_an_issuer_that_fails(issuer: Issuer, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(agent_token(issuer, A_NODE))
+    clock = Clock()
+    provider = NodeCredentialProvider(
+        A_NODE, str(token_file), lambda t: fetch_node_credential(issuer.url, t), clock=clock
+    )
+    issuer.tokens.down = True
+    for _ in range(5):  # the agent's Redis code retrying: one request to the issuer
+        with pytest.raises(redis.ConnectionError, match="no Redis credential"):
+            provider.get_credentials()
+    assert provider.attempts == 1
+    clock.now += 1
+    with pytest.raises(redis.ConnectionError):
+        provider.get_credentials()
+    assert provider.attempts == 2
+    issuer.tokens.down = False
+    clock.now += 1.5  # the backoff doubled to 2 s
+    with pytest.raises(redis.ConnectionError):
+        provider.get_credentials()
+    assert provider.attempts == 2
+    clock.now += 0.5
+    user, password = provider.get_credentials()
+    assert issuer.redis.client(user, password).ping() and provider.attempts == 3
+
+    token_file.write_text("a-token-the-apiserver-refuses")
+    clock.now += 3600  # TTL over: a refresh is due, and refused
+    with pytest.raises(redis.ConnectionError, match="refused"):
+        provider.get_credentials()
+    clock.now += 59
+    with pytest.raises(redis.ConnectionError):
+        provider.get_credentials()
+    assert provider.attempts == 4  # a refused token waits a full minute

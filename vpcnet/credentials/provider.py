@@ -7,6 +7,10 @@ its ACL users, which are not replicated). If a refresh fails while the cached lo
 still inside its TTL, the cached one is used. Every failure surfaces as a
 ``redis.ConnectionError``, which the agent's Redis code already treats as "Redis is
 unreachable, retry with backoff".
+
+After a failed fetch the issuer is not asked again before a backoff (doubling from 1 s
+to 60 s; 60 s at once for a refused token, which only a new token can fix): thousands
+of agents whose logins Redis just lost (a failover) must not turn into a request storm.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from vpcnet.state.acl import NodeCredential
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], NodeCredential]  # token -> credential
+_BACKOFF_FIRST = 1.0
+_BACKOFF_MAX = 60.0
 
 
 class NodeCredentialProvider(redis.CredentialProvider):
@@ -47,7 +53,11 @@ class NodeCredentialProvider(redis.CredentialProvider):
         self._cred: NodeCredential | None = None
         self._refresh_at = 0.0
         self._expires_at = 0.0
+        self._retry_at = 0.0  # no fetch before this after a failure
+        self._backoff = _BACKOFF_FIRST
+        self._last_error: Exception | None = None
         self.fetches = 0  # successful fetches (a new password each)
+        self.attempts = 0  # fetches tried
 
     @classmethod
     def from_issuer(cls, node: str, token_path: str, issuer_url: str,
@@ -60,17 +70,16 @@ class NodeCredentialProvider(redis.CredentialProvider):
     def get_credentials(self) -> tuple[str, str]:
         with self._lock:
             now = self._clock()
-            if self._cred is None or now >= self._refresh_at:
+            if (self._cred is None or now >= self._refresh_at) and now >= self._retry_at:
                 try:
+                    self.attempts += 1
                     self._store(self._fetch_checked(), now)
                 except (CredentialDenied, CredentialUnavailable, OSError) as e:
-                    if self._cred is not None and now < self._expires_at:
-                        log.warning("credential refresh failed, using the current one: %s", e)
-                    else:
-                        raise redis.ConnectionError(
-                            f"no Redis credential for node {self.node}: {e}"
-                        ) from e
-            assert self._cred is not None
+                    self._failed(e, now)
+            if self._cred is None or now >= self._expires_at:
+                raise redis.ConnectionError(
+                    f"no Redis credential for node {self.node}: {self._last_error}"
+                ) from self._last_error
             return self._cred.username, self._cred.password
 
     def on_connect(self, conn: Any) -> None:
@@ -95,7 +104,21 @@ class NodeCredentialProvider(redis.CredentialProvider):
             raise CredentialDenied(f"issuer answered for node {cred.node!r}, not {self.node!r}")
         return cred
 
+    def _failed(self, error: Exception, now: float) -> None:
+        self._last_error = error
+        delay = _BACKOFF_MAX if isinstance(error, CredentialDenied) else self._backoff
+        self._retry_at = now + delay
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        if self._cred is not None and now < self._expires_at:
+            log.warning("credential refresh failed, using the current one: %s", error)
+        else:
+            log.warning("no credential for node %s (next try in %.0f s): %s",
+                        self.node, delay, error)
+
     def _store(self, cred: NodeCredential, now: float) -> None:
+        self._retry_at = 0.0
+        self._backoff = _BACKOFF_FIRST
+        self._last_error = None
         self._cred = cred
         self._refresh_at = now + cred.ttl_seconds / 2
         self._expires_at = now + cred.ttl_seconds
