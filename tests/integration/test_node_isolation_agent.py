@@ -180,3 +180,22 @@ def test_the_agent_fetches_a_new_credential_after_half_its_ttl(agent: Agent) -> 
     agent.redis.admin().client_kill_filter(user=first[0])  # the agent's connections drop
     exercise(agent, run=1)  # and come back with the new one
     assert denials(agent.redis) == []
+
+
+def test_a_rotation_does_not_cut_the_agents_open_connections(agent: Agent) -> None:
+    exercise(agent)
+    admin = agent.redis.admin()
+    user = f"vpcnet-node:{CLUSTER}:{NODE}"
+
+    def connections() -> set[str]:
+        return {c["id"] for c in admin.client_list() if c.get("user") == user}
+
+    before = connections()
+    assert len(before) >= 2  # the subscriber and the pool (mirror thread, loop)
+    # Re-applying the user's rules (every issue does: resetchannels, selectors) must not
+    # make Redis drop the subscriber as if its channel had been revoked.
+    NodeAclUsers(agent.redis.as_component("I"), CLUSTER, ttl_seconds=60).issue(NODE)
+    agent.wake.clear()
+    admin.publish(agent.sync.keys.changed_channel, "enis")
+    assert agent.wake.wait(10)
+    assert connections() == before
