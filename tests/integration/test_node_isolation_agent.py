@@ -46,7 +46,8 @@ class Identity:
 
 
 def review(token: str, audiences: Sequence[str]) -> Identity:
-    """The agent pod's projected token (until the kube_apiserver fixture reviews it)."""
+    """The agent pod's projected token, as reviewed (the real TokenReview of a real pod's
+    token, with the real issuer process: test_node_isolation_apiserver.py)."""
     assert token == "agent-token-a" and AUDIENCE in audiences
     return Identity(AGENT_SA, "vpcnet-agent-x7k2p", NODE)
 

@@ -40,8 +40,9 @@ class Identity:
 
 
 class Tokens:
-    """Tokens and what the apiserver would say about them (until the kube_apiserver
-    fixture replaces this: tests/fixtures/apiserver.py)."""
+    """Tokens and what a TokenReview says about them, for the tests of what the issuer
+    does with the answer (HTTP, rotation, TLS, backoff). The review itself, by the real
+    kube-apiserver, is tested in test_node_isolation_apiserver.py."""
 
     def __init__(self) -> None:
         self._tokens: dict[str, tuple[str, Identity]] = {}
