@@ -73,3 +73,19 @@ def test_anything_else_is_refused(who: Who) -> None:
     with pytest.raises(CredentialDenied) as e:
         node_of(who, agent_username=AGENT)
     assert e.value.status == 403
+
+
+def test_agent_settings_refuse_a_login_in_the_url_next_to_an_issuer() -> None:
+    from vpcnet.errors import ConfigError
+    from vpcnet.settings import AgentSettings
+
+    ok = AgentSettings(node_name="n1", redis_url="redis://redis:6379/0",
+                       credentials_url="https://vpcnet-credentials.vpcnet-system.svc:8443")
+    ok.validate()
+    for bad in (
+        {"redis_url": "redis://agent:pw@redis:6379/0"},  # which login would it use?
+        {"credentials_url": "file:///etc/passwd"},
+    ):
+        settings = AgentSettings(**{**{"node_name": "n1", "credentials_url": "http://x"}, **bad})
+        with pytest.raises(ConfigError):
+            settings.validate()
