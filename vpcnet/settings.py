@@ -162,6 +162,11 @@ class AgentSettings:
     imds_redirect_port: int = 0  # >0: pods' 169.254.169.254:80 -> <primary ip>:port (kube2iam)
     status_file: str = ""  # readiness probe file; "" = agent-status.json next to the socket
     metrics_port: int = 0  # Prometheus /metrics on all addresses (0: off)
+    # The node's own Redis login (invariant 8): the agent trades its projected
+    # ServiceAccount token for it at this issuer ("" = the login in redis_url, if any).
+    credentials_url: str = ""
+    credentials_token_path: str = "/var/run/secrets/vpcnet/token"
+    credentials_ca_file: str = ""  # verifies an https issuer ("" = system CAs)
 
     def validate(self) -> None:
         if not self.node_name:
@@ -172,6 +177,11 @@ class AgentSettings:
             raise ConfigError(f"imds_redirect_port {self.imds_redirect_port} outside 0..65535")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port {self.metrics_port} outside 0..65535")
+        if self.credentials_url:
+            if not self.credentials_url.startswith(("http://", "https://")):
+                raise ConfigError(f"credentials_url must be http(s): {self.credentials_url!r}")
+            if "@" in self.redis_url.split("//", 1)[-1].split("/", 1)[0]:
+                raise ConfigError("redis_url must not carry a login when credentials_url is set")
         if len(self.veth_prefix) > 4 or not self.veth_prefix.isalnum():
             raise ConfigError("veth_prefix must be 1-4 alphanumerics")
         for c in self.snat_exclusions + self.vpc_cidrs:

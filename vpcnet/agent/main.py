@@ -48,6 +48,7 @@ from vpcnet.agent.imds import ImdsClient, InstanceIdentity
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
+from vpcnet.credentials.provider import node_credentials
 from vpcnet.domain import EniRecord, IPv4Net
 from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
 from vpcnet.settings import AgentSettings
@@ -103,6 +104,7 @@ class Agent:
             settings.node_name,
             self.ipam,
             wake=self.wake,
+            credentials=node_credentials(settings),
         )
         self._identity: InstanceIdentity | None = None
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
+from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import StateError
 from vpcnet.state.keys import ClusterKeys, NodeKeys
@@ -90,6 +91,7 @@ class RedisSync:
         *,
         wake: threading.Event,
         clock: Callable[[], float] = time.time,
+        credentials: NodeCredentialProvider | None = None,
     ) -> None:
         self.keys: NodeKeys = ClusterKeys(cluster).node(node)
         self.cluster_keys = ClusterKeys(cluster)
@@ -97,11 +99,18 @@ class RedisSync:
         self.ipam = ipam
         self.wake = wake
         self._clock = clock
+        # With ``credentials`` the node's own ACL user (fetched from the issuer, replaced
+        # when Redis refuses it), else whatever ``redis_url`` carries.
+        login: dict[str, Any] = {}
+        if credentials is not None:
+            login = {"credential_provider": credentials,
+                     "redis_connect_func": credentials.on_connect}
         self._client = redis.Redis.from_url(
             redis_url,
             socket_timeout=_SOCKET_TIMEOUT,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             retry_on_timeout=False,
+            **login,
         )
         self._pending: dict[IPv4, IpamChange] = {}
         self._pending_lock = threading.Lock()

@@ -67,6 +67,9 @@ Added by the control plane (workers/beat):
   (one tagged for a node is fenced by that node's ``lock``);
   ``fill:<what>`` str (TTL): one worker process fills a cache entry (limits, subnet), the
   others wait for it instead of all asking EC2 at once.
+- cluster ``credentials`` set (node names with an ACL user) and ``credentials:<node>``
+  zset (sha256 of each live password of the node's ACL user -> unix time issued), written
+  by the credential issuer only (``vpcnet.state.acl_users``); no agent can read them.
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
@@ -140,6 +143,13 @@ class ClusterKeys:
         Value: what was enqueued (e.g. the instance id); TTL: the dedup window.
         """
         return f"{self.dedup(node)}:{_check(action, 'action')}"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self._p}:credentials"
+
+    def node_credentials(self, node: str) -> str:
+        return f"{self.credentials}:{_check(node, 'node name')}"
 
     def node(self, node: str) -> NodeKeys:
         return NodeKeys(self.cluster, node)
