@@ -17,17 +17,19 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.integration.test_redis_acl import CLUSTER, PASSWORDS, acl_from_docs, redis_conf
+from tests.fixtures.acl_redis import CLUSTER, PASSWORDS, acl_from_docs, redis_conf
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.redis_sync import RedisSync
 from vpcnet.domain import EniRecord, NodePhase
 from vpcnet.embedded.procs import free_port, wait_for
+from vpcnet.state.acl_users import NodeAclUsers
 from vpcnet.state.control import ControlState
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,8 +126,11 @@ def test_transactions_scripts_and_the_agent_mirror_survive_a_restart(
     ipam = Ipam(cooldown_seconds=30)
     ipam.set_enis([ENI])
     first = ipam.allocate(AttachmentKey("c1", "eth0"), "default", "p1").ip
-    agent = RedisSync(shipped_redis.url("agent", "A"), CLUSTER, NODE, ipam,
-                      wake=threading.Event())
+    # The node's own ACL user, as the credential issuer creates it.
+    cred = NodeAclUsers(shipped_redis.client("credentials", "I"), CLUSTER).issue(NODE)
+    agent_url = (f"redis://{quote(cred.username, safe='')}:{quote(cred.password, safe='')}"
+                 f"@127.0.0.1:{shipped_redis.port}/0")
+    agent = RedisSync(agent_url, CLUSTER, NODE, ipam, wake=threading.Event())
     agent.flush()
     second = ipam.allocate(AttachmentKey("c2", "eth0"), "default", "p2").ip
     ipam.release(AttachmentKey("c1", "eth0"))
