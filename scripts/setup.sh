@@ -37,4 +37,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+bash scripts/build-helm.sh  # helm from its Go module, for the chart's tests (cached after the first build)
 echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}' | sed 's/^v=//'))"
