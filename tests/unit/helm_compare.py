@@ -34,7 +34,9 @@ def without_helm_labels(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def differences(expected: Any, actual: Any, path: str = "", *, extra_ok: bool = False) -> Iterator[str]:
+def differences(
+    expected: Any, actual: Any, path: str = "", *, extra_ok: bool = False
+) -> Iterator[str]:
     """Each place where ``actual`` differs from ``expected``, as ``path: ...``. With
     ``extra_ok``, keys only ``actual`` has are allowed (an apiserver's defaults, status,
     metadata); list lengths and every expected value must still match exactly."""
