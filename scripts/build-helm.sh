@@ -52,7 +52,7 @@ trap 'rm -f "$tmp"' EXIT
 # output goes to build.log, whose end is shown if the build fails.
 if ! (cd "$MODULE_DIR" && CGO_ENABLED=0 go build -v -trimpath -ldflags "$LDFLAGS" -o "$tmp" helm.sh/helm/v3/cmd/helm 2>&1 \
   | tee "$log" \
-  | awk '{n++} n % 50 == 0 {printf "build-helm: %d packages compiled (last: %s)\n", n, $0; fflush()} END {printf "build-helm: %d packages compiled\n", n}'); then
+  | awk '/^[^ \t]+$/ {n++; if (n % 50 == 0) printf "build-helm: %d packages compiled (last: %s)\n", n, $0; fflush()} END {printf "build-helm: %d packages compiled (any others came from the Go build cache)\n", n}'); then
   echo "build-helm: go build failed; the end of $log:" >&2
   tail -n 30 "$log" >&2
   exit 1
