@@ -305,3 +305,11 @@ def test_values_schema_refuses_unknown_names_and_wrong_types(
 ) -> None:
     with pytest.raises(HelmFailed, match=message):
         helm.template(values)
+
+
+def test_namespace_create_false_leaves_the_namespace_to_the_installer(helm: Helm) -> None:
+    """For `helm install --create-namespace` or a namespace the platform manages (it must
+    then admit privileged pods itself, see templates/namespace.yaml)."""
+    docs = helm.template({"namespace": {"create": False}})
+    assert "Namespace" not in {d["kind"] for d in docs}
+    assert len(docs) == len(render(BASE)) - 1
