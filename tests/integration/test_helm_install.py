@@ -6,13 +6,15 @@ apiserver adds its defaults, status and metadata; Helm adds its labels and annot
 The apiserver is shared by the test session, and it runs no kube-controller-manager, so a
 deleted Namespace stays Terminating: the release goes to a namespace of its own
 (`namespace.name`, with `eventNamespace` the same), and the base is compared relocated
-there - the one value this changes, checked in the unit tests to move nothing else."""
+there - the one value this changes, checked in the unit tests to move nothing else.
+The four cluster-scoped objects (ClusterRoles and their bindings) have fixed names; where
+another test already applied the kustomize base, the install adopts them
+(`--take-ownership`) and the teardown puts them back as they were."""
 
 from __future__ import annotations
 
 import copy
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from tests.unit.manifests_render import BASE, render
 
 RELEASE = "vpcnet"
 RELEASE_NAMESPACE = "default"  # where Helm keeps the release record (a Secret)
-NAMESPACE = f"vpcnet-helm-{uuid.uuid4().hex[:8]}"
+NAMESPACE = "vpcnet-helm"  # the session's apiserver is new: no earlier run left it Terminating
 INSTALL_VALUES = ("--set", f"namespace.name={NAMESPACE}", "--set", f"eventNamespace={NAMESPACE}")
 
 
@@ -51,6 +53,11 @@ def relocated(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 BASE_OBJECTS = by_key(tuple(relocated(d) for d in render(BASE)))
+CLUSTER_SCOPED = sorted(k for k in BASE_OBJECTS if k[0] in ("ClusterRole", "ClusterRoleBinding"))
+# Labels the apiserver itself sets (on every Namespace, since Kubernetes 1.21).
+SERVER_LABELS = {"kubernetes.io/metadata.name"}
+# Metadata the apiserver owns: dropped to create an object again from what it returned.
+SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +109,12 @@ def stored(dynamic: DynamicClient, object_key: Key, api_version: str) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def installed(helm: Helm, kubeconfig: Path) -> Iterator[None]:
+def installed(helm: Helm, kubeconfig: Path, dynamic: DynamicClient) -> Iterator[None]:
+    found = {k: stored(dynamic, k, BASE_OBJECTS[k]["apiVersion"]) for k in CLUSTER_SCOPED}
+    earlier = {k: obj for k, obj in found.items() if obj is not None}
+    adopt = ["--take-ownership"] if earlier else []
     proc = helm.run(
-        "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, *INSTALL_VALUES,
+        "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, *INSTALL_VALUES, *adopt,
         kubeconfig=kubeconfig, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -114,6 +124,10 @@ def installed(helm: Helm, kubeconfig: Path) -> Iterator[None]:
         "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, kubeconfig=kubeconfig, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    for (kind, _, _), obj in earlier.items():
+        for field in SERVER_METADATA:
+            obj["metadata"].pop(field, None)
+        dynamic.resources.get(api_version=obj["apiVersion"], kind=kind).create(body=obj)
 
 
 @pytest.mark.parametrize("object_key", sorted(BASE_OBJECTS), ids="/".join)
@@ -127,7 +141,8 @@ def test_installed_object_holds_every_field_of_the_kustomize_one(
     assert not problems, "\n".join(problems)
     # Of its own, Helm adds only its three labels and its two ownership annotations.
     labels = found["metadata"]["labels"]
-    assert set(labels) - set(base["metadata"].get("labels", {})) == set(HELM_LABELS)
+    added = set(labels) - set(base["metadata"].get("labels", {})) - SERVER_LABELS
+    assert added == set(HELM_LABELS)
     annotations = found["metadata"]["annotations"]
     assert annotations["meta.helm.sh/release-name"] == RELEASE
     assert annotations["meta.helm.sh/release-namespace"] == RELEASE_NAMESPACE
