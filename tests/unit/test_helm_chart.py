@@ -8,10 +8,13 @@ helm is the real one, built from helm.sh/helm/v3 by scripts/build-helm.sh."""
 from __future__ import annotations
 
 import copy
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.fixtures.helm import CHART, Helm, HelmFailed, build_helm
 from tests.unit.helm_compare import HELM_LABELS, Key, by_key, differences, key, without_helm_labels
@@ -313,3 +316,22 @@ def test_namespace_create_false_leaves_the_namespace_to_the_installer(helm: Helm
     docs = helm.template({"namespace": {"create": False}})
     assert "Namespace" not in {d["kind"] for d in docs}
     assert len(docs) == len(render(BASE)) - 1
+
+
+def test_packaged_chart_carries_the_dashboard_and_renders_the_same(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """files/grafana-dashboard.json is a link to the base's file (one copy in the repo);
+    `helm package` stores its content, so a chart pulled from a registry has it too."""
+    proc = helm.run("package", str(CHART), "--destination", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    archive = tmp_path / "vpcnet-0.1.0.tgz"
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("vpcnet/files/grafana-dashboard.json")
+        assert member.isfile()
+        packed = tar.extractfile(member)
+        assert packed is not None
+        assert packed.read() == (BASE / "grafana-dashboard.json").read_bytes()
+    proc = helm.run("template", "vpcnet", str(archive))
+    assert proc.returncode == 0, proc.stderr
+    assert tuple(d for d in yaml.safe_load_all(proc.stdout) if d) == helm.template()
