@@ -75,7 +75,8 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 done
 
 cd "$MODULE_DIR"
-export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+# -buildvcs=false: what is built depends on the module files alone, not on the checkout.
+export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 stage "go $(go env GOVERSION): downloading modules (go.sum-verified)"
 go mod download
 stage "building etcd (go.etcd.io/etcd/server/v3 $(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3))"
@@ -87,6 +88,7 @@ for b in "${BINARIES[@]}"; do
   [ -x "$work/$b" ] || { echo "controlplane: $b was not built" >&2; exit 1; }
 done
 echo "$stamp" > "$work/STAMP"
+chmod 755 "$work"
 
 rm -rf "$OUT.old"
 [ -d "$OUT" ] && mv "$OUT" "$OUT.old"
