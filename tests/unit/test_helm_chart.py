@@ -125,7 +125,11 @@ NON_DEFAULT = {
 }
 
 
-@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+@pytest.mark.parametrize(
+    "values",
+    [{}, NON_DEFAULT, {"credentials": {"enabled": False}}],
+    ids=["default", "non-default", "no-credential-issuer"],
+)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_rendered_object_validates_strictly(
     helm: Helm, values: dict[str, Any], version: str
