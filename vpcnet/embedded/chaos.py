@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.domain import NodePhase
 from vpcnet.embedded.churn import (
     POD_NAMESPACE,
     PodChurn,
@@ -483,8 +484,8 @@ class ChaosWorld:
         for name in self.node_names():
             st = world.redis_nodes.get(name)
             kube = world.kube_nodes.get(name)
-            if st is None or st.fields.get("phase") != "ready":
-                problems.append(f"{name}: phase {st.fields.get('phase') if st else None}")
+            if st is None or st.phase is not NodePhase.READY:
+                problems.append(f"{name}: phase {st.phase if st else None}")
             if kube is None or any(t.key == NOT_READY_TAINT for t in kube.taints):
                 problems.append(f"{name}: tainted not-ready")
             report = world.agents.get(name)
