@@ -51,6 +51,7 @@ from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import VpcnetError
 from vpcnet.sim.netns import ping
 from vpcnet.sim.runtime import CniError, PodRuntime
+from vpcnet.state.records import PHASE_FIELD, parse_phase
 
 CNI_REFERENCE_DIR = Path("/usr/lib/cni")
 NOT_READY_TAINT = "vpcnet.io/not-ready"
@@ -259,9 +260,9 @@ class ChaosWorld:
         try:
             out = []
             for name in names:
-                raw = client.hget(self.stack.keys.node(name).node, "phase")
+                phase = parse_phase(client.hget(self.stack.keys.node(name).node, PHASE_FIELD))
                 taints = (nodes.get(name, {}).get("spec") or {}).get("taints") or []
-                if raw == b"ready" and not any(t["key"] == NOT_READY_TAINT for t in taints):
+                if phase is NodePhase.READY and not any(t["key"] == NOT_READY_TAINT for t in taints):
                     out.append(name)
             return out
         finally:

@@ -168,8 +168,14 @@ class AgentRecord:
         )
 
 
-def _phase(raw: str) -> NodePhase | None:
-    return NodePhase(raw) if raw in NodePhase._value2member_map_ else None
+# For a point read of one field (HGET) where reading the whole hash would cost too much.
+PHASE_FIELD = "phase"
+
+
+def parse_phase(raw: Any) -> NodePhase | None:
+    """A stored phase (bytes, str or None); None when missing or not a phase."""
+    text = _text(raw)
+    return NodePhase(text) if text in NodePhase._value2member_map_ else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +213,7 @@ class NodeRecord:
             subnet_id=f.get("subnet_id", ""),
             primary_ip=f.get("primary_ip", ""),
             mode=f.get("mode", ""),
-            phase=_phase(f.get("phase", "")),
+            phase=parse_phase(f.get(PHASE_FIELD)),
             error=f.get("error", ""),
             pass_epoch=f.get("pass_epoch", ""),
             plan_calls=f.get("plan_calls", ""),
@@ -225,7 +231,7 @@ class NodeRecord:
             "subnet_id": self.subnet_id,
             "primary_ip": self.primary_ip,
             "mode": self.mode,
-            "phase": self.phase.value if self.phase else "",
+            PHASE_FIELD: self.phase.value if self.phase else "",
             "error": self.error,
             "pass_epoch": self.pass_epoch,
         }
