@@ -26,9 +26,10 @@ from tests.integration.control_support import (
     join,
     pool_counts,
 )
+from vpcnet.control.act import StaleClientToken
 from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
-from vpcnet.domain import Mode
+from vpcnet.domain import Mode, NodePhase
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
@@ -153,3 +154,27 @@ def test_a_pass_writes_the_node_state_once_after_its_last_ec2_mutation(
     # ... and that one write carried the new release requests with the ENIs.
     usage = ctx.state.read_usage("w", 30)
     assert len(usage.release_requested - requested_before) == 2
+
+
+def test_a_token_naming_a_vanished_eni_retires_the_pass_epoch(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    """The one write a failed pass makes after acting: the epoch whose ClientToken names an
+    ENI GC deleted before it was attached is retired (fenced), so the retry mints new
+    tokens instead of replaying the dead ENI forever."""
+    ctx = context_for(control_settings)
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.large")
+    ec2_emulator.set_faults(rules=[{"action": "AttachNetworkInterface",
+                                    "code": "InvalidNetworkInterfaceID.NotFound", "count": 1}])
+    with pytest.raises(StaleClientToken):
+        provision_node(ctx, "n1", iid, az)
+    st = ctx.state.read_node("n1")
+    assert st is not None and st.record.pass_epoch == "" and st.phase is NodePhase.PROVISIONING
+    assert not st.enis  # no write-back: the pass did not finish
+
+    out = provision_node(ctx, "n1", iid, az)
+    assert out.written and out.phase == NodePhase.PROVISIONED
+    done = ctx.state.read_node("n1")
+    assert done is not None and len(done.enis) == 3 and done.record.pass_epoch == ""

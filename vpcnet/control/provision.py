@@ -27,7 +27,12 @@ from vpcnet.control.act import StaleClientToken, act
 from vpcnet.control.common import EVENT_NORMAL, Deadline, log, node_lock, surface_error
 from vpcnet.control.context import ControlContext
 from vpcnet.control.gather import gather
-from vpcnet.control.writeback import WriteBack, intent_fields, plan_write_back
+from vpcnet.control.writeback import (
+    WriteBack,
+    intent_fields,
+    plan_write_back,
+    retired_epoch_fields,
+)
 from vpcnet.domain import NodeRef
 from vpcnet.errors import ConfigError, NotFoundError, PermanentError, TemporaryError
 from vpcnet.plan import join_calls, plan_node
@@ -85,8 +90,8 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
     try:
         acted = act(ctx.ec2, spec, inputs.instance, plan, deadline)
     except StaleClientToken:
-        # Retire the epoch (fenced, like the intent) so the retry mints new tokens.
-        ctx.state.record_intent(node, {"pass_epoch": ""}, lock_token=token)
+        # The one write after acting on a failed pass, fenced like the intent.
+        ctx.state.record_intent(node, retired_epoch_fields(), lock_token=token)
         raise
     wb = plan_write_back(inputs, plan, acted.enis, acted.released)
     phase = wb.record.phase.value if wb.record.phase else ""

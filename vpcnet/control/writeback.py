@@ -42,6 +42,12 @@ def intent_fields(inputs: ProvisionInputs) -> dict[str, str]:
     return fields
 
 
+def retired_epoch_fields() -> dict[str, str]:
+    """Written when the epoch's ClientToken names an ENI that is gone: the retry mints
+    new tokens instead of replaying the dead ENI."""
+    return {"pass_epoch": ""}
+
+
 def plan_write_back(
     inputs: ProvisionInputs, plan: Plan, enis: Sequence[EniView], released: Sequence[IPv4]
 ) -> WriteBack:
