@@ -77,7 +77,6 @@ class WatcherState:
         self.keys = ClusterKeys(settings.cluster_name)
         self._r = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
         self._claims = DedupClaims(self._r, self.keys, settings.watcher_dedup_seconds)
-        self.window = settings.watcher_dedup_seconds
 
     def claim(self, node: str, action: str, value: str) -> Claim:
         """The dedup claim for enqueuing ``action`` with ``value`` (``vpcnet.state.claims``)."""

@@ -3,10 +3,13 @@
 Writes that the agent acts on are atomic and fenced: a node's ``node`` + ``enis`` are
 replaced by one Lua script that first checks the caller still holds the node's lock,
 stamps the store version (epoch, generation, write_id; rotating the epoch when the
-store has none or the agent reported a rollback, see ``vpcnet.state.keys``) and
-publishes on the node's ``changed`` channel.
+store has none or the agent reported a rollback, see ``vpcnet.state.keys``), adds
+the pass's release requests and publishes on the node's ``changed`` channel. A
+provisioning pass writes through this adapter at most twice, both fenced by the lock:
+the intent before acting (``record_intent``: the ClientToken epoch) and the write-back
+(``write_node``, or ``request_release`` when only release requests changed).
 
-That script, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
+Those scripts, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
 node's keys (hash tag ``{<cluster>/<node>}``) together with cluster-wide ones (``nodes``,
 ``schema``: ``{<cluster>}``). On Redis Cluster the script fails with CROSSSLOT and the
 transactions cannot be atomic, so vpcnet needs one Redis primary; Redis Cluster is not
