@@ -76,8 +76,8 @@ redis.call('SET', KEYS[7], ARGV[7], 'NX')
 redis.call('PUBLISH', ARGV[6], gen)
 return {gen, epoch}
 """
-# The fenced writes of a pass besides the write-back (see ``record_intent`` and
-# ``request_release``): KEYS[1] the node's lock; ARGV[1] the lock token.
+# A pass's other fenced writes (``record_intent``, ``request_release``): nothing is
+# written unless KEYS[1], the node's lock, still holds ARGV[1], the pass's token.
 # KEYS: lock, node, nodes, schema. ARGV: token, fields JSON, node name, schema version.
 _INTENT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
