@@ -51,7 +51,7 @@ def backoff(retries: int, floor: float | None) -> float:
 
 def _run(task: Task, fn: Callable[[], T], node: str | None = None) -> T | dict[str, str]:
     if node is not None:
-        context().state.clear_followup(node, task.name)
+        context().state.followups.clear(node, task.name)
     try:
         return fn()
     except TemporaryError as e:
@@ -100,7 +100,7 @@ def _send(followups: list[Followup]) -> int:
     fresh = float(ctx.settings.broker_visibility_timeout_seconds)
     sent = 0
     for f in followups:
-        if ctx.state.claim_followup(f.args[0], f.task, fresh):
+        if ctx.state.followups.claim(f.args[0], f.task, fresh):
             app.send_task(f.task, args=list(f.args))
             log.info("follow-up enqueued", task=f.task, args=f.args, why=f.why)
             sent += 1

@@ -16,6 +16,7 @@ PURE = (
     "vpcnet.domain", "vpcnet.errors", "vpcnet.settings", "vpcnet.plan", "vpcnet.limits",
     "vpcnet.aws.buckets", "vpcnet.state.keys", "vpcnet.control.view", "vpcnet.ops.audit",
     "vpcnet.agent.ipam", "vpcnet.agent.hostplan", "vpcnet.kube.nodeplan",
+    "vpcnet.state.records", "vpcnet.control.inputs", "vpcnet.control.writeback",
 )
 
 # library -> the only product modules allowed to import it (the emulators, the embedded

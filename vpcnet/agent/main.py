@@ -52,7 +52,7 @@ from vpcnet.credentials.provider import node_credentials
 from vpcnet.domain import EniRecord, IPv4Net
 from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
 from vpcnet.settings import AgentSettings
-from vpcnet.state.records import StoreVersion
+from vpcnet.state.records import NodeRecord, StoreVersion
 
 log = logging.getLogger("vpcnet.agent")
 
@@ -216,7 +216,7 @@ class Agent:
         state = self._read_state()
         identity = self._read_identity()
         if state is not None and state.configured:
-            expected = state.node.get("instance_id")
+            expected = NodeRecord.from_redis(state.node).instance_id
             if expected and expected != identity.instance_id:
                 raise PermanentError(
                     f"Redis says node {self.settings.node_name} is {expected}, "

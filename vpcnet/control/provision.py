@@ -1,67 +1,41 @@
-"""provision_node: re-read EC2 -> plan -> act -> write Redis, under the node's lock.
+"""provision_node: read -> plan -> act -> write back, under the node's lock.
 
 The same function converges a node at any time (first join, warm-pool top-up and trim,
-reconcile): it re-reads the instance, plans against the mode's targets and acts only on
-the difference. A pass killed at any line and re-run leaves the EC2 state of one clean
-run: the per-node lock serialises passes, a replayed CreateNetworkInterface carries the
-same ClientToken (same pass epoch), and everything else is re-read before acting.
+reconcile). A pass is four steps, as cilium's ``pkg/ipam`` splits compute from act:
+
+1. gather (``vpcnet.control.gather``): every input read once into ``ProvisionInputs``;
+2. plan (``vpcnet.plan.plan_node``, pure) against the mode's targets;
+3. act (``vpcnet.control.act``): the plan's EC2 mutations only, each fenced by the lock;
+4. write back once (``vpcnet.control.writeback`` decides, ``ControlState.write_node``
+   lands fields, ENIs and release requests in one atomic step, fenced by the lock).
+
+One write may precede acting, the *intent*: the pass epoch that the ClientTokens carry.
+A pass killed after CreateNetworkInterface and re-run must replay the same token (and
+get the same ENI back, not leak one), so the epoch must be durable before the call; it
+is written fenced, and only when the plan calls EC2. Everything else is re-read by the
+next pass, so a pass killed at any line leaves the EC2 state of one clean run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vpcnet.aws.calls import attributed_to
-from vpcnet.control.common import (
-    EVENT_NORMAL,
-    Deadline,
-    instance_limits,
-    log,
-    node_lock,
-    subnet_cidr,
-    surface_error,
-    targets,
-)
+from vpcnet.control.act import StaleClientToken, act
+from vpcnet.control.common import EVENT_NORMAL, Deadline, log, node_lock, surface_error
 from vpcnet.control.context import ControlContext
-from vpcnet.control.networking import NodeNetworking, choose_subnet, node_networking
-from vpcnet.control.view import (
-    TAG_CLUSTER,
-    TAG_CREATED_AT,
-    TAG_INSTANCE,
-    TAG_NODE,
-    EniView,
-    InstanceView,
-    created_at_tag,
-    eni_description,
+from vpcnet.control.gather import gather
+from vpcnet.control.writeback import (
+    WriteBack,
+    intent_fields,
+    plan_write_back,
+    retired_epoch_fields,
 )
-from vpcnet.domain import EniRecord, IPv4, NodePhase, NodeRef
-from vpcnet.errors import (
-    ConfigError,
-    Ec2PermanentError,
-    NotFoundError,
-    PermanentError,
-    TemporaryError,
-)
-from vpcnet.plan import (
-    AddEni,
-    AssignIps,
-    AssignPrefixes,
-    EniConfig,
-    NodeSpec,
-    Plan,
-    RequestRelease,
-    SetDeleteOnTermination,
-    UnassignIps,
-    UnassignPrefixes,
-    join_calls,
-    managed_enis,
-    plan_node,
-)
-from vpcnet.state.control import NodeState
+from vpcnet.domain import NodeRef
+from vpcnet.errors import ConfigError, NotFoundError, PermanentError, TemporaryError
+from vpcnet.plan import join_calls, plan_node
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,181 +80,40 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
     """One converging pass; the caller holds the node's lock (``token``)."""
     node = ref.name
     deadline = Deadline(ctx.work_budget_seconds)
-    previous = ctx.state.read_node(node)
-    # Validate what the node asks for before touching EC2: bad input creates nothing.
-    net = node_networking(ctx.settings.mode, ref.labels, ref.annotations, ctx.profiles)
-
-    inst = ctx.ec2.describe_instance(ref.instance_id)
-    if inst is None or not inst.alive:
-        state = inst.state if inst else "not found"
-        raise NotFoundError(f"instance {ref.instance_id} of node {node} is {state}")
-    limits = instance_limits(ctx, inst.instance_type)
-    epoch = (previous.fields.get("pass_epoch") if previous else "") or f"{time.time():.3f}"
-    spec = NodeSpec(
-        cluster=ctx.cluster,
-        node_name=node,
-        instance_id=inst.instance_id,
-        limits=limits,
-        mode=net.mode,
-        eni_config=_eni_config(ctx, net, inst),
-        targets=targets(ctx),
-        epoch=epoch,
-    )
-    usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
-    plan = plan_node(spec, inst.enis, usage)
-    was_ready = previous is not None and previous.phase is NodePhase.READY
+    inputs = gather(ctx, ref)
+    spec = inputs.spec()
+    plan = plan_node(spec, inputs.instance.enis, inputs.usage)
     if plan.touches_ec2:
-        # Record the pass epoch before creating anything, so a re-run replays its tokens.
-        ctx.state.set_fields(node, {
-            "pass_epoch": epoch,
-            "instance_id": inst.instance_id,
-            **({} if was_ready else {"phase": NodePhase.PROVISIONING.value}),
-        })
-    log.info("provisioning pass", node=node, instance=inst.instance_id, mode=net.mode.value,
+        ctx.state.record_intent(node, intent_fields(inputs), lock_token=token)
+    log.info("provisioning pass", node=node, instance=spec.instance_id, mode=spec.mode.value,
              actions=len(plan.actions), calls=plan.ec2_calls())
-
-    enis, released = act(ctx, spec, inst, plan, deadline)
-    records = [e.to_record(subnet_cidr(ctx, e.subnet_id)) for e in managed_enis(ctx.cluster, enis)]
-    phase = NodePhase.READY if was_ready else NodePhase.PROVISIONED
-    fields = {
-        "instance_id": inst.instance_id,
-        "instance_type": inst.instance_type,
-        "az": inst.availability_zone,
-        "subnet_id": inst.subnet_id,
-        "primary_ip": str(inst.primary_ip or ""),
-        "mode": net.mode.value,
-        "phase": phase.value,
-        "error": "",
-        "pass_epoch": "",
-    }
-    if plan.touches_ec2:
-        fields["plan_calls"] = json.dumps(join_calls(plan), sort_keys=True)
-    if previous is not None and not released and _same(previous, fields, records):
-        return Outcome(node, phase.value, len(plan.actions), False, previous.generation,
-                       join_calls(plan))
-    generation = ctx.state.write_node(node, fields, records, lock_token=token, released=released)
-    if plan.touches_ec2 and not was_ready:
-        pod_ips = sum(len(r.pod_ips()) for r in records)
-        _event(ctx, node, "Provisioned", f"{len(records)} ENIs, {pod_ips} pod IPs ({net.mode.value})")
-    return Outcome(node, phase.value, len(plan.actions), True, generation, join_calls(plan))
-
-
-def _same(previous: NodeState, fields: Mapping[str, str], records: Sequence[EniRecord]) -> bool:
-    keep = {k: v for k, v in fields.items() if k != "plan_calls"}
-    return all(previous.fields.get(k, "") == v for k, v in keep.items()) and list(
-        previous.enis
-    ) == sorted(records, key=lambda r: r.device_index)
-
-
-def _eni_config(ctx: ControlContext, net: NodeNetworking, inst: InstanceView) -> EniConfig:
-    primary = inst.primary_eni()
-    groups = net.security_groups or (primary.security_groups if primary else inst.security_groups)
-    if net.subnet_id:
-        subnet = net.subnet_id
-        with attributed_to(None):
-            found = ctx.ec2.describe_subnets([subnet]) if ctx.state.cached_subnet(subnet) is None else []
-        if found:
-            ctx.state.store_subnet(subnet, found[0].cidr, found[0].availability_zone)
-        cached = ctx.state.cached_subnet(subnet)
-        if cached is None:
-            raise ConfigError(f"subnet {subnet} does not exist")
-        if cached[1] and cached[1] != inst.availability_zone:
-            raise ConfigError(f"subnet {subnet} is in {cached[1]}, the node in {inst.availability_zone}")
-    elif net.subnet_tags:
-        filters = {f"tag:{k}": [v] for k, v in net.subnet_tags.items()}
-        filters["vpc-id"] = [inst.vpc_id]
-        chosen = choose_subnet(ctx.ec2.describe_subnets(filters=filters), inst.availability_zone)
-        ctx.state.store_subnet(chosen.subnet_id, chosen.cidr, chosen.availability_zone)
-        subnet = chosen.subnet_id
-    else:
-        subnet = primary.subnet_id if primary else inst.subnet_id
-    return EniConfig(subnet_id=subnet, security_groups=tuple(sorted(groups)))
-
-
-def act(
-    ctx: ControlContext, spec: NodeSpec, inst: InstanceView, plan: Plan, deadline: Deadline
-) -> tuple[list[EniView], list[IPv4]]:
-    """Carry out the plan; returns the instance's ENIs as they now are and released IPs."""
-    enis = {e.eni_id: e for e in inst.enis}
-    released: list[IPv4] = []
-    for a in plan.actions:
-        deadline.check(type(a).__name__)
-        if isinstance(a, AssignIps):
-            got = ctx.ec2.assign_ips(a.eni_id, a.count)
-            enis[a.eni_id] = dataclasses.replace(enis[a.eni_id], ips=enis[a.eni_id].ips + got)
-        elif isinstance(a, AssignPrefixes):
-            pfx = ctx.ec2.assign_prefixes(a.eni_id, a.count)
-            enis[a.eni_id] = dataclasses.replace(enis[a.eni_id], prefixes=enis[a.eni_id].prefixes + pfx)
-        elif isinstance(a, AddEni):
-            view = add_eni(ctx, spec, a)
-            enis[view.eni_id] = view
-        elif isinstance(a, SetDeleteOnTermination):
-            ctx.ec2.set_delete_on_termination(a.eni_id, a.attachment_id)
-            enis[a.eni_id] = dataclasses.replace(enis[a.eni_id], delete_on_termination=True)
-        elif isinstance(a, RequestRelease):
-            ctx.state.request_release(spec.node_name, a.ips)
-        elif isinstance(a, UnassignIps):
-            ctx.ec2.unassign_ips(a.eni_id, a.ips)
-            gone = set(a.ips)
-            e = enis[a.eni_id]
-            enis[a.eni_id] = dataclasses.replace(e, ips=tuple(i for i in e.ips if i not in gone))
-            released += a.ips
-        elif isinstance(a, UnassignPrefixes):
-            ctx.ec2.unassign_prefixes(a.eni_id, a.prefixes)
-            e = enis[a.eni_id]
-            enis[a.eni_id] = dataclasses.replace(
-                e, prefixes=tuple(p for p in e.prefixes if p not in a.prefixes)
-            )
-            released += [ip for p in a.prefixes for ip in p]
-    return list(enis.values()), released
-
-
-def add_eni(ctx: ControlContext, spec: NodeSpec, a: AddEni) -> EniView:
-    """Create (addresses + tags in one call), attach at ``a.device_index``, DeleteOnTermination."""
-    # The pass epoch, not now: a replayed ClientToken must carry identical parameters.
-    created_at = created_at_tag(float(spec.epoch))
-    eni = ctx.ec2.create_eni(
-        subnet_id=a.subnet_id,
-        security_groups=a.security_groups,
-        ip_count=a.ip_count,
-        prefix_count=a.prefix_count,
-        client_token=a.client_token,
-        description=eni_description(spec.cluster, spec.node_name),
-        tags={
-            TAG_CLUSTER: spec.cluster,
-            TAG_NODE: spec.node_name,
-            TAG_INSTANCE: spec.instance_id,
-            TAG_CREATED_AT: created_at,
-        },
-    )
-    if eni.attachment_id and eni.instance_id == spec.instance_id:
-        attachment = eni.attachment_id  # a replayed token returned the ENI we attached
-    else:
-        try:
-            attachment = ctx.ec2.attach_eni(eni.eni_id, spec.instance_id, a.device_index)
-        except Ec2PermanentError as e:
-            if e.code == "InvalidNetworkInterfaceID.NotFound":
-                # The replayed token names an ENI that GC removed: start a new epoch.
-                ctx.state.set_fields(spec.node_name, {"pass_epoch": ""})
-                raise TemporaryError(f"ENI {eni.eni_id} vanished before attach", delay=1.0) from e
-            _discard(ctx, eni.eni_id)  # nothing half-created
-            raise
-    ctx.ec2.set_delete_on_termination(eni.eni_id, attachment)
-    return dataclasses.replace(
-        eni,
-        device_index=a.device_index,
-        attachment_id=attachment,
-        instance_id=spec.instance_id,
-        delete_on_termination=True,
-        status="in-use",
-    )
-
-
-def _discard(ctx: ControlContext, eni_id: str) -> None:
     try:
-        ctx.ec2.delete_eni(eni_id)
-    except (PermanentError, TemporaryError) as e:
-        log.warning("could not delete unattached ENI; GC will", eni=eni_id, error=str(e))
+        acted = act(ctx.ec2, spec, inputs.instance, plan, deadline)
+    except StaleClientToken:
+        # The one write after acting on a failed pass, fenced like the intent.
+        ctx.state.record_intent(node, retired_epoch_fields(), lock_token=token)
+        raise
+    wb = plan_write_back(inputs, plan, acted.enis, acted.released)
+    phase = wb.record.phase.value if wb.record.phase else ""
+    generation = _write_back(ctx, node, wb, token)
+    if generation is None:
+        previous = inputs.previous.version.generation if inputs.previous else 0
+        return Outcome(node, phase, len(plan.actions), False, previous, join_calls(plan))
+    if plan.touches_ec2 and not inputs.was_ready:
+        pod_ips = sum(len(r.pod_ips()) for r in wb.enis)
+        _event(ctx, node, "Provisioned", f"{len(wb.enis)} ENIs, {pod_ips} pod IPs ({spec.mode.value})")
+    return Outcome(node, phase, len(plan.actions), True, generation, join_calls(plan))
+
+
+def _write_back(ctx: ControlContext, node: str, wb: WriteBack, token: str) -> int | None:
+    """The pass's one store write; its generation, or None when the node's state itself
+    was not rewritten (at most release requests were added)."""
+    if wb.replaces_state:
+        return ctx.state.write_node(node, wb.record.to_redis(), wb.enis, lock_token=token,
+                                    released=wb.released, release_requests=wb.release_requests)
+    if wb.release_requests:
+        ctx.state.request_release(node, wb.release_requests, lock_token=token)
+    return None
 
 
 def _event(ctx: ControlContext, node: str, reason: str, message: str) -> None:

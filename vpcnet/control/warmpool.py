@@ -40,10 +40,11 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
     if st.phase is NodePhase.READY:
         _no_free_ips_taint(ctx, st, free_ips(st, usage) == 0)
-    mode = Mode(st.fields.get("mode", ctx.settings.mode.value))
+    record = st.record
+    mode = Mode(record.mode or ctx.settings.mode.value)
     if mode is Mode.FULL:
         return
-    limits = ctx.state.cached_limits(st.fields.get("instance_type", ""))
+    limits = ctx.state.cached_limits(record.instance_type)
     if limits is None:
         return  # provisioning fills the cache; nothing to plan against yet
     first = st.enis[0]
@@ -61,12 +62,12 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     except ConfigError:
         return  # provisioning surfaces it
     if plan:
-        yield Followup(PROVISION_NODE, (node, st.instance_id, st.fields.get("az", "")),
+        yield Followup(PROVISION_NODE, (node, st.instance_id, record.az),
                        why=f"warm pool: {len(plan.actions)} actions")
 
 
 def _no_free_ips_taint(ctx: ControlContext, st: NodeState, empty: bool) -> None:
-    tainted = st.fields.get("no_free_ips") == "1"
+    tainted = st.record.no_free_ips
     if empty == tainted:
         return
     try:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.domain import NodePhase
 from vpcnet.embedded.churn import (
     POD_NAMESPACE,
     PodChurn,
@@ -50,6 +51,7 @@ from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import VpcnetError
 from vpcnet.sim.netns import ping
 from vpcnet.sim.runtime import CniError, PodRuntime
+from vpcnet.state.records import PHASE_FIELD, parse_phase
 
 CNI_REFERENCE_DIR = Path("/usr/lib/cni")
 NOT_READY_TAINT = "vpcnet.io/not-ready"
@@ -258,9 +260,9 @@ class ChaosWorld:
         try:
             out = []
             for name in names:
-                raw = client.hget(self.stack.keys.node(name).node, "phase")
+                phase = parse_phase(client.hget(self.stack.keys.node(name).node, PHASE_FIELD))
                 taints = (nodes.get(name, {}).get("spec") or {}).get("taints") or []
-                if raw == b"ready" and not any(t["key"] == NOT_READY_TAINT for t in taints):
+                if phase is NodePhase.READY and not any(t["key"] == NOT_READY_TAINT for t in taints):
                     out.append(name)
             return out
         finally:
@@ -483,8 +485,8 @@ class ChaosWorld:
         for name in self.node_names():
             st = world.redis_nodes.get(name)
             kube = world.kube_nodes.get(name)
-            if st is None or st.fields.get("phase") != "ready":
-                problems.append(f"{name}: phase {st.fields.get('phase') if st else None}")
+            if st is None or st.phase is not NodePhase.READY:
+                problems.append(f"{name}: phase {st.phase if st else None}")
             if kube is None or any(t.key == NOT_READY_TAINT for t in kube.taints):
                 problems.append(f"{name}: tainted not-ready")
             report = world.agents.get(name)

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpcnet.domain import NodePhase
 from vpcnet.embedded.procs import ManagedProcess, RedisServer, free_port, wait_for
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.records import PHASE_FIELD, parse_phase
 
 VPC_CIDR = "10.0.0.0/16"
 SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
@@ -279,10 +281,10 @@ class EmbeddedStack:
     def node_phase(self, name: str) -> str:
         client = self.redis.client()
         try:
-            raw = client.hget(self.keys.node(name).node, "phase")
+            phase = parse_phase(client.hget(self.keys.node(name).node, PHASE_FIELD))
         finally:
             client.close()
-        return raw.decode() if raw else "pending"
+        return (phase or NodePhase.PENDING).value
 
     def node_tainted(self, name: str) -> bool:
         from kubernetes import client as k8s

@@ -20,7 +20,7 @@ from vpcnet.kube.types import (
     NodeObj,
     TaintEffect,
 )
-from vpcnet.state.records import AgentRecord, StoreVersion
+from vpcnet.state.records import AgentRecord, NodeRecord
 
 # Annotations vpcnet writes itself: a change to them must not trigger provisioning.
 _OWN_ANNOTATIONS = frozenset({STATUS_ANNOTATION})
@@ -146,16 +146,17 @@ def plan_status_summary(
     annotation changes when the node's situation does, not on every heartbeat."""
     if not fields and not enis:
         return None
+    record = NodeRecord.from_redis(fields)
     summary: dict[str, object] = {
-        "phase": fields.get("phase", ""),
-        "instanceId": fields.get("instance_id", ""),
-        "mode": fields.get("mode", ""),
+        "phase": record.phase.value if record.phase else "",
+        "instanceId": record.instance_id,
+        "mode": record.mode,
         "enis": len(enis),
         "podIPs": sum(len(r.pod_ips()) for r in enis),
-        "generation": StoreVersion.from_fields(fields).generation,
+        "generation": record.version.generation,
         "agentReady": agent.ready,
         "agentGeneration": agent.generation,
     }
-    if fields.get("error"):
-        summary["error"] = fields["error"][:300]
+    if record.error:
+        summary["error"] = record.error[:300]
     return json.dumps(summary, sort_keys=True, separators=(",", ":"))

@@ -2,8 +2,8 @@
 
 - :class:`TaskSender` enqueues the control-plane tasks by name on the ``ec2`` queue with a
   minimal Celery client, so the watcher does not import the workers' code (or boto3).
-- :class:`WatcherState` reads vpcnet's Redis view of nodes and holds the enqueue dedup
-  keys; :class:`AgentReadyListener` follows the ``agent-ready`` channel.
+- :class:`WatcherState` reads vpcnet's Redis view of nodes and takes the enqueue dedup
+  claims (``vpcnet.state.claims``); :class:`AgentReadyListener` follows the ``agent-ready`` channel.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 import structlog
 from celery import Celery
 
-from vpcnet.domain import EniRecord, NodePhase
+from vpcnet.domain import EniRecord
 from vpcnet.errors import StateError, TemporaryError
 from vpcnet.kube.nodeplan import ControlView, plan_status_summary
 from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
 from vpcnet.settings import Settings
+from vpcnet.state.claims import Claim, DedupClaims
 from vpcnet.state.keys import ClusterKeys
-from vpcnet.state.records import AgentRecord
+from vpcnet.state.records import AgentRecord, NodeRecord
 
 log = structlog.get_logger("vpcnet.watcher")
 
@@ -38,16 +38,6 @@ EC2_QUEUE = "ec2"
 FAST_QUEUE = "vpcnet"
 _QUEUE_OF = {NODE_READY: FAST_QUEUE}
 
-# Set the key to ARGV[1] for ARGV[2] ms unless it already holds ARGV[1].
-# Returns {1, 0} when claimed, {0, remaining ms} when an equal claim is still live.
-_CLAIM = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then
-  return {0, redis.call('PTTL', KEYS[1])}
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, 0}
-"""
 
 
 class TaskSender:
@@ -82,40 +72,18 @@ class TaskSender:
         self._app.close()
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    won: bool
-    remaining: float  # seconds the equal claim still holds (0 when won)
-
-
 class WatcherState:
     def __init__(self, settings: Settings, client: redis.Redis[bytes] | None = None) -> None:
         self.keys = ClusterKeys(settings.cluster_name)
         self._r = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-        self._claim = self._r.register_script(_CLAIM)
-        self.window = settings.watcher_dedup_seconds
+        self._claims = DedupClaims(self._r, self.keys, settings.watcher_dedup_seconds)
 
     def claim(self, node: str, action: str, value: str) -> Claim:
-        """Take the dedup claim for enqueuing ``action`` with ``value`` on ``node``.
-
-        Won when no equal claim is live; a different value (a new instance id) wins at
-        once. The claim lapses after the dedup window so a later change enqueues again.
-        """
-        key = self.keys.dedup_action(node, action)
-        try:
-            won, pttl = cast(
-                list[int], self._claim(keys=[key], args=[value, int(self.window * 1000)])
-            )
-        except redis.RedisError as e:
-            raise StateError(f"dedup claim for {node}: {e}") from e
-        return Claim(won=bool(won), remaining=max(0.0, int(pttl) / 1000))
+        """The dedup claim for enqueuing ``action`` with ``value`` (``vpcnet.state.claims``)."""
+        return self._claims.claim(node, action, value)
 
     def drop_claim(self, node: str, action: str) -> None:
-        """Let the next enqueue of ``action`` through (e.g. after the send failed)."""
-        try:
-            self._r.delete(self.keys.dedup_action(node, action))
-        except redis.RedisError as e:
-            raise StateError(f"dedup drop for {node}: {e}") from e
+        self._claims.drop(node, action)
 
     def views(self, nodes: Iterable[str]) -> dict[str, ControlView]:
         """The Redis view of each node, read in one round trip."""
@@ -125,7 +93,7 @@ class WatcherState:
         pipe = self._r.pipeline(transaction=False)
         for name in names:
             nk = self.keys.node(name)
-            pipe.hmget(nk.node, ["instance_id", "phase"])
+            pipe.hgetall(nk.node)
             pipe.hgetall(nk.agent)
         try:
             raw = pipe.execute()
@@ -133,10 +101,10 @@ class WatcherState:
             raise StateError(f"reading node views: {e}") from e
         out: dict[str, ControlView] = {}
         for i, name in enumerate(names):
-            (iid, phase), ready = raw[2 * i], raw[2 * i + 1]
+            record, ready = NodeRecord.from_redis(raw[2 * i]), raw[2 * i + 1]
             out[name] = ControlView(
-                instance_id=_s(iid),
-                phase=_phase(_s(phase)),
+                instance_id=record.instance_id,
+                phase=record.phase,
                 agent_ready=AgentRecord.from_redis(ready).ready,
             )
         return out
@@ -264,10 +232,3 @@ def _s(raw: object) -> str:
 
 def _str_map(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in raw.items()}
-
-
-def _phase(raw: str) -> NodePhase | None:
-    try:
-        return NodePhase(raw) if raw else None
-    except ValueError:
-        return None

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from vpcnet.domain import NodePhase
 from vpcnet.state.keys import ClusterKeys
-from vpcnet.state.records import AgentRecord
+from vpcnet.state.records import PHASE_FIELD, AgentRecord, parse_phase
 
 log = structlog.get_logger("vpcnet.metrics")
 
@@ -152,7 +152,7 @@ class ClusterPoolCollector(Collector):
             for name in names:
                 keys = self._keys.node(name)
                 pipe.hgetall(keys.agent)
-                pipe.hget(keys.node, "phase")
+                pipe.hget(keys.node, PHASE_FIELD)
                 pipe.hvals(keys.enis)
             raw = pipe.execute()
         except (redis.RedisError, ValueError) as e:
@@ -163,7 +163,7 @@ class ClusterPoolCollector(Collector):
         by_phase: Counter[str] = Counter({p.value: 0 for p in NodePhase})
         for i, name in enumerate(names):
             agent_raw = raw[3 * i]
-            by_phase[_text(raw[3 * i + 1]) or NodePhase.PENDING.value] += 1
+            by_phase[(parse_phase(raw[3 * i + 1]) or NodePhase.PENDING).value] += 1
             capacity.add_metric([name], sum(_pod_ip_count(r) for r in raw[3 * i + 2]))
             if not agent_raw:
                 continue  # no agent report yet

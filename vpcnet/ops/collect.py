@@ -23,7 +23,7 @@ from vpcnet.kube.types import NodeObj, PodObj
 from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, audit
 from vpcnet.settings import Settings
 from vpcnet.state.control import NodeState
-from vpcnet.state.records import AgentRecord
+from vpcnet.state.records import AgentRecord, NodeRecord
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def to_snapshot(world: World) -> Snapshot:
                 instance_id=state.instance_id,
                 instance_alive=bool(inst and inst.alive),
                 in_kubernetes=kube_node is not None,
-                phase=state.fields.get("phase", ""),
+                phase=_phase(state.record),
                 taints=frozenset(t.key for t in kube_node.taints) if kube_node else frozenset(),
                 redis_enis=state.enis,
                 assigned=world.assigned.get(name, {}),
@@ -145,6 +145,10 @@ def to_snapshot(world: World) -> Snapshot:
     )
 
 
+def _phase(record: NodeRecord) -> str:
+    return record.phase.value if record.phase else ""
+
+
 def run_audit(settings: Settings) -> list[Violation]:
     return audit(to_snapshot(collect(settings)))
 
@@ -152,6 +156,7 @@ def run_audit(settings: Settings) -> list[Violation]:
 def node_view(world: World, name: str) -> dict[str, Any]:
     """One node as status/inspect/demo show it: Redis, EC2, agent and pods side by side."""
     state = world.redis_nodes.get(name)
+    record = state.record if state else None
     assigned = world.assigned.get(name, {})
     pods_by_ip = {str(p.pod_ip): f"{p.namespace}/{p.name}" for p in world.pods if p.pod_ip}
     inst = world.instances.get(state.instance_id) if state else None
@@ -185,10 +190,10 @@ def node_view(world: World, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "instance_id": state.instance_id if state else "",
-        "instance_type": state.fields.get("instance_type", "") if state else "",
-        "phase": state.fields.get("phase", "unknown") if state else "unknown",
-        "error": state.fields.get("error", "") if state else "",
-        "mode": state.fields.get("mode", "") if state else "",
+        "instance_type": record.instance_type if record else "",
+        "phase": _phase(record) if record else "unknown",
+        "error": record.error if record else "",
+        "mode": record.mode if record else "",
         "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
         "agent_ready": agent is not None and agent.ready,
         "agent": dataclasses.asdict(agent) if agent is not None else {},

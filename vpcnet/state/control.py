@@ -3,10 +3,13 @@
 Writes that the agent acts on are atomic and fenced: a node's ``node`` + ``enis`` are
 replaced by one Lua script that first checks the caller still holds the node's lock,
 stamps the store version (epoch, generation, write_id; rotating the epoch when the
-store has none or the agent reported a rollback, see ``vpcnet.state.keys``) and
-publishes on the node's ``changed`` channel.
+store has none or the agent reported a rollback, see ``vpcnet.state.keys``), adds
+the pass's release requests and publishes on the node's ``changed`` channel. A
+provisioning pass writes through this adapter at most twice, both fenced by the lock:
+the intent before acting (``record_intent``: the ClientToken epoch) and the write-back
+(``write_node``, or ``request_release`` when only release requests changed).
 
-That script, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
+Those scripts, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
 node's keys (hash tag ``{<cluster>/<node>}``) together with cluster-wide ones (``nodes``,
 ``schema``: ``{<cluster>}``). On Redis Cluster the script fails with CROSSSLOT and the
 transactions cannot be atomic, so vpcnet needs one Redis primary; Redis Cluster is not
@@ -30,16 +33,18 @@ from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, NodePhase
 from vpcnet.errors import LockHeld, StateError
 from vpcnet.limits import limits_from_json, limits_to_json
 from vpcnet.plan import PoolUsage
+from vpcnet.state.claims import FollowupClaims
 from vpcnet.state.keys import SCHEMA_VERSION, ClusterKeys, NodeKeys
 from vpcnet.state.lock import Lease, RedisLock
-from vpcnet.state.records import AgentRecord, StoreVersion, text_fields
+from vpcnet.state.records import AgentRecord, NodeRecord, StoreVersion, text_fields
 
 ERRORS_KEPT = 1000
 LIMITS_TTL_SECONDS = 24 * 3600  # refresh_limits re-reads them sooner; this bounds staleness
 
 # KEYS: lock, node, enis, release-req, release-ok, nodes, schema, agent
 # ARGV: token ('' = unfenced), node fields JSON, enis JSON {id: record}, released IPs JSON,
-#       node name, channel, schema version, a fresh epoch (used if one is needed), write id
+#       node name, channel, schema version, a fresh epoch (used if one is needed), write id,
+#       IPs to request the release of JSON (added to release-req in the same step)
 # The epoch is decided here, in the same atomic step that bumps the generation: the
 # node hash has none (first write, FLUSHALL) or the agent's report shows the store went
 # back in this epoch (it names the epoch as rolled back, or programmed a generation of
@@ -63,6 +68,7 @@ for _, ip in ipairs(cjson.decode(ARGV[4])) do
   redis.call('SREM', KEYS[4], ip)
   redis.call('SREM', KEYS[5], ip)
 end
+for _, ip in ipairs(cjson.decode(ARGV[10])) do redis.call('SADD', KEYS[4], ip) end
 gen = gen + 1
 redis.call('HSET', KEYS[2], 'epoch', epoch, 'generation', gen, 'write_id', ARGV[9])
 redis.call('SADD', KEYS[6], ARGV[5])
@@ -70,25 +76,47 @@ redis.call('SET', KEYS[7], ARGV[7], 'NX')
 redis.call('PUBLISH', ARGV[6], gen)
 return {gen, epoch}
 """
+# A pass's other fenced writes (``record_intent``, ``request_release``): nothing is
+# written unless KEYS[1], the node's lock, still holds ARGV[1], the pass's token.
+# KEYS: lock, node, nodes, schema. ARGV: token, fields JSON, node name, schema version.
+_INTENT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[2], k, v) end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[4], ARGV[4], 'NX')
+return 1
+"""
+# KEYS: lock, release-req. ARGV: token, IPs JSON, channel.
+_REQUEST_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for _, ip in ipairs(cjson.decode(ARGV[2])) do redis.call('SADD', KEYS[2], ip) end
+redis.call('PUBLISH', ARGV[3], 'release-req')
+return 1
+"""
 # Stamped by _WRITE only: a caller's fields must not forge or reset the store version.
 STORE_VERSION_FIELDS = frozenset({"epoch", "generation", "write_id"})
 
 
 @dataclass(frozen=True, slots=True)
 class NodeState:
+    """The node's ``node`` hash (``record``, typed; ``fields``, as stored) and ENIs."""
+
     name: str
     fields: Mapping[str, str]
     enis: tuple[EniRecord, ...]
 
     @property
+    def record(self) -> NodeRecord:
+        return NodeRecord.from_redis(self.fields)
+
+    @property
     def phase(self) -> NodePhase | None:
-        raw = self.fields.get("phase", "")
-        return NodePhase(raw) if raw in NodePhase._value2member_map_ else None
+        return self.record.phase
 
     @property
     def version(self) -> StoreVersion:
         """Which write of the node's desired state this is (epoch, generation, write_id)."""
-        return StoreVersion.from_fields(self.fields)
+        return self.record.version
 
     @property
     def generation(self) -> int:
@@ -100,7 +128,11 @@ class NodeState:
 
     @property
     def instance_id(self) -> str:
-        return self.fields.get("instance_id", "")
+        return self.record.instance_id
+
+
+def _ip_list(ips: Sequence[IPv4]) -> str:
+    return json.dumps([str(i) for i in ips])
 
 
 def _s(v: bytes | str) -> str:
@@ -115,6 +147,10 @@ class ControlState:
         self.keys = ClusterKeys(cluster)
         self.lock_replicas = lock_replicas
         self._write = client.register_script(_WRITE)
+        self._intent = client.register_script(_INTENT)
+        self._request_release = client.register_script(_REQUEST_RELEASE)
+        # beat's follow-up claims live in the node hash; their owner is vpcnet.state.claims
+        self.followups = FollowupClaims(client, self.keys)
 
     def node_keys(self, node: str) -> NodeKeys:
         return self.keys.node(node)
@@ -161,10 +197,12 @@ class ControlState:
         *,
         lock_token: str,
         released: Sequence[IPv4] = (),
+        release_requests: Sequence[IPv4] = (),
     ) -> int:
         """Replace the node's ENIs, update fields, bump and publish ``generation``.
 
-        ``released`` IPs are dropped from release-req/release-ok in the same step.
+        ``released`` IPs are dropped from release-req/release-ok and ``release_requests``
+        added to release-req, in the same step.
         """
         reserved = STORE_VERSION_FIELDS & set(fields)
         if reserved:
@@ -178,12 +216,13 @@ class ControlState:
                     lock_token,
                     json.dumps({**fields, "updated": f"{time.time():.3f}"}),
                     json.dumps({e.eni_id: e.to_json() for e in enis}) if enis else "{}",
-                    json.dumps([str(i) for i in released]) if released else "[]",
+                    _ip_list(released),
                     node,
                     k.changed_channel,
                     str(SCHEMA_VERSION),
                     uuid.uuid4().hex,  # the epoch, if this write starts a history
                     uuid.uuid4().hex,  # this write's id
+                    _ip_list(release_requests),
                 ],
             )
         except redis.RedisError as e:
@@ -207,6 +246,25 @@ class ControlState:
             pipe.execute()
         except redis.RedisError as e:
             raise StateError(f"node {node}: {e}") from e
+
+    def record_intent(self, node: str, fields: Mapping[str, str], *, lock_token: str) -> None:
+        """Set ``fields`` before a pass acts, fenced by the node's lock (LockHeld when
+        lost): the one write a pass makes ahead of its write-back (its ClientToken epoch
+        must be durable before CreateNetworkInterface, see ``vpcnet.control.provision``)."""
+        reserved = STORE_VERSION_FIELDS & set(fields)
+        if reserved:
+            raise ValueError(f"record_intent: {sorted(reserved)} are stamped by write_node only")
+        k = self.node_keys(node)
+        try:
+            done = self._intent(
+                keys=[k.lock, k.node, self.keys.nodes, self.keys.schema],
+                args=[lock_token, json.dumps({**fields, "updated": f"{time.time():.3f}"}),
+                      node, str(SCHEMA_VERSION)],
+            )
+        except redis.RedisError as e:
+            raise StateError(f"node {node}: {e}") from e
+        if int(done) < 0:
+            raise LockHeld(f"lost the lock of node {node} before acting", delay=1.0)
 
     def read_node(self, node: str) -> NodeState | None:
         k = self.node_keys(node)
@@ -238,27 +296,6 @@ class ControlState:
             pipe.execute()
         except redis.RedisError as e:
             raise StateError(f"delete node {node}: {e}") from e
-
-    def claim_followup(self, node: str, task: str, fresh_seconds: float) -> bool:
-        """Mark ``task`` as enqueued for ``node`` unless an enqueue is still fresh (scans
-        run more often than a long queue drains; this keeps them from piling duplicates)."""
-        k = self.node_keys(node).node
-        field = f"queued:{task}"
-        now = time.time()
-        try:
-            raw = self.redis.hget(k, field)
-            if raw is not None and now - float(raw) < fresh_seconds:
-                return False
-            self.redis.hset(k, field, f"{now:.3f}")
-        except redis.RedisError as e:
-            raise StateError(f"followup {node}: {e}") from e
-        return True
-
-    def clear_followup(self, node: str, task: str) -> None:
-        try:
-            self.redis.hdel(self.node_keys(node).node, f"queued:{task}")
-        except redis.RedisError:
-            pass  # it goes stale on its own
 
     # -- the agent's side ------------------------------------------------------------
 
@@ -304,15 +341,19 @@ class ControlState:
         fields = text_fields(dict(zip(("epoch", "generation", "write_id"), version_raw, strict=True)))
         return StoreVersion.from_fields(fields), AgentRecord.from_redis(agent_raw) if agent_raw else None
 
-    def request_release(self, node: str, ips: Sequence[IPv4]) -> None:
+    def request_release(self, node: str, ips: Sequence[IPv4], *, lock_token: str) -> None:
+        """Add ``ips`` to release-req (and tell the agent), fenced by the node's lock: a
+        pass's write-back when its node state is unchanged (else ``write_node`` carries
+        the requests)."""
         k = self.node_keys(node)
         try:
-            pipe = self.redis.pipeline()
-            pipe.sadd(k.release_req, *[str(i) for i in ips])
-            pipe.publish(k.changed_channel, "release-req")
-            pipe.execute()
+            done = self._request_release(
+                keys=[k.lock, k.release_req], args=[lock_token, _ip_list(ips), k.changed_channel]
+            )
         except redis.RedisError as e:
             raise StateError(f"request release {node}: {e}") from e
+        if int(done) < 0:
+            raise LockHeld(f"lost the lock of node {node} before writing", delay=1.0)
 
     # -- errors ----------------------------------------------------------------------
 

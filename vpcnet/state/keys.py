@@ -74,7 +74,7 @@ Added by the control plane (workers/beat):
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
   ``pass_epoch`` (ClientToken epoch of an unfinished pass) and ``queued:<task>`` (unix
-  time a scan enqueued that task; dedups beat's follow-ups).
+  time a scan enqueued that task; dedups beat's follow-ups, ``vpcnet.state.claims``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 ``vpcnet.state.keys``). Pure: no redis import.
 
 Every reader and writer of a node's ``agent`` hash goes through :class:`AgentRecord`,
+every reader of its ``node`` hash through :class:`NodeRecord`,
 and every comparison of "what the agent programmed" with "what the store holds" goes
 through :class:`StoreVersion`, so that numbers from two store histories are never
 compared (invariant 7; the epoch design is in ``vpcnet.state.keys``).
@@ -16,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from vpcnet.domain import NodePhase
 
 # A hash as redis-py returns it: bytes (or str with decode_responses), None for a
 # missing field of HMGET.
@@ -163,3 +166,82 @@ class AgentRecord:
             version=f.get("version", ""),
             error=f.get("error", ""),
         )
+
+
+# For a point read of one field (HGET) where reading the whole hash would cost too much.
+PHASE_FIELD = "phase"
+
+
+def parse_phase(raw: Any) -> NodePhase | None:
+    """A stored phase (bytes, str or None); None when missing or not a phase."""
+    text = _text(raw)
+    return NodePhase(text) if text in NodePhase._value2member_map_ else None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """The node's ``node`` hash: what the control plane last wrote about the node.
+
+    The provisioning write-back sets the fields of :meth:`to_redis`; ``version`` is
+    stamped by the store's write itself (``vpcnet.state.control``), ``no_free_ips`` by
+    the warm-pool scan, and the ``queued:<task>`` claims belong to
+    ``vpcnet.state.claims`` (not read here).
+    """
+
+    instance_id: str = ""
+    instance_type: str = ""
+    az: str = ""
+    subnet_id: str = ""
+    primary_ip: str = ""
+    mode: str = ""  # a vpcnet.domain.Mode value, or "" before the first write-back
+    phase: NodePhase | None = None
+    error: str = ""
+    # The ClientToken epoch of a pass that acted but has not written back yet.
+    pass_epoch: str = ""
+    # JSON action -> minimum EC2 calls of the last pass that acted ("" = none recorded).
+    plan_calls: str = ""
+    no_free_ips: bool = False
+    version: StoreVersion = StoreVersion()
+
+    @classmethod
+    def from_redis(cls, raw: RedisHash) -> NodeRecord:
+        f = text_fields(raw)
+        return cls(
+            instance_id=f.get("instance_id", ""),
+            instance_type=f.get("instance_type", ""),
+            az=f.get("az", ""),
+            subnet_id=f.get("subnet_id", ""),
+            primary_ip=f.get("primary_ip", ""),
+            mode=f.get("mode", ""),
+            phase=parse_phase(f.get(PHASE_FIELD)),
+            error=f.get("error", ""),
+            pass_epoch=f.get("pass_epoch", ""),
+            plan_calls=f.get("plan_calls", ""),
+            no_free_ips=f.get("no_free_ips") == "1",
+            version=StoreVersion.from_fields(f),
+        )
+
+    def to_redis(self) -> dict[str, str]:
+        """The fields a provisioning write-back sets (``plan_calls`` only when recorded:
+        a pass that did not act keeps the last one)."""
+        out = {
+            "instance_id": self.instance_id,
+            "instance_type": self.instance_type,
+            "az": self.az,
+            "subnet_id": self.subnet_id,
+            "primary_ip": self.primary_ip,
+            "mode": self.mode,
+            PHASE_FIELD: self.phase.value if self.phase else "",
+            "error": self.error,
+            "pass_epoch": self.pass_epoch,
+        }
+        if self.plan_calls:
+            out["plan_calls"] = self.plan_calls
+        return out
+
+    def same_desired(self, other: NodeRecord) -> bool:
+        """Both say the same about the node (``plan_calls`` and the version aside)."""
+        mine, theirs = self.to_redis(), other.to_redis()
+        mine.pop("plan_calls", None)
+        theirs.pop("plan_calls", None)
+        return mine == theirs

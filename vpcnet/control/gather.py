@@ -1,0 +1,76 @@
+"""The read step of a provisioning pass: every input, read once, before planning.
+
+Reads only (EC2 describes, Redis reads) plus the caches of immutable facts they fill
+(instance limits, subnet CIDR and zone): a fact cached here is true for every pass, so
+filling it is not part of the node's state and may happen before the plan.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vpcnet.aws.calls import attributed_to
+from vpcnet.control.common import instance_limits, subnet_cidr, targets
+from vpcnet.control.context import ControlContext
+from vpcnet.control.inputs import ProvisionInputs, pass_epoch
+from vpcnet.control.networking import NodeNetworking, choose_subnet, node_networking
+from vpcnet.control.view import InstanceView
+from vpcnet.domain import NodeRef
+from vpcnet.errors import ConfigError, NotFoundError
+from vpcnet.plan import EniConfig, managed_enis
+
+
+def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
+    """Bad input (annotations, a subnet that does not exist) fails here: nothing acted."""
+    node = ref.name
+    previous = ctx.state.read_node(node)
+    net = node_networking(ctx.settings.mode, ref.labels, ref.annotations, ctx.profiles)
+    inst = ctx.ec2.describe_instance(ref.instance_id)
+    if inst is None or not inst.alive:
+        state = inst.state if inst else "not found"
+        raise NotFoundError(f"instance {ref.instance_id} of node {node} is {state}")
+    limits = instance_limits(ctx, inst.instance_type)
+    config = eni_config(ctx, net, inst)
+    usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
+    # New ENIs go to the config's subnet; the others keep the subnet they are in.
+    subnets = {config.subnet_id, *(e.subnet_id for e in managed_enis(ctx.cluster, inst.enis))}
+    return ProvisionInputs(
+        cluster=ctx.cluster,
+        node=node,
+        previous=previous.record if previous else None,
+        previous_enis=previous.enis if previous else (),
+        instance=inst,
+        limits=limits,
+        usage=usage,
+        mode=net.mode,
+        eni_config=config,
+        subnet_cidrs={s: subnet_cidr(ctx, s) for s in sorted(subnets)},
+        targets=targets(ctx),
+        epoch=pass_epoch(previous.record if previous else None, time.time()),
+    )
+
+
+def eni_config(ctx: ControlContext, net: NodeNetworking, inst: InstanceView) -> EniConfig:
+    """Where the node's new ENIs go, its custom networking resolved against EC2."""
+    primary = inst.primary_eni()
+    groups = net.security_groups or (primary.security_groups if primary else inst.security_groups)
+    if net.subnet_id:
+        subnet = net.subnet_id
+        with attributed_to(None):
+            found = ctx.ec2.describe_subnets([subnet]) if ctx.state.cached_subnet(subnet) is None else []
+        if found:
+            ctx.state.store_subnet(subnet, found[0].cidr, found[0].availability_zone)
+        cached = ctx.state.cached_subnet(subnet)
+        if cached is None:
+            raise ConfigError(f"subnet {subnet} does not exist")
+        if cached[1] and cached[1] != inst.availability_zone:
+            raise ConfigError(f"subnet {subnet} is in {cached[1]}, the node in {inst.availability_zone}")
+    elif net.subnet_tags:
+        filters = {f"tag:{k}": [v] for k, v in net.subnet_tags.items()}
+        filters["vpc-id"] = [inst.vpc_id]
+        chosen = choose_subnet(ctx.ec2.describe_subnets(filters=filters), inst.availability_zone)
+        ctx.state.store_subnet(chosen.subnet_id, chosen.cidr, chosen.availability_zone)
+        subnet = chosen.subnet_id
+    else:
+        subnet = primary.subnet_id if primary else inst.subnet_id
+    return EniConfig(subnet_id=subnet, security_groups=tuple(sorted(groups)))

@@ -1,0 +1,77 @@
+"""What a provisioning pass writes to the store, decided purely from its inputs, its plan
+and the ENIs acting left (the one write-back of ``vpcnet.control.provision``).
+
+The intent is the one write a pass makes before acting, and only when the plan calls
+EC2: the pass epoch must be durable before CreateNetworkInterface, so that a pass killed
+after it and re-run replays the same ClientToken (and gets the same ENI back instead of
+leaking one). The write-back then lands fields, ENIs and release requests in one step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vpcnet.control.inputs import ProvisionInputs
+from vpcnet.control.view import EniView
+from vpcnet.domain import EniRecord, IPv4, NodePhase
+from vpcnet.plan import Plan, RequestRelease, join_calls, managed_enis
+from vpcnet.state.records import NodeRecord
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBack:
+    record: NodeRecord
+    enis: tuple[EniRecord, ...]  # by device index
+    released: tuple[IPv4, ...]  # handed back to EC2: out of release-req/release-ok
+    release_requests: tuple[IPv4, ...]  # to add to release-req
+    state_changed: bool  # the node record or ENIs differ from the store's
+
+    @property
+    def replaces_state(self) -> bool:
+        """The node's state is rewritten (a new generation), not only release-req."""
+        return self.state_changed or bool(self.released)
+
+
+def intent_fields(inputs: ProvisionInputs) -> dict[str, str]:
+    """Recorded before acting: the epoch to replay, and that the node is being worked on."""
+    fields = {"pass_epoch": inputs.epoch, "instance_id": inputs.instance.instance_id}
+    if not inputs.was_ready:
+        fields["phase"] = NodePhase.PROVISIONING.value
+    return fields
+
+
+def retired_epoch_fields() -> dict[str, str]:
+    """Written when the epoch's ClientToken names an ENI that is gone: the retry mints
+    new tokens instead of replaying the dead ENI."""
+    return {"pass_epoch": ""}
+
+
+def plan_write_back(
+    inputs: ProvisionInputs, plan: Plan, enis: Sequence[EniView], released: Sequence[IPv4]
+) -> WriteBack:
+    inst = inputs.instance
+    record = NodeRecord(
+        instance_id=inst.instance_id,
+        instance_type=inst.instance_type,
+        az=inst.availability_zone,
+        subnet_id=inst.subnet_id,
+        primary_ip=str(inst.primary_ip or ""),
+        mode=inputs.mode.value,
+        phase=NodePhase.READY if inputs.was_ready else NodePhase.PROVISIONED,
+        error="",
+        pass_epoch="",  # the pass finished: the next one starts a new epoch
+        plan_calls=json.dumps(join_calls(plan), sort_keys=True) if plan.touches_ec2 else "",
+    )
+    records = tuple(sorted(
+        (e.to_record(inputs.cidr_of(e.subnet_id)) for e in managed_enis(inputs.cluster, enis)),
+        key=lambda r: r.device_index,
+    ))
+    requests = tuple(ip for a in plan.actions if isinstance(a, RequestRelease) for ip in a.ips)
+    changed = (
+        inputs.previous is None
+        or not inputs.previous.same_desired(record)
+        or inputs.previous_enis != records
+    )
+    return WriteBack(record, records, tuple(released), requests, changed)

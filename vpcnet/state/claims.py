@@ -1,0 +1,103 @@
+"""Enqueue claims: who may enqueue a node's task now, so duplicates do not pile up.
+
+Two kinds, one owner (layout: ``vpcnet.state.keys``):
+
+- :class:`DedupClaims`, the watcher's: a node's ``dedup:<action>`` key holds what was
+  enqueued (e.g. the instance id) for the dedup window; an equal value is a duplicate,
+  a different one (a replaced instance) wins at once.
+- :class:`FollowupClaims`, beat's scans': the ``queued:<task>`` field of the node hash
+  holds when a scan last enqueued that task; the task clears it when it starts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from vpcnet.errors import StateError
+from vpcnet.state.keys import ClusterKeys
+
+# Set the key to ARGV[1] for ARGV[2] ms unless it already holds ARGV[1].
+# Returns {1, 0} when claimed, {0, remaining ms} when an equal claim is still live.
+_CLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, 0}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    won: bool
+    remaining: float  # seconds the equal claim still holds (0 when won)
+
+
+class DedupClaims:
+    """The watcher's enqueue dedup, one key per (node, action)."""
+
+    def __init__(self, client: redis.Redis[bytes], keys: ClusterKeys, window_seconds: float) -> None:
+        self._r = client
+        self._keys = keys
+        self._script = client.register_script(_CLAIM)
+        self.window = window_seconds
+
+    def claim(self, node: str, action: str, value: str) -> Claim:
+        """Take the claim for enqueuing ``action`` with ``value`` on ``node``.
+
+        Won when no equal claim is live; a different value (a new instance id) wins at
+        once. The claim lapses after the window so a later change enqueues again.
+        """
+        key = self._keys.dedup_action(node, action)
+        try:
+            won, pttl = cast(
+                list[int], self._script(keys=[key], args=[value, int(self.window * 1000)])
+            )
+        except redis.RedisError as e:
+            raise StateError(f"dedup claim for {node}: {e}") from e
+        return Claim(won=bool(won), remaining=max(0.0, int(pttl) / 1000))
+
+    def drop(self, node: str, action: str) -> None:
+        """Let the next enqueue of ``action`` through (e.g. after the send failed)."""
+        try:
+            self._r.delete(self._keys.dedup_action(node, action))
+        except redis.RedisError as e:
+            raise StateError(f"dedup drop for {node}: {e}") from e
+
+
+def followup_field(task: str) -> str:
+    return f"queued:{task}"
+
+
+class FollowupClaims:
+    """Beat's scans enqueue a node's task at most once while an enqueue is fresh."""
+
+    def __init__(self, client: redis.Redis[bytes], keys: ClusterKeys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def claim(self, node: str, task: str, fresh_seconds: float) -> bool:
+        """Mark ``task`` as enqueued for ``node`` unless an enqueue is still fresh (scans
+        run more often than a long queue drains; this keeps them from piling duplicates)."""
+        k = self._keys.node(node).node
+        field = followup_field(task)
+        now = time.time()
+        try:
+            raw = self._r.hget(k, field)
+            if raw is not None and now - float(raw) < fresh_seconds:
+                return False
+            self._r.hset(k, field, f"{now:.3f}")
+        except redis.RedisError as e:
+            raise StateError(f"followup {node}: {e}") from e
+        return True
+
+    def clear(self, node: str, task: str) -> None:
+        try:
+            self._r.hdel(self._keys.node(node).node, followup_field(task))
+        except redis.RedisError:
+            pass  # it goes stale on its own
