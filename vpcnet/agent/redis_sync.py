@@ -30,6 +30,7 @@ import redis
 from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import StateError
+from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys, NodeKeys
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,13 @@ class RedisSync:
         self.ipam = ipam
         self.wake = wake
         self._clock = clock
-        self._client = redis.Redis.from_url(
+        self._client = connect(
             redis_url,
             socket_timeout=_SOCKET_TIMEOUT,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             retry_on_timeout=False,
+            # A failover may have lost acknowledged mirror writes: rewrite them all.
+            on_master_change=self.request_full_mirror,
         )
         self._pending: dict[IPv4, IpamChange] = {}
         self._pending_lock = threading.Lock()

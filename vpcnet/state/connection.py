@@ -1,0 +1,126 @@
+"""The one Redis client factory: every vpcnet component builds its clients here.
+
+``connect(url)`` takes the forms of ``vpcnet.state.redis_url`` (one server, or a
+Sentinel-monitored primary) and returns a plain ``redis.Redis`` whose connections follow
+a failover without a restart:
+
+- Sentinel: each new connection asks the sentinels for the current primary
+  (redis-py's ``Sentinel.master_for``); while the old primary is down or not yet
+  replaced the sentinels name none, and the client waits and asks again (bounded).
+- A connection still open to a demoted primary gets ``READONLY`` on its next write;
+  redis-py's Sentinel connection turns that into a ConnectionError, and a plain
+  ``redis://`` client (an ElastiCache primary endpoint, whose DNS name moves on
+  failover) disconnects on it: either way the command is retried on a fresh connection.
+- Retries are bounded (``FAILOVER_RETRY``): a failover that takes longer surfaces as a
+  ``redis.ConnectionError`` to the caller, which has its own retry (tasks, agent loops).
+
+A failover can lose acknowledged writes (replication is asynchronous). Components that
+can rebuild what they wrote pass ``on_master_change``: it is called once each time a
+connection finds that the sentinels name a different primary than before (the agent
+rewrites its whole mirror then).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
+
+from vpcnet.state.redis_url import (
+    SentinelEndpoint,
+    is_sentinel_url,
+    parse_sentinel_url,
+    validate_redis_url,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long one command keeps trying across a failover before it fails."""
+
+    retries: int = 5
+    backoff_base: float = 0.25  # seconds: 0.5, 1, 2, 2, 2 (about 7.5 s in all)
+    backoff_cap: float = 2.0
+
+    def retry(self, *, on_timeout: bool = True) -> Retry:
+        errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.ReadOnlyError)
+        if on_timeout:
+            errors += (redis.TimeoutError, socket.timeout)
+        return Retry(ExponentialBackoff(cap=self.backoff_cap, base=self.backoff_base),
+                     self.retries, supported_errors=errors)
+
+
+FAILOVER_RETRY = RetryPolicy()
+
+
+class _FollowingPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool, telling its owner when the primary it connects to moved."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        self._on_master_change: Callable[[], None] | None = kwargs.pop("on_master_change", None)
+        super().__init__(service_name, sentinel_manager, **kwargs)
+
+    def get_master_address(self) -> Any:
+        before = getattr(self, "master_address", None)  # the proxy's (untyped in the stubs)
+        address = super().get_master_address()
+        if before is not None and address != before and self._on_master_change is not None:
+            self._on_master_change()
+        return address
+
+
+def connect(
+    url: str,
+    *,
+    credential_provider: redis.CredentialProvider | None = None,
+    on_master_change: Callable[[], None] | None = None,
+    **client_opts: Any,
+) -> redis.Redis[bytes]:
+    """A client for ``url`` (see the module doc). ``credential_provider`` replaces the
+    URL's user and password for the data connections (per-node credentials);
+    ``client_opts`` are redis-py's (``socket_timeout``, ``max_connections`` …).
+    ``retry_on_timeout=False`` keeps a timed-out command from being sent again."""
+    validate_redis_url(url)
+    on_timeout = bool(client_opts.pop("retry_on_timeout", True))
+    client_opts.setdefault("retry", FAILOVER_RETRY.retry(on_timeout=on_timeout))
+    if credential_provider is not None:
+        client_opts["credential_provider"] = credential_provider
+    if is_sentinel_url(url):
+        return _sentinel_client(parse_sentinel_url(url), on_master_change, client_opts)
+    client: redis.Redis[bytes] = redis.Redis.from_url(url, **client_opts)
+    return client
+
+
+def _sentinel_client(
+    ep: SentinelEndpoint, on_master_change: Callable[[], None] | None, opts: dict[str, Any]
+) -> redis.Redis[bytes]:
+    # The sentinels are asked with the caller's timeouts, their own credentials and TLS.
+    sentinel_kwargs: dict[str, Any] = {
+        k: v for k, v in opts.items() if k in ("socket_timeout", "socket_connect_timeout")
+    }
+    sentinel_kwargs.setdefault("socket_timeout", 2.0)
+    sentinel_kwargs.setdefault("socket_connect_timeout", 2.0)
+    if ep.sentinel_password is not None:
+        sentinel_kwargs["password"] = ep.sentinel_password
+        sentinel_kwargs["username"] = ep.sentinel_username
+    tls = ep.tls_options()
+    if tls:
+        sentinel_kwargs.update(ssl=True, **tls)
+        opts.update(connection_class=SentinelManagedSSLConnection, **tls)
+    manager = Sentinel(list(ep.sentinels), min_other_sentinels=ep.min_other_sentinels,
+                       sentinel_kwargs=sentinel_kwargs)
+    if "credential_provider" not in opts:
+        opts.update(username=ep.username, password=ep.password)
+    client: redis.Redis[bytes] = manager.master_for(
+        ep.service, redis_class=redis.Redis, connection_pool_class=_FollowingPool,
+        db=ep.db, on_master_change=on_master_change, **opts,
+    )
+    return client
+
+
+__all__ = ["FAILOVER_RETRY", "RetryPolicy", "connect"]
