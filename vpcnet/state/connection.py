@@ -63,15 +63,23 @@ class _FollowingPool(SentinelConnectionPool):
     """redis-py's Sentinel pool, telling its owner when the primary it connects to moved."""
 
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
-        self._on_master_change: Callable[[], None] | None = kwargs.pop("on_master_change", None)
+        on_change: Callable[[], None] | None = kwargs.pop("on_master_change", None)
         super().__init__(service_name, sentinel_manager, **kwargs)
+        if on_change is None:
+            return
+        # The connections ask the pool's proxy (redis-py >= 5.1) or the pool itself for the
+        # primary on every connect; wrap whichever they call.
+        asked: Any = getattr(self, "proxy", self)
+        ask = asked.get_master_address
 
-    def get_master_address(self) -> Any:
-        before = getattr(self, "master_address", None)  # the proxy's (untyped in the stubs)
-        address = super().get_master_address()
-        if before is not None and address != before and self._on_master_change is not None:
-            self._on_master_change()
-        return address
+        def get_master_address() -> Any:
+            before = asked.master_address
+            address = ask()
+            if before is not None and address != before:
+                on_change()
+            return address
+
+        asked.get_master_address = get_master_address
 
 
 def connect(
