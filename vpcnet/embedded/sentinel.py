@@ -57,6 +57,8 @@ class LostWriteFailover:
     unreplicated_bytes: int  # primary's offset minus the cut replica's, when frozen
     keys_lost_or_stale: int  # keys whose value the promoted replica lacked, when frozen
     failover_seconds: float  # primary frozen -> the sentinels name the replica primary
+    frozen_at: float  # time.monotonic() when the primary was frozen
+    promoted_at: float  # time.monotonic() when the replica had taken the primary role
     marker_on_new_primary: bool
     marker_on_old_primary: bool  # after it rejoined as a replica (False = lost everywhere)
     old_primary_rejoined: bool
@@ -269,7 +271,8 @@ class SentinelGroup:
                      "the sentinels to promote the replica", interval=0.05)
             wait_for(lambda: self._info(new, "replication").get("role") == "master", 30,
                      "the replica to take the primary role", interval=0.05)
-            failover_seconds = time.monotonic() - frozen_at
+            promoted_at = time.monotonic()
+            failover_seconds = promoted_at - frozen_at
             new_c.config_set("masterauth", self.password)
             marker_on_new = bool(new_c.exists(marker))
         finally:
@@ -296,6 +299,8 @@ class SentinelGroup:
             unreplicated_bytes=unreplicated,
             keys_lost_or_stale=lost_keys,
             failover_seconds=round(failover_seconds, 2),
+            frozen_at=frozen_at,
+            promoted_at=promoted_at,
             marker_on_new_primary=marker_on_new,
             marker_on_old_primary=marker_on_old,
             old_primary_rejoined=rejoined,
