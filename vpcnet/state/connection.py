@@ -11,8 +11,11 @@ a failover without a restart:
   redis-py's Sentinel connection turns that into a ConnectionError, and a plain
   ``redis://`` client (an ElastiCache primary endpoint, whose DNS name moves on
   failover) disconnects on it: either way the command is retried on a fresh connection.
-- Retries are bounded (``FAILOVER_RETRY``): a failover that takes longer surfaces as a
-  ``redis.ConnectionError`` to the caller, which has its own retry (tasks, agent loops).
+- Retries are bounded (``FAILOVER_RETRY``) by count and by a time budget that holds
+  across redis-py's nested retries (a command's retry around a connect's retry would
+  otherwise multiply: 6 x 6 attempts, close to a minute with no sentinel answering). A
+  failover that takes longer surfaces as a ``redis.ConnectionError`` to the caller,
+  which has its own retry (tasks, agent loops).
 
 A failover can lose acknowledged writes (replication is asynchronous). Components that
 can rebuild what they wrote pass ``on_master_change``: it is called once each time a
@@ -23,12 +26,14 @@ rewrites its whole mirror then).
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
 
@@ -39,21 +44,66 @@ from vpcnet.state.redis_url import (
     validate_redis_url,
 )
 
+_CALL = threading.local()  # the deadline of the outermost retrying call in this thread
+
+
+class _BudgetRetry(Retry):
+    """redis-py's Retry, with one time budget for a call and every retry nested in it."""
+
+    def __init__(self, budget: float, backoff: ExponentialBackoff, retries: int,
+                 supported_errors: tuple[type[Exception], ...]) -> None:
+        super().__init__(backoff, retries, supported_errors)
+        self._budget = budget
+        self._count = retries
+        self._delays = backoff
+
+    def call_with_retry(self, do: Callable[[], Any], fail: Callable[..., object],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> Any:
+        outermost = getattr(_CALL, "deadline", None) is None
+        if outermost:
+            _CALL.deadline = time.monotonic() + self._budget
+        try:
+            self._delays.reset()
+            failures = 0
+            while True:
+                try:
+                    return do()
+                except getattr(self, "_supported_errors") as error:  # noqa: B009 (kept in sync by redis-py)
+                    if is_retryable is not None and not is_retryable(error):
+                        raise
+                    failures += 1
+                    if with_failure_count:
+                        fail(error, failures)
+                    else:
+                        fail(error)
+                    delay = self._delays.compute(failures)
+                    if failures > self._count or time.monotonic() + delay > _CALL.deadline:
+                        raise
+                    time.sleep(delay)
+        finally:
+            if outermost:
+                _CALL.deadline = None
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How long one command keeps trying across a failover before it fails."""
 
     retries: int = 5
-    backoff_base: float = 0.25  # seconds: 0.5, 1, 2, 2, 2 (about 7.5 s in all)
+    backoff_base: float = 0.25  # seconds: 0.5, 1, 2, 2, 2
     backoff_cap: float = 2.0
+    # A Sentinel failover takes down-after-milliseconds (5 s in the overlay) plus about a
+    # second to elect and promote.
+    budget_seconds: float = 10.0
 
     def retry(self, *, on_timeout: bool = True) -> Retry:
         errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.ReadOnlyError)
         if on_timeout:
             errors += (redis.TimeoutError, socket.timeout)
-        return Retry(ExponentialBackoff(cap=self.backoff_cap, base=self.backoff_base),
-                     self.retries, supported_errors=errors)
+        return _BudgetRetry(self.budget_seconds,
+                            ExponentialBackoff(cap=self.backoff_cap, base=self.backoff_base),
+                            self.retries, errors)
 
 
 FAILOVER_RETRY = RetryPolicy()
@@ -113,6 +163,9 @@ def _sentinel_client(
     }
     sentinel_kwargs.setdefault("socket_timeout", 2.0)
     sentinel_kwargs.setdefault("socket_connect_timeout", 2.0)
+    # One try per sentinel: a silent one is skipped for the next (the command's retry,
+    # with its budget, asks them all again).
+    sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
     if ep.sentinel_password is not None:
         sentinel_kwargs["password"] = ep.sentinel_password
         sentinel_kwargs["username"] = ep.sentinel_username
