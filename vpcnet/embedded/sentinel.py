@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class SentinelProcess:
     """One ``redis-sentinel`` with its own (rewritable) config file."""
 
     def __init__(self, workdir: Path, primary_port: int, password: str | None,
-                 quorum: int = 2) -> None:
+                 quorum: int = 2, down_after_ms: int = DOWN_AFTER_MS) -> None:
         binary = shutil.which("redis-sentinel")
         if binary is None:
             raise RuntimeError("redis-sentinel not found; run scripts/setup.sh "
@@ -79,6 +80,7 @@ class SentinelProcess:
         self.primary_port = primary_port
         self.password = password
         self.quorum = quorum
+        self.down_after_ms = down_after_ms
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _config(self) -> str:
@@ -89,7 +91,7 @@ class SentinelProcess:
             "daemonize no",
             f"logfile {self.workdir / 'sentinel.log'}",
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} {self.quorum}",
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
             f"sentinel parallel-syncs {SERVICE} 1",
         ]
@@ -122,8 +124,10 @@ class SentinelProcess:
 class SentinelGroup:
     """Primary + replica + three sentinels; ``url`` is the group's Sentinel URL."""
 
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, password: str | None = None,
+                 down_after_ms: int = DOWN_AFTER_MS) -> None:
         self.workdir = workdir
+        self.down_after_ms = down_after_ms
         self.password = password or secrets.token_urlsafe(16)
         self.servers = [self._server("a"), self._server("b")]
         self.primary, self.replica = self.servers
@@ -159,7 +163,8 @@ class SentinelGroup:
         wait_for(lambda: self._link_up(self.replica), timeout, "the replica in sync")
         if not self.sentinels:
             self.sentinels = [
-                SentinelProcess(self.workdir / f"sentinel-{i}", self.primary.port, self.password)
+                SentinelProcess(self.workdir / f"sentinel-{i}", self.primary.port, self.password,
+                                down_after_ms=self.down_after_ms)
                 for i in range(3)
             ]
         for s in self.sentinels:
@@ -179,6 +184,10 @@ class SentinelGroup:
         self.stop()
 
     # -- observation ---------------------------------------------------------------------
+
+    def direct(self, server: RedisServer) -> redis.Redis[bytes]:
+        """A client of that one server (not through the sentinels)."""
+        return self._direct(server)
 
     def _direct(self, server: RedisServer) -> redis.Redis[bytes]:
         return redis.Redis(host="127.0.0.1", port=server.port, password=self.password,
@@ -238,11 +247,18 @@ class SentinelGroup:
     # -- the fault -----------------------------------------------------------------------
 
     def lose_writes_in_failover(self, window: float = 0.0, rejoin_timeout: float = 60.0,
-                                cluster_prefix: str = "") -> LostWriteFailover:
+                                cluster_prefix: str = "",
+                                during: Callable[[], None] | None = None) -> LostWriteFailover:
         """A failover that loses acknowledged writes (see the module doc, steps 1–4).
 
         ``window``: seconds the running system keeps writing to the cut-off primary
-        before it is frozen. ``cluster_prefix``: keys compared to count what was lost."""
+        before it is frozen; keep it under about 8 x ``down_after_ms``: the sentinels
+        refuse to promote a replica cut off for longer than 10 x down-after plus the
+        time the primary has been down (``-failover-abort-no-good-slave``).
+        ``cluster_prefix``: keys compared to count what was lost. ``during``: called
+        while the link is cut (after ``window``), to make the writes that will be lost."""
+        if window * 1000 > 8 * self.down_after_ms:
+            raise ValueError(f"window {window}s too long for down-after {self.down_after_ms} ms")
         old, new = self.primary, self.replica
         wait_for(lambda: self._link_up(new), 30, "the replica in sync before the cut")
         new_c, old_c = self._direct(new), self._direct(old)
@@ -257,6 +273,8 @@ class SentinelGroup:
             acked = int(old_c.execute_command("WAIT", 1, 200))
             if window > 0:
                 time.sleep(window)
+            if during is not None:
+                during()
             unreplicated = (int(str(self._info(old, "replication")["master_repl_offset"]))
                             - int(str(self._info(new, "replication")["slave_repl_offset"])))
             lost_keys = _keys_differing(old_c, new_c, cluster_prefix)
