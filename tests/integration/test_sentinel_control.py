@@ -200,3 +200,52 @@ def test_a_task_reserved_at_failover_does_not_wait_for_the_visibility_timeout(
         print(f"\nreserved at failover: provisioned {converged:.1f}s after the promotion "
               f"(promotion took {failover.failover_seconds}s; {waiting} reservation(s) still "
               "waiting for the 3600 s visibility timeout)")
+
+
+def test_a_claim_whose_clear_the_failover_lost_does_not_keep_reconcile_away(
+    sentinels: SentinelGroup, sentinel_settings: Settings, procs: CeleryProcs,
+    ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A scan's enqueue claim (``queued:<task>``) is cleared by the task when it starts.
+    Here the claim and the state to repair (the node's ENI records, gone) reach the
+    replica, and the clear is written only to the primary that is then lost: the new
+    primary holds a claim for a task that already ran. Reconcile must still repair the
+    node, long before the visibility timeout (3600 s) that bounded the claim's life."""
+    settings = sentinel_settings.with_(
+        reconcile_interval_seconds=2.0, broker_visibility_timeout_seconds=3600,
+        task_time_limit_seconds=300, gc_interval_seconds=3600.0,
+    )
+    procs.settings = settings
+    ctx = context_for(settings)
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0], "n1", "m5.large")
+    procs.start_worker("w1", concurrency=4)
+    task_app(settings).send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]])
+    wait_until(lambda: phase(ctx, "n1") is NodePhase.PROVISIONED, 60, "n1 provisioned")
+    keys = ClusterKeys(settings.cluster_name).node("n1")
+    claim = "queued:vpcnet.provision_node"
+    primary = sentinels.direct(sentinels.primary)
+    primary.hset(keys.node, claim, f"{time.time():.3f}")  # a scan enqueued a pass...
+    primary.delete(keys.enis)  # ...to repair this
+    assert primary.execute_command("WAIT", 1, 2000) == 1  # both on the replica
+    procs.start_beat("beat")
+
+    failover = sentinels.lose_writes_in_failover(
+        during=lambda: primary.hdel(keys.node, claim))  # the pass started: lost
+    primary.close()
+    assert failover.marker_acked_replicas == 0 and not failover.marker_on_new_primary
+    new_primary = on_server(sentinels, failover.new_primary_port)
+    try:
+        assert new_primary.hexists(keys.node, claim), "the clear was lost with the primary"
+    finally:
+        new_primary.close()
+
+    wait_until(lambda: (st := ctx.state.read_node("n1")) is not None and len(st.enis) == 3,
+               120, "reconcile restoring n1's ENIs")
+    repaired = time.monotonic() - failover.promoted_at
+    st = ctx.state.read_node("n1")
+    assert st is not None
+    assert_redis_equals_ec2(st, vpcnet_enis(ec2_emulator, iid))
+    with capsys.disabled():
+        print(f"\nlost claim clear: n1 repaired {repaired:.1f}s after the promotion "
+              "(visibility timeout 3600 s)")
