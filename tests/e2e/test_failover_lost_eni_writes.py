@@ -68,17 +68,21 @@ def egress_problem(world: ChaosWorld, node: SimNode, pod_ip: str) -> str | None:
     return None
 
 
-def _with_retries(world: ChaosWorld, node: SimNode, count: int, prefix: str) -> list[TrackedPod]:
-    """Pods made as kubelet makes them: a failed ADD (the pool not grown yet) is retried."""
+def _until_full(world: ChaosWorld, node: SimNode) -> list[TrackedPod]:
+    """Pods until the node's pool, unable to grow by an ENI, has no IP left for 5 s."""
     out: list[TrackedPod] = []
+    refused_since: float | None = None
     deadline = time.monotonic() + 120
-    while len(out) < count:
+    while time.monotonic() < deadline:
         try:
-            out += world.create_pods(node, 1, f"{prefix}{len(out)}")
+            out += world.create_pods(node, 1, f"fill{len(out)}")
+            refused_since = None
         except CniError:
-            assert time.monotonic() < deadline, "the pool never grew"
+            refused_since = refused_since or time.monotonic()
+            if time.monotonic() - refused_since > 5:
+                return out
             time.sleep(0.3)
-    return out
+    raise AssertionError("the pool never filled up")
 
 
 def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
@@ -98,9 +102,11 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
             world.long_running += world.create_pods(node, 2, "long")
         world.start_churn()
         node, peer = world.netns_nodes
-        # Fill the node's first ENI (m5.large: 10 addresses each), so that the pool's next
-        # growth is a new ENI.
-        world.long_running += _with_retries(world, node, 5, "fill")
+        # Fill the ENIs the node has while EC2 creates no new one (throttled), so that the
+        # pool's next growth, once EC2 answers again during the cut, is a new ENI.
+        world.stack.ec2.set_faults(rules=[{"action": "CreateNetworkInterface",
+                                           "code": "RequestLimitExceeded", "rate": 1.0}])
+        world.long_running += _until_full(world, node)
         enis_before = len(world.stack.ec2.instance_view(node.instance_id)["enis"])
 
         burst: list[TrackedPod] = []
@@ -110,16 +116,16 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
         def records_only_the_primary_has() -> set[bytes]:
             primary, replica = group.direct(group.primary), group.direct(group.replica)
             try:
-                ours, theirs = primary.hgetall(enis_key), replica.hgetall(enis_key)
-                return {eni for eni, record in ours.items() if theirs.get(eni) != record}
+                return set(primary.hkeys(enis_key)) - set(replica.hkeys(enis_key))
             finally:
                 primary.close()
                 replica.close()
 
         def make_burst() -> None:
-            """While the link is cut: pods until the pool has grown (a new ENI, or IPs on
-            one) by a record only the doomed primary has, and a pod came after it (14 s at most: the
+            """While the link is cut, EC2 creates ENIs again: pods until the pool has grown
+            by a new ENI whose record only the doomed primary has, and a pod came after it (14 s at most: the
             sentinels promote no replica cut off for much longer)."""
+            world.stack.ec2.set_faults()
             deadline = time.monotonic() + 14
             i = 0
             while time.monotonic() < deadline and not (lost_enis and len(burst) > i_at_loss[0]):
@@ -144,18 +150,27 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
         probes = Counter[str]()
         stop = threading.Event()
 
-        def probe() -> None:
+        def probe_pings() -> None:
             while not stop.is_set():
                 for pod in [*before, *burst]:
                     probes[pod.pod.name] += 1
                     if not ping(pod.pod.netns_name, target.ip, count=1, timeout=2):
                         failed_at.append((pod.pod.name, time.monotonic(), "ping failed"))
-                    elif why := egress_problem(world, node, pod.ip):
-                        failed_at.append((pod.pod.name, time.monotonic(), why))
                 time.sleep(0.2)
 
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
+        def probe_egress() -> None:
+            # The node's rules and routes, read in a tight loop: an ENI's table taken away
+            # and put back within a second still shows (a ping might take another path).
+            while not stop.is_set():
+                for pod in [*before, *burst]:
+                    probes["egress"] += 1
+                    if why := egress_problem(world, node, pod.ip):
+                        failed_at.append((pod.pod.name, time.monotonic(), why))
+                time.sleep(0.02)
+
+        probers = [threading.Thread(target=f, daemon=True) for f in (probe_pings, probe_egress)]
+        for prober in probers:
+            prober.start()
         failover = group.lose_writes_in_failover(during=make_burst, cluster_prefix="vpcnet:{fe")
         # The scenario happened: an ENI record the promoted replica never had, pods after it.
         assert lost_enis and len(burst) > i_at_loss[0], (lost_enis, len(burst))
@@ -169,7 +184,8 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
         converged = time.monotonic() - t0
         time.sleep(5)
         stop.set()
-        prober.join(60)
+        for prober in probers:
+            prober.join(60)
 
         with capsys.disabled():
             print("\nlost ENI writes:", json.dumps({
