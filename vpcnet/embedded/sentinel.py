@@ -200,6 +200,10 @@ class SentinelGroup:
         finally:
             client.close()
 
+    def replica_in_sync(self) -> bool:
+        """The replica's link to the primary is up."""
+        return self._link_up(self.replica)
+
     def _link_up(self, server: RedisServer) -> bool:
         try:
             info = self._info(server, "replication")
