@@ -18,6 +18,7 @@ from celery.beat import Scheduler, event_t
 
 from vpcnet.errors import StateError
 from vpcnet.settings import Settings
+from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.lock import RedisLock, new_token
 
@@ -41,7 +42,7 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = Settings.from_env()
-        self._redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        self._redis: redis.Redis[bytes] = connect(settings.redis_url, socket_timeout=5)
         self._lock = RedisLock(self._redis, ClusterKeys(settings.cluster_name).beat_lock)
         self._token = new_token()
         # The beat lock is a lease like the watcher's: a standby takes over within it.

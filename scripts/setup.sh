@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server: the state store and Celery broker (tests start their own on a free port).
+# redis-server: the state store and Celery broker (tests start their own on a free port);
+# redis-sentinel: the failover tests run a primary, a replica and three sentinels.
 # iptables/iproute2: the agent's SNAT and netns; containernetworking-plugins: the reference
 # ptp/host-local/portmap plugins for the CNI benchmark and chaining tests.
 # gcc + libc6-dev: the plugin installer builds its small static launcher when no prebuilt one ships.
-PKGS=(python3 python3-venv python3-dev gcc libc6-dev redis-server iptables iproute2 containernetworking-plugins
+PKGS=(python3 python3-venv python3-dev gcc libc6-dev redis-server redis-sentinel iptables iproute2 containernetworking-plugins
       iputils-ping procps kmod ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.cni",
     "tests.fixtures.apiserver",
+    "tests.fixtures.sentinel",
 ]
 
 _SUITES = ("unit", "integration", "netns", "e2e")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from vpcnet.domain import Mode
 from vpcnet.errors import ConfigError
+from vpcnet.state.redis_url import validate_redis_url
 
 T = TypeVar("T")
 
@@ -60,8 +61,11 @@ class Settings:
     """Control-plane settings (watcher, workers, beat, CLI)."""
 
     cluster_name: str = "vpcnet"
+    # redis://, rediss://, unix:// or redis+sentinel://[user:pass@]h1:26379,h2:26379/<service>/<db>
+    # (vpcnet.state.redis_url); with Sentinel, the Celery broker and result backend use
+    # kombu's sentinel transport, derived from the same URL (workers.celery_config).
     redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str | None = None  # defaults to redis_url
+    broker_url: str | None = None  # defaults to redis_url; the same forms
     aws_region: str = "us-east-1"
     ec2_endpoint_url: str | None = None  # the emulator's URL; None = real AWS
     kubeconfig: str | None = None  # None = in-cluster config
@@ -111,6 +115,9 @@ class Settings:
     def validate(self) -> None:
         if not self.cluster_name or "/" in self.cluster_name or "{" in self.cluster_name:
             raise ConfigError(f"invalid cluster name {self.cluster_name!r}")
+        validate_redis_url(self.redis_url, "VPCNET_REDIS_URL")
+        if self.broker_url is not None:
+            validate_redis_url(self.broker_url, "VPCNET_BROKER_URL")
         if not 0 < self.rate_limit_share <= 1:
             raise ConfigError("rate_limit_share must be in (0, 1]")
         if not 0 <= self.metrics_port <= 65535:
@@ -171,6 +178,7 @@ class AgentSettings:
     def validate(self) -> None:
         if not self.node_name:
             raise ConfigError("node_name is required (VPCNET_AGENT_NODE_NAME)")
+        validate_redis_url(self.redis_url, "VPCNET_AGENT_REDIS_URL")
         if not 576 <= self.mtu <= 9001:
             raise ConfigError(f"mtu {self.mtu} outside 576..9001")
         if not 0 <= self.imds_redirect_port <= 65535:

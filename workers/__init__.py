@@ -15,6 +15,10 @@ task is redelivered), prefetch 1, and a time limit below the broker's visibility
 EC2 work is I/O-bound (EC2 latency and waiting for rate-limit tokens), so the default
 pool is threads: one process runs ``VPCNET_WORKER_CONCURRENCY`` tasks at once on a small
 machine. Settings come from ``VPCNET_*`` (``vpcnet.settings.Settings``).
+
+With a Sentinel URL (``redis+sentinel://…``) the broker and the result backend use
+kombu's and Celery's sentinel transports, derived from the same setting
+(``vpcnet.state.broker``): a worker follows a failover without a restart.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 from beat import beat_schedule
 from vpcnet.observability.celery_hooks import install as install_observability
 from vpcnet.settings import Settings
+from vpcnet.state.broker import celery_broker_config
 
 EC2_QUEUE = "ec2"
 SCAN_QUEUE = "vpcnet"
@@ -36,9 +41,9 @@ settings = Settings.from_env()
 
 def celery_config(s: Settings) -> dict[str, Any]:
     vis = s.broker_visibility_timeout_seconds
+    broker = celery_broker_config(s.broker, vis)
     return {
-        "broker_url": s.broker,
-        "result_backend": s.broker,
+        **broker,
         "result_expires": 3600,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -58,14 +63,13 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
-            "visibility_timeout": vis,
+            **broker["broker_transport_options"],
             # Look for a dead worker's unacked tasks often enough to matter.
             "unacked_restore_interval": max(1, min(10, vis // 4)),
             "unacked_restore_throttle": 1,
             "socket_timeout": 30,
             "health_check_interval": 30,
         },
-        "result_backend_transport_options": {"visibility_timeout": vis},
         # Each queue its own exchange and key: with Celery's defaults both would bind to
         # the default exchange under one key and every message would land in both.
         "task_queues": tuple(

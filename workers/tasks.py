@@ -97,7 +97,11 @@ def node_ready(self: Task, node_name: str) -> Any:
 
 def _send(followups: list[Followup]) -> int:
     ctx = context()
-    fresh = float(ctx.settings.broker_visibility_timeout_seconds)
+    # Fresh while the task may still wait in the queue, but at most ten reconcile
+    # intervals: a failover can lose the clear of a claim (or the task's message), and a
+    # claim as long as the visibility timeout (1 h) would keep every scan off the node.
+    fresh = min(float(ctx.settings.broker_visibility_timeout_seconds),
+                10 * ctx.settings.reconcile_interval_seconds)
     sent = 0
     for f in followups:
         if ctx.state.followups.claim(f.args[0], f.task, fresh):

@@ -32,6 +32,7 @@ from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
 from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import StateError
+from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys, NodeKeys
 from vpcnet.state.records import AgentRecord, StoreVersion
 
@@ -105,12 +106,14 @@ class RedisSync:
         if credentials is not None:
             login = {"credential_provider": credentials,
                      "redis_connect_func": credentials.on_connect}
-        self._client = redis.Redis.from_url(
+        self._client = connect(
             redis_url,
             socket_timeout=_SOCKET_TIMEOUT,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             retry_on_timeout=False,
             **login,
+            # A failover may have lost acknowledged mirror writes: rewrite them all.
+            on_master_change=self.request_full_mirror,
         )
         self._pending: dict[IPv4, IpamChange] = {}
         self._pending_lock = threading.Lock()

@@ -20,9 +20,9 @@ def register(sub: Any) -> None:
 
 
 def _queue_depths(redis_url: str) -> dict[str, int]:
-    import redis
+    from vpcnet.state.connection import connect
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    client = connect(redis_url, socket_connect_timeout=2)
     try:
         from workers import EC2_QUEUE, SCAN_QUEUE
 

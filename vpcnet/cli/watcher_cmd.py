@@ -85,12 +85,12 @@ def serve_cluster_metrics(settings: Settings, port: int, address: str,
                           leading: Callable[[], bool]) -> None:
     """The watcher's own metrics, plus (while this replica leads) every node's pool from
     Redis: one exporter of the cluster view, so sums over replicas count each node once."""
-    import redis
     from prometheus_client import REGISTRY
 
     from vpcnet.observability.collectors import ClusterPoolCollector
     from vpcnet.observability.metrics import serve_metrics
+    from vpcnet.state.connection import connect
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = connect(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     REGISTRY.register(ClusterPoolCollector(lambda: client, settings.cluster_name, leading))
     serve_metrics(port, address)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import redis
-
 from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.aws.ratelimit import RateLimiter
 from vpcnet.control.networking import Profile, load_profiles
 from vpcnet.domain import NodeRef
 from vpcnet.settings import Settings
+from vpcnet.state.connection import connect
 from vpcnet.state.control import ControlState
 
 
@@ -53,7 +52,7 @@ class ControlContext:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, kube: KubePort | None = None) -> ControlContext:
-        client = redis.Redis.from_url(
+        client = connect(
             settings.redis_url,
             socket_timeout=10,
             socket_connect_timeout=5,

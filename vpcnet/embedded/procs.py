@@ -125,7 +125,8 @@ class ManagedProcess:
 class RedisServer:
     """A private redis-server (AOF on, so restarts keep data), never the machine's default."""
 
-    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found; run scripts/setup.sh")
@@ -133,6 +134,7 @@ class RedisServer:
         self.workdir = workdir
         self.port = port or free_port()
         self.password = password
+        self.extra_args = tuple(extra_args)  # e.g. a replica's --replicaof (Sentinel groups)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -159,6 +161,7 @@ class RedisServer:
         ]
         if self.password:
             argv += ["--requirepass", self.password]
+        argv += self.extra_args
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client()
 

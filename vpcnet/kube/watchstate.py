@@ -23,7 +23,9 @@ from vpcnet.errors import StateError, TemporaryError
 from vpcnet.kube.nodeplan import ControlView, plan_status_summary
 from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
 from vpcnet.settings import Settings
+from vpcnet.state.broker import celery_broker_config
 from vpcnet.state.claims import Claim, DedupClaims
+from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.records import AgentRecord, NodeRecord
 
@@ -45,14 +47,14 @@ class TaskSender:
 
     def __init__(self, settings: Settings, *, queue: str = EC2_QUEUE) -> None:
         self._queue = queue
-        self._app = Celery("vpcnet-watcher", broker=settings.broker, set_as_current=False)
+        broker = celery_broker_config(settings.broker, settings.broker_visibility_timeout_seconds)
+        self._app = Celery("vpcnet-watcher", broker=broker["broker_url"], set_as_current=False)
         self._app.conf.update(
             task_serializer="json",
             accept_content=["json"],
             broker_connection_retry_on_startup=True,
-            broker_transport_options={
-                "visibility_timeout": settings.broker_visibility_timeout_seconds
-            },
+            broker_transport_options=broker["broker_transport_options"],
+            broker_use_ssl=broker.get("broker_use_ssl"),
             task_send_sent_event=True,  # Flower shows a task from the moment it is sent
         )
 
@@ -75,7 +77,7 @@ class TaskSender:
 class WatcherState:
     def __init__(self, settings: Settings, client: redis.Redis[bytes] | None = None) -> None:
         self.keys = ClusterKeys(settings.cluster_name)
-        self._r = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        self._r = client or connect(settings.redis_url, socket_timeout=5)
         self._claims = DedupClaims(self._r, self.keys, settings.watcher_dedup_seconds)
 
     def claim(self, node: str, action: str, value: str) -> Claim:
@@ -191,7 +193,7 @@ class AgentReadyListener:
     def _run(self) -> None:
         delay = 0.2
         while not self._stop.is_set():
-            client = redis.Redis.from_url(self._url, socket_timeout=5, health_check_interval=10)
+            client = connect(self._url, socket_timeout=5, health_check_interval=10)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self._channel)

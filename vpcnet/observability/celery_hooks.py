@@ -38,6 +38,7 @@ from vpcnet.observability.metrics import (
     serve_metrics,
 )
 from vpcnet.settings import Settings
+from vpcnet.state.connection import connect
 
 log = structlog.get_logger("vpcnet.metrics")
 
@@ -160,8 +161,8 @@ def _serving(settings: Settings, queues: tuple[str, ...]) -> Any:
 
         def broker() -> redis.Redis[bytes]:
             if not client:  # built on first scrape, then reused
-                client.append(redis.Redis.from_url(settings.broker, socket_timeout=5,
-                                                   socket_connect_timeout=5))
+                client.append(connect(settings.broker, socket_timeout=5,
+                                      socket_connect_timeout=5))
             return client[0]
 
         from prometheus_client import REGISTRY
