@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every check: lint (ruff), types (mypy --strict), and all test suites
 # (unit, integration, netns, e2e). Tests start their own services (redis-server on a free
-# port, Celery workers, the EC2 and Kubernetes emulators) and network namespaces.
+# port, Celery workers, the EC2 and Kubernetes emulators, etcd and kube-apiserver built by
+# setup's scripts/build-controlplane.sh) and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.celery",
     "tests.fixtures.netns",
     "tests.fixtures.cni",
+    "tests.fixtures.apiserver",
 ]
 
 _SUITES = ("unit", "integration", "netns", "e2e")

@@ -17,7 +17,7 @@ import json
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from vpcnet.errors import (
     VpcnetError,
     WatchExpired,
 )
+from vpcnet.kube.tokenreview import TokenIdentity, identity_from_review, review_request
 from vpcnet.kube.types import (
     STATUS_ANNOTATION,
     EventType,
@@ -407,6 +408,18 @@ class KubeClient:
         }
         path = self._lease_path(lease.namespace, lease.name)
         return Lease.from_api(self._json("PUT", path, body=body))
+
+    # ------------------------------------------------------------------ tokens
+
+    def review_token(self, token: str, audiences: Sequence[str]) -> TokenIdentity:
+        """Who ``token`` belongs to, by the apiserver's TokenReview, if it is valid for one
+        of ``audiences``; :class:`TokenRejected` otherwise."""
+        review = self._json(
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            body=review_request(token, audiences),
+        )
+        return identity_from_review(review, audiences)
 
     # ------------------------------------------------------------------ pods
 
