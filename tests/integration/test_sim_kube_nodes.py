@@ -202,7 +202,9 @@ def test_merge_patch(core: client.CoreV1Api, kube_emulator: KubeEmulator) -> Non
 
 
 def test_json_patch_with_test_for_optimistic_concurrency(core: client.CoreV1Api) -> None:
-    core.create_node(make_node("n1"))
+    # a label, so that the labels map exists for the JSON patch's add to go into (an
+    # empty map is not stored, as on the apiserver; tests/contract checks that)
+    core.create_node(make_node("n1", role="a"))
     rv = core.read_node("n1").metadata.resource_version
     node = core.patch_node("n1", [
         {"op": "test", "path": "/metadata/resourceVersion", "value": rv},

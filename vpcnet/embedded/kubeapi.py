@@ -36,6 +36,7 @@ KUBE_VERSION = "v1.37.2"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "vpcnet-admin"
 BINARIES = ("etcd", "kube-apiserver")
+NODE_NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 _START_TIMEOUT = 180.0  # the apiserver's first start on a loaded 2-core machine
 
 
@@ -275,6 +276,11 @@ class KubeApiServer:
                        "kubernetes.io/arch": "amd64"}
         if instance_type:
             node_labels["node.kubernetes.io/instance-type"] = instance_type
+        # what the cloud node controller labels from the providerID (aws:///<zone>/<id>)
+        zone = (provider_id or "").removeprefix("aws:///").partition("/")[0]
+        if provider_id and provider_id.startswith("aws:///") and zone:
+            node_labels["topology.kubernetes.io/zone"] = zone
+            node_labels["topology.kubernetes.io/region"] = zone.rstrip("abcdefghijklmnopqrstuvwxyz")
         node_labels.update(labels or {})
         spec: dict[str, Any] = {}
         if provider_id:
@@ -293,9 +299,16 @@ class KubeApiServer:
                                 "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
                 "addresses": [{"type": "Hostname", "address": name}],
             }}
-            created: dict[str, Any] = api.sanitize_for_serialization(
-                core.patch_node_status(name, status)
-            )
+            core.patch_node_status(name, status)
+            # the node lifecycle controller, seeing it Ready, drops the not-ready taint
+            # the TaintNodesByCondition admission plugin put on at create
+            current = core.read_node(name)
+            kept = [t for t in (current.spec.taints or []) if t.key != NODE_NOT_READY_TAINT]
+            patched = core.patch_node(name, {
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "spec": {"taints": [api.sanitize_for_serialization(t) for t in kept] or None},
+            })
+            created: dict[str, Any] = api.sanitize_for_serialization(patched)
         return created
 
     def etcd_revision(self) -> int:
