@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import threading
 from pathlib import Path
 from typing import Any
@@ -147,19 +145,9 @@ class KubeEmulator:
                              "kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://2.0.0"},
             },
         }
-        self.registry.create(resources.NODES, None, body)
-        return self._lifecycle_ready(name)
-
-    def _lifecycle_ready(self, name: str) -> dict[str, Any]:
-        """What the node lifecycle controller does once the node reports Ready: drop the
-        not-ready taint the admission plugin put on at create."""
-        current = self.registry.get(resources.NODES, None, name)
-        taints = [t for t in current["spec"].get("taints") or []
-                  if t.get("key") != resources.NODE_NOT_READY_TAINT["key"]]
-        return clone(self.registry.patch(
-            resources.NODES, None, name, "application/merge-patch+json",
-            json.dumps({"spec": {"taints": taints or None}}).encode(),
-        ))
+        # as the node is once the lifecycle controller saw it Ready: without the
+        # not-ready taint the TaintNodesByCondition admission puts on an API create
+        return clone(self.registry.create(resources.NODES, None, body, admit=False))
 
     def get_node(self, name: str) -> dict[str, Any] | None:
         """The node as the API serves it, or None."""

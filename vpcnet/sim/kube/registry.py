@@ -196,7 +196,9 @@ class Registry:
     # --- create / get ---------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str | None, body: Any, *,
-               dry_run: bool = False) -> Obj:
+               dry_run: bool = False, admit: bool = True) -> Obj:
+        """``admit=False``: skip the mutating admission plugins (the emulator's own
+        shortcuts, which create an object as it looks once controllers acted on it)."""
         obj = self._decode_body(rt, body)
         meta = obj["metadata"]
         ns = self._namespace_of(rt, namespace, meta)
@@ -214,6 +216,8 @@ class Registry:
         else:
             meta.pop("generation", None)
         rt.prepare_create(obj)
+        if admit:
+            rt.admit_create(obj)
         self._validate(rt, obj, None)
         with self.store.lock:
             self._require_namespace(rt, ns)
