@@ -35,7 +35,8 @@ class Server:
     api_client: Callable[[], Any]  # a kubernetes.client.ApiClient as the admin
     add_node: Callable[..., Any]  # register a node as a kubelet would
     # Make every watch from a resourceVersion written before now expire (410): the
-    # emulator compacts its window, the apiserver restarts (its watch cache relists).
+    # emulator compacts its window, the apiserver's watch cache starts over (etcd
+    # compacted under it; see KubeApiServer.expire_watch_cache).
     expire_watch_history: Callable[[], None]
 
     def client(self, component: str = "contract") -> KubeClient:
@@ -57,7 +58,7 @@ def _apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         KubeClient(api)._json("POST", "/api/v1/namespaces/default/serviceaccounts",
                               body={"metadata": {"name": "default"}})
     try:
-        yield Server("apiserver", control.api_client, control.add_node, control.restart_apiserver)
+        yield Server("apiserver", control.api_client, control.add_node, control.expire_watch_cache)
     finally:
         control.stop()
 

@@ -79,8 +79,6 @@ def test_a_watch_from_an_expired_version_is_410_and_a_relist_recovers(
     _, rv = kube.list_nodes()
     name = create_node(kube)  # a change after rv: rv is behind the server's window
     server.expire_watch_history()
-    kube.close()
-    kube = server.client()  # the apiserver restarted: no pooled connection survives
     try:
         with pytest.raises(WatchExpired), kube.watch_nodes(rv, timeout_seconds=5) as watch:
             list(watch)  # 410 either as the response or as the stream's ERROR event
@@ -91,5 +89,39 @@ def test_a_watch_from_an_expired_version_is_410_and_a_relist_recovers(
             seen = changes_of(list(watch), name)
         assert [t for t, _ in seen] == [MODIFIED]
     finally:
+        kube._json("DELETE", f"/api/v1/nodes/{name}")
+        kube.close()
+
+
+def test_a_running_watch_ends_when_the_history_expires_and_its_resume_is_410(
+    server: Server,
+) -> None:
+    """How a client meets 410 while it is watching. The apiserver ends the stream when its
+    watch cache starts over (cleanly: the client then resumes from its last version and
+    is answered 410); the emulator sends the 410 as an ERROR event on the stream. Either
+    way the client's next step is the same: relist."""
+    kube = server.client()
+    _, rv = kube.list_nodes()
+    ended: queue.Queue[str] = queue.Queue()
+    watch = kube.watch_nodes(rv, timeout_seconds=120)
+
+    def read() -> None:
+        try:
+            list(watch)
+            ended.put("clean")
+        except WatchExpired:
+            ended.put("410")
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    name = create_node(kube)
+    try:
+        server.expire_watch_history()
+        how = ended.get(timeout=60)
+        assert how == {"apiserver": "clean", "emulator": "410"}[server.name]
+        with pytest.raises(WatchExpired), kube.watch_nodes(rv, timeout_seconds=5) as again:
+            list(again)
+    finally:
+        watch.close()
         kube._json("DELETE", f"/api/v1/nodes/{name}")
         kube.close()

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import secrets
+import signal
 import ssl
 import time
 import urllib.error
@@ -241,17 +242,46 @@ class KubeApiServer:
         )
         return self._endpoint
 
-    def restart_apiserver(self) -> None:
-        """Crash (kill -9) and start kube-apiserver again on the same port and etcd.
-        Its watch cache starts over from a fresh list, so a watch from any
-        resourceVersion written before the restart is answered 410 Gone (what a client
-        also meets when its connection moves to another apiserver replica). Open watches
-        break; a graceful stop would wait for them for many seconds."""
-        endpoint, proc = self.endpoint, self._apiserver
-        assert proc is not None
-        proc.kill()
-        proc.start()
-        _wait_http(f"{endpoint.url}/readyz", endpoint.ca_file, endpoint.admin_token, proc)
+    def expire_watch_cache(self) -> None:
+        """Make kube-apiserver's watch cache start over, with open watches intact until it
+        does: the way a real cluster's clients meet 410 Gone.
+
+        With the apiserver frozen (SIGSTOP), etcd's revision moves on and is compacted,
+        and etcd restarts; thawed, the apiserver resumes its etcd watch from a compacted
+        revision, its cache relists and ends every client watch cleanly, and a client
+        re-watching from the version it last saw is answered 410 (too old). Returns once
+        the node cache has started over."""
+        apiserver, etcd = self._apiserver, self._etcd
+        assert apiserver is not None and etcd is not None and apiserver.proc is not None
+        before = self._node_cache_starts()
+        pgid = apiserver.proc.pid
+        os.killpg(pgid, signal.SIGSTOP)
+        try:
+            key = base64.b64encode(b"/vpcnet-harness/expire").decode()
+            for _ in range(3):
+                _post(f"{self.etcd_url}/v3/kv/put", {"key": key, "value": key})
+            self.compact()
+            etcd.stop(timeout=20)
+            etcd.start()
+            _wait_http(f"{self.etcd_url}/health", None, None, etcd)
+        finally:
+            os.killpg(pgid, signal.SIGCONT)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while self._node_cache_starts() <= before:
+            if time.monotonic() > deadline:
+                raise ControlPlaneError("the apiserver's node cache did not start over")
+            time.sleep(0.2)
+
+    def _node_cache_starts(self) -> int:
+        """How often the node watch cache was initialized (the apiserver's own metric)."""
+        endpoint = self.endpoint
+        text = _get(f"{endpoint.url}/metrics", endpoint.ca_file, endpoint.admin_token, 30)
+        for line in text.decode().splitlines():
+            if line.startswith("apiserver_watch_cache_initializations_total{") and (
+                'resource="nodes"' in line
+            ):
+                return int(float(line.rsplit(" ", 1)[1]))
+        return 0
 
     def stop(self) -> None:
         for proc in (self._apiserver, self._etcd):
