@@ -332,15 +332,24 @@ class KubeApiServer:
             }}
             core.patch_node_status(name, status)
             # the node lifecycle controller, seeing it Ready, drops the not-ready taint
-            # the TaintNodesByCondition admission plugin put on at create
-            current = core.read_node(name)
-            kept = [t for t in (current.spec.taints or []) if t.key != NODE_NOT_READY_TAINT]
-            patched = core.patch_node(name, {
-                "metadata": {"resourceVersion": current.metadata.resource_version},
-                "spec": {"taints": [api.sanitize_for_serialization(t) for t in kept] or None},
-            })
-            created: dict[str, Any] = api.sanitize_for_serialization(patched)
-        return created
+            # the TaintNodesByCondition admission plugin put on at create; guarded by the
+            # version read, retried when another writer (the watcher's taint) came first
+            for _ in range(20):
+                current = core.read_node(name)
+                kept = [t for t in (current.spec.taints or []) if t.key != NODE_NOT_READY_TAINT]
+                try:
+                    patched = core.patch_node(name, {
+                        "metadata": {"resourceVersion": current.metadata.resource_version},
+                        "spec": {"taints": [api.sanitize_for_serialization(t) for t in kept]
+                                 or None},
+                    })
+                except k8s.ApiException as e:
+                    if e.status == 409:
+                        continue
+                    raise
+                created: dict[str, Any] = api.sanitize_for_serialization(patched)
+                return created
+        raise ControlPlaneError(f"node {name}: its taints kept changing while registering")
 
     def etcd_revision(self) -> int:
         """etcd's current revision (what the apiserver serves as resourceVersion)."""
