@@ -93,7 +93,8 @@ def deploy_access(endpoint: ApiServerEndpoint, token_seconds: int = 24 * 3600) -
                 config = {str(k): str(v) for k, v in doc["data"].items()}
         core = k8s.CoreV1Api(api)
         for ns in ("default", NAMESPACE):
-            core.create_namespaced_service_account(ns, {"metadata": {"name": "default"}})
+            account = k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
+            core.create_namespaced_service_account(ns, account)
     if not config:
         raise ControlPlaneError(f"{BASE} renders no ConfigMap vpcnet-config")
     tokens = {

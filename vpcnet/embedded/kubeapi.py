@@ -318,7 +318,7 @@ class KubeApiServer:
             spec["providerID"] = provider_id
         if taints:
             spec["taints"] = taints
-        body = {"apiVersion": "v1", "kind": "Node",
+        body: Any = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": node_labels}, "spec": spec}
         with self.api_client() as api:
             core = k8s.CoreV1Api(api)
@@ -336,10 +336,12 @@ class KubeApiServer:
             # version read, retried when another writer (the watcher's taint) came first
             for _ in range(20):
                 current = core.read_node(name)
-                kept = [t for t in (current.spec.taints or []) if t.key != NODE_NOT_READY_TAINT]
+                on_node = (current.spec.taints if current.spec else None) or []
+                kept = [t for t in on_node if t.key != NODE_NOT_READY_TAINT]
+                version = current.metadata.resource_version if current.metadata else None
                 try:
                     patched = core.patch_node(name, {
-                        "metadata": {"resourceVersion": current.metadata.resource_version},
+                        "metadata": {"resourceVersion": version},
                         "spec": {"taints": [api.sanitize_for_serialization(t) for t in kept]
                                  or None},
                     })
