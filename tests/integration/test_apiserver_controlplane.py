@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.fixtures.apiserver import CONTROLPLANE_DIR, KUBE_VERSION, ApiServer
@@ -39,3 +41,17 @@ def test_a_current_build_is_reused_not_redone() -> None:
     assert proc.stdout.strip() == str(CONTROLPLANE_DIR)
     assert "controlplane: cached" in proc.stderr
     assert binary.stat().st_mtime_ns == before
+
+
+def test_without_the_binaries_apiserver_tests_fail_rather_than_skip(tmp_path: Path) -> None:
+    test = tmp_path / "test_needs_apiserver.py"
+    test.write_text("def test_it(kube_apiserver):\n    pass\n")
+    env = {**os.environ, "VPCNET_CACHE": str(tmp_path / "empty-cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "tests.fixtures.apiserver", "--rootdir", str(tmp_path), str(test)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "etcd, kube-apiserver not built in" in proc.stdout
+    assert "1 error" in proc.stdout and "skipped" not in proc.stdout

@@ -84,6 +84,11 @@ def admin_node(server: ApiServer, name: str) -> Any:
         return k8s.CoreV1Api(api).read_node(name)
 
 
+def taint_keys(server: ApiServer, name: str) -> list[str]:
+    # The real apiserver's TaintNodesByCondition has added node.kubernetes.io/not-ready too.
+    return [t.key for t in admin_node(server, name).spec.taints or []]
+
+
 def node_events(server: ApiServer, name: str) -> list[Any]:
     with server.api_client() as api:
         items = k8s.CoreV1Api(api).list_namespaced_event(
@@ -115,8 +120,7 @@ def watcher_calls(server: ApiServer, kube: KubeClient, node: str) -> dict[str, C
 
     def ensure_taint() -> None:
         assert kube.ensure_taint(node, NOT_READY_TAINT, "NoSchedule")
-        taints = admin_node(server, node).spec.taints or []
-        assert [t.key for t in taints] == [NOT_READY_TAINT]
+        assert NOT_READY_TAINT in taint_keys(server, node)
 
     def set_labels() -> None:
         kube.set_labels(node, {"vpcnet.io/instance-id": "i-0123456789abcdef0"})
@@ -168,12 +172,12 @@ def workers_calls(server: ApiServer, kube: KubeClient, node: str) -> dict[str, C
 
     def ensure_taint() -> None:
         assert kube.ensure_taint(node, NOT_READY_TAINT, "NoSchedule")
-        assert [t.key for t in admin_node(server, node).spec.taints] == [NOT_READY_TAINT]
+        assert NOT_READY_TAINT in taint_keys(server, node)
 
     def remove_taint() -> None:
         kube.ensure_taint(node, NOT_READY_TAINT, "NoSchedule")
         assert kube.remove_taint(node, NOT_READY_TAINT)
-        assert not admin_node(server, node).spec.taints
+        assert NOT_READY_TAINT not in taint_keys(server, node)
 
     def emit_event() -> None:
         kube.emit_event(node, "Test", "from a worker", type="Warning")
@@ -312,3 +316,67 @@ def test_every_token_is_valid_so_the_refusals_are_authorization(
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
             )
         assert review.status.user_info.username == f"system:serviceaccount:{NAMESPACE}:{sa}"
+
+
+# ---------------------------------------------------------------- the operator's reads
+
+OPERATOR_SA = "vpcnet-test-operator"
+OPERATOR_ENTRIES = ["vpcnet.cli.status_cmd", "vpcnet.cli.audit_cmd"]  # inspect is in status_cmd
+
+
+def operator_calls() -> set[str]:
+    files = module_closure(
+        OPERATOR_ENTRIES, exclude=("vpcnet.kube.client", "vpcnet.sim", "vpcnet.embedded")
+    )
+    return used_methods(files, client_requests(), ALIASES) - NOT_CALLS
+
+
+@pytest.fixture(scope="module")
+def operator_token(deployed: ApiServer) -> str:
+    """`vpcnet status`/`inspect`/`audit` run with an operator's kubeconfig (docs/deploy.md),
+    not a vpcnet ServiceAccount: here the least an operator needs, nodes and pods read."""
+    with deployed.api_client() as api:
+        k8s.CoreV1Api(api).create_namespaced_service_account(
+            NAMESPACE, {"metadata": {"name": OPERATOR_SA}}
+        )
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.create_cluster_role({
+            "metadata": {"name": OPERATOR_SA},
+            "rules": [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}],
+        })
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": OPERATOR_SA},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": OPERATOR_SA},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA,
+                          "namespace": NAMESPACE}],
+        })
+    return deployed.service_account_token(NAMESPACE, OPERATOR_SA)
+
+
+def test_status_inspect_and_audit_reads_work_for_an_operator(
+    deployed: ApiServer, operator_token: str, node: str, other_node: str
+) -> None:
+    pods = []
+    with deployed.api_client() as api:
+        for where in (node, other_node):
+            pods.append(k8s.CoreV1Api(api).create_namespaced_pod(NAMESPACE, {
+                "metadata": {"name": f"pod-on-{where}"},
+                "spec": {"nodeName": where, "serviceAccountName": "vpcnet-agent",
+                         "automountServiceAccountToken": False,
+                         "containers": [{"name": "c", "image": "vpcnet:test"}]},
+            }))
+    kube = kube_client(deployed, operator_token, "vpcnet-cli")
+    try:
+        assert operator_calls() == {"list_nodes", "list_pods"}
+        assert {node, other_node} <= {n.name for n in kube.list_nodes()[0]}
+        assert {p.name for p in kube.list_pods()} >= {f"pod-on-{node}", f"pod-on-{other_node}"}
+        # the real server's field selector on spec.nodeName
+        assert [p.name for p in kube.list_pods(node_name=node)] == [f"pod-on-{node}"]
+    finally:
+        kube.close()
+        with deployed.api_client() as api:
+            for pod in pods:
+                k8s.CoreV1Api(api).delete_namespaced_pod(
+                    pod.metadata.name, NAMESPACE, grace_period_seconds=0
+                )
