@@ -35,17 +35,15 @@ COMPONENT_ACCOUNTS = {
     "agent": "vpcnet-agent",
     "operator": "vpcnet-operator",
 }
-# `vpcnet audit|status|inspect` run as an operator, whose access is the cluster's business,
-# not the manifests': this read-only identity is the least those commands need.
+# `vpcnet audit|status|inspect` run with an operator's kubeconfig, whose access is the
+# cluster's business, not the manifests': this identity is the least those commands need
+# (list nodes, list pods: tests/integration/test_apiserver_rbac.py derives it from them).
 OPERATOR_ACCESS: tuple[dict[str, Any], ...] = (
     {"apiVersion": "v1", "kind": "ServiceAccount",
      "metadata": {"name": "vpcnet-operator", "namespace": NAMESPACE}},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
      "metadata": {"name": "vpcnet-operator-read"},
-     "rules": [{"apiGroups": [""], "resources": ["nodes", "pods", "events"],
-                "verbs": ["get", "list"]},
-               {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                "verbs": ["get", "list"]}]},
+     "rules": [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}]},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
      "metadata": {"name": "vpcnet-operator-read"},
      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",

@@ -212,6 +212,9 @@ class KubeApiServer:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 "--authorization-mode=Node,RBAC",
+                # as every real cluster's (kubeadm, EKS): the agent has a privileged init
+                # container
+                "--allow-privileged=true",
                 "--anonymous-auth=false",
                 f"--token-auth-file={tokens}",
                 f"--service-account-issuer={ISSUER}",
