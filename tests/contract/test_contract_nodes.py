@@ -144,16 +144,19 @@ def test_strategic_merge_patch_replaces_taints_and_merges_labels(
     kube: KubeClient, node: str
 ) -> None:
     kube.ensure_taint(node, "a", "NoSchedule")
+    kube.set_annotations(node, {"vpcnet.io/keep": "1", "vpcnet.io/drop": "1"})
     # NodeSpec.taints has no patch strategy: a strategic patch replaces the whole list
     kube._json("PATCH", path(node), content_type=SMP, body={
         "spec": {"taints": [{"key": "b", "effect": "NoExecute"}]},
-        "metadata": {"labels": {"vpcnet.io/s": "1", "kubernetes.io/os": None}},
+        "metadata": {"labels": {"vpcnet.io/s": "1", "kubernetes.io/os": None},
+                     "annotations": {"vpcnet.io/drop": None, "vpcnet.io/new": "2"}},
     })
     got = kube.read_node(node)
     assert got is not None
     assert got.taints == (Taint("b", "NoExecute"),)
     assert got.labels["vpcnet.io/s"] == "1" and "kubernetes.io/os" not in got.labels
     assert got.labels["kubernetes.io/hostname"] == node
+    assert got.annotations == {"vpcnet.io/keep": "1", "vpcnet.io/new": "2"}
 
 
 def test_json_patch_on_labels_annotations_and_taints(kube: KubeClient, node: str) -> None:
