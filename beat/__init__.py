@@ -10,32 +10,21 @@ token) to send anything; the others stand by and take over within the lock TTL
 from __future__ import annotations
 
 import heapq
-import uuid
 from typing import Any
 
 import redis
 import structlog
 from celery.beat import Scheduler, event_t
 
+from vpcnet.errors import StateError
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.lock import RedisLock, new_token
 
 log = structlog.get_logger("vpcnet.beat")
 
 STANDBY_POLL_SECONDS = 1.0
 REFRESH_LIMITS_SECONDS = 3600.0
-
-# Renew if ours, else take it if free. 1 = we hold it.
-_HOLD = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def beat_schedule(s: Settings) -> dict[str, dict[str, Any]]:
@@ -53,19 +42,17 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = Settings.from_env()
         self._redis: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-        self._key = ClusterKeys(settings.cluster_name).beat_lock
-        self._token = uuid.uuid4().hex
+        self._lock = RedisLock(self._redis, ClusterKeys(settings.cluster_name).beat_lock)
+        self._token = new_token()
         # The beat lock is a lease like the watcher's: a standby takes over within it.
         self._ttl = settings.lease_duration_seconds
-        self._hold = self._redis.register_script(_HOLD)
-        self._release = self._redis.register_script(_RELEASE)
         self.leader = False
         super().__init__(*args, **kwargs)
 
     def holds_lock(self) -> bool:
         try:
-            held = bool(self._hold(keys=[self._key], args=[self._token, int(self._ttl * 1000)]))
-        except redis.RedisError as e:
+            held = self._lock.hold_or_take(self._token, self._ttl)
+        except StateError as e:
             log.warning("beat lock unreachable; standing by", error=str(e))
             held = False
         if held != self.leader:
@@ -82,7 +69,7 @@ class LockedScheduler(Scheduler):  # type: ignore[misc]
 
     def close(self) -> None:
         try:
-            self._release(keys=[self._key], args=[self._token])
-        except redis.RedisError:
+            self._lock.release(self._token)
+        except StateError:
             pass  # the TTL frees it
         super().close()

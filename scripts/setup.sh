@@ -29,6 +29,9 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q redis-server 2
   systemctl stop redis-server || true
 fi
 
+# helm, built from its Go module, for the chart's tests: minutes the first time, cached after.
+bash scripts/build-helm.sh
+
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
   || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }

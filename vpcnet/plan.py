@@ -352,7 +352,8 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
 
 def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
     """/28 prefix delegation: keep ``warm_prefix_target`` whole free prefixes (and at least
-    ``minimum_ip_target`` addresses); a prefix goes back only when all 16 are confirmed."""
+    ``minimum_ip_target`` addresses); a prefix goes back only when all 16 are requested
+    (release-req) and confirmed (release-ok), and none is assigned."""
     if not spec.limits.supports_prefixes:
         raise ConfigError(
             f"prefix mode needs a Nitro instance; {spec.limits.instance_type} is "
@@ -373,10 +374,14 @@ def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Pl
     desired = min(desired, _capacity(spec, enis, managed))
 
     actions: list[Action] = _dot_fixes(spec, managed)
+    # Requested by the control plane and confirmed by the agent, all 16, none assigned:
+    # a stale release-ok alone (its release-req lost with a write, the prefix back in use)
+    # never hands a prefix back to EC2.
+    releasable = usage.release_confirmed & usage.release_requested
     for e in managed:
         done = tuple(
             p for p in e.prefixes
-            if addrs(p) <= usage.release_confirmed and not addrs(p) & usage.assigned
+            if addrs(p) <= releasable and not addrs(p) & usage.assigned
         )
         if done:
             actions.append(UnassignPrefixes(e.eni_id, done))

@@ -84,6 +84,10 @@ class Settings:
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     lease_duration_seconds: float = 15.0
+    # Redis replicas that must hold a node lock's extension before an EC2 mutation is
+    # sent under it (Redis WAIT), so a failover cannot hand the lock to a second pass
+    # while a call is in flight. 0 for a Redis without replicas.
+    lock_replicas: int = 0
     event_namespace: str = "default"
     # Leader election of the watcher replicas (coordination.k8s.io/v1 Lease).
     lease_name: str = "vpcnet-watcher"
@@ -116,6 +120,8 @@ class Settings:
         for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.lock_replicas < 0:
+            raise ConfigError("lock_replicas must not be negative")
         for name in ("lease_duration_seconds", "watcher_dedup_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -156,6 +162,11 @@ class AgentSettings:
     imds_redirect_port: int = 0  # >0: pods' 169.254.169.254:80 -> <primary ip>:port (kube2iam)
     status_file: str = ""  # readiness probe file; "" = agent-status.json next to the socket
     metrics_port: int = 0  # Prometheus /metrics on all addresses (0: off)
+    # The node's own Redis login (invariant 8): the agent trades its projected
+    # ServiceAccount token for it at this issuer ("" = the login in redis_url, if any).
+    credentials_url: str = ""
+    credentials_token_path: str = "/var/run/secrets/vpcnet/token"
+    credentials_ca_file: str = ""  # verifies an https issuer ("" = system CAs)
 
     def validate(self) -> None:
         if not self.node_name:
@@ -166,6 +177,11 @@ class AgentSettings:
             raise ConfigError(f"imds_redirect_port {self.imds_redirect_port} outside 0..65535")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port {self.metrics_port} outside 0..65535")
+        if self.credentials_url:
+            if not self.credentials_url.startswith(("http://", "https://")):
+                raise ConfigError(f"credentials_url must be http(s): {self.credentials_url!r}")
+            if "@" in self.redis_url.split("//", 1)[-1].split("/", 1)[0]:
+                raise ConfigError("redis_url must not carry a login when credentials_url is set")
         if len(self.veth_prefix) > 4 or not self.veth_prefix.isalnum():
             raise ConfigError("veth_prefix must be 1-4 alphanumerics")
         for c in self.snat_exclusions + self.vpc_cidrs:

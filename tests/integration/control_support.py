@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, TAG_INSTANCE, TAG_NODE
+from vpcnet.control.view import (
+    TAG_CLUSTER,
+    TAG_CREATED_AT,
+    TAG_INSTANCE,
+    TAG_NODE,
+    created_at,
+    created_at_tag,
+)
 from vpcnet.domain import Assignment, NodePhase
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.control import NodeState
+from vpcnet.state.records import AgentRecord
 
 
 def join(
@@ -48,10 +57,23 @@ def all_cluster_enis(ec2: Ec2Emulator, cluster: str) -> list[dict[str, Any]]:
     return out
 
 
+def leave_eni(ec2: Ec2Emulator, subnet: str, cluster: str, age: float, node: str | None) -> str:
+    """An ENI whose creator died before attaching it, created ``age`` seconds ago."""
+    tags = {TAG_CLUSTER: cluster, TAG_CREATED_AT: created_at_tag(time.time() - age)}
+    if node is not None:
+        tags[TAG_NODE] = node
+    return str(ec2.client().create_network_interface(
+        SubnetId=subnet,
+        TagSpecifications=[{"ResourceType": "network-interface",
+                            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["NetworkInterface"]["NetworkInterfaceId"])
+
+
 def assert_tagged(eni: Mapping[str, Any], cluster: str, node: str, iid: str) -> None:
     tags = eni["tags"]
     assert tags[TAG_CLUSTER] == cluster and tags[TAG_NODE] == node and tags[TAG_INSTANCE] == iid
-    assert tags[TAG_CREATED_AT].endswith("Z")
+    born = created_at(tags)  # readable by the codec GC and the audit use
+    assert born is not None and abs(time.time() - born) < 3600
 
 
 def assert_redis_equals_ec2(st: NodeState, enis: list[dict[str, Any]]) -> None:
@@ -109,7 +131,9 @@ def agent_ready(ctx: ControlContext, node: str) -> None:
     st = ctx.state.read_node(node)
     assert st is not None and st.phase in (NodePhase.PROVISIONED, NodePhase.READY)
     k = ctx.state.node_keys(node)
-    ctx.state.redis.hset(k.agent, mapping={"ready": "1", "generation": str(st.generation)})
+    v = st.version
+    report = AgentRecord(ready=True, epoch=v.epoch, generation=v.generation, write_id=v.write_id)
+    ctx.state.redis.hset(k.agent, mapping=report.to_redis())
     ctx.state.redis.publish(ctx.state.keys.agent_ready_channel, node)
 
 

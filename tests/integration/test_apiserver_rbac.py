@@ -36,7 +36,7 @@ EVENTS_NS = CONFIG["VPCNET_EVENT_NAMESPACE"]
 LEASE_NS = CONFIG["VPCNET_LEASE_NAMESPACE"]
 LEASE_NAME = CONFIG["VPCNET_LEASE_NAME"]
 ACCOUNTS = ("vpcnet-watcher", "vpcnet-workers", "vpcnet-agent", "vpcnet-beat",
-            "vpcnet-flower", "vpcnet-redis")
+            "vpcnet-flower", "vpcnet-redis", "vpcnet-credentials")
 # KubeClient plumbing, not API calls
 NOT_CALLS = {"close", "from_settings"}
 
@@ -193,7 +193,17 @@ def workers_calls(server: ApiServer, kube: KubeClient, node: str) -> dict[str, C
     }
 
 
-CALLS = {"watcher": watcher_calls, "workers": workers_calls}
+def credentials_calls(server: ApiServer, kube: KubeClient, node: str) -> dict[str, Callable[[], None]]:
+    def review_token() -> None:
+        # The issuer's one call (vpcnet/credentials/kube_review.py): a TokenReview.
+        token = server.service_account_token(NAMESPACE, "vpcnet-agent", audiences=["vpcnet-credentials"])
+        who = kube.review_token(token, ["vpcnet-credentials"])
+        assert who.service_account == (NAMESPACE, "vpcnet-agent")
+
+    return {"review_token": review_token}
+
+
+CALLS = {"watcher": watcher_calls, "workers": workers_calls, "credentials": credentials_calls}
 
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
 
 import redis
 from celery import Celery
@@ -19,7 +18,7 @@ from tests.fixtures.watcher import FAST_QUEUE, QUEUE, queued
 from tests.integration.control_support import agent_ready, all_cluster_enis, context_for, join
 from vpcnet.control.provision import provision_node
 from vpcnet.control.ready import NOT_READY_TAINT, node_ready
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT
+from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, created_at_tag
 from vpcnet.domain import NodePhase
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
@@ -90,8 +89,7 @@ def test_one_active_beat_drives_reconcile_ready_and_gc(
         SubnetId=ec2_world.subnet_ids[1],
         TagSpecifications=[{"ResourceType": "network-interface", "Tags": [
             {"Key": TAG_CLUSTER, "Value": ctx.cluster},
-            {"Key": TAG_CREATED_AT, "Value": datetime.fromtimestamp(time.time() - 3600, UTC)
-             .strftime("%Y-%m-%dT%H:%M:%SZ")}]}],
+            {"Key": TAG_CREATED_AT, "Value": created_at_tag(time.time() - 3600)}]}],
     )["NetworkInterface"]["NetworkInterfaceId"]
 
     # Two beats, no worker yet: what they send stays in the broker to be read.

@@ -8,12 +8,15 @@ import threading
 import uuid
 from typing import Any
 
+import botocore.exceptions
+import pytest
 import redis
 
 from vpcnet.aws.buckets import Bucket
 from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.aws.ratelimit import Rate, RateLimiter
+from vpcnet.errors import Ec2TemporaryError
 from vpcnet.sim.ec2 import Ec2Emulator, World
 
 ATTACH = "AttachNetworkInterface"
@@ -41,13 +44,11 @@ def test_a_full_queue_refuses_instead_of_waiting_forever(redis_url: str, cluster
                           max_wait_seconds=1.0, sleep=lambda s: None)
     for _ in range(55):
         limiter.acquire(ATTACH)
-    try:
+    with pytest.raises(Ec2TemporaryError) as refused:
         for _ in range(10):
             limiter.acquire(ATTACH)
-    except Exception as e:
-        assert type(e).__name__ == "Ec2TemporaryError" and e.delay and e.delay > 1.0  # type: ignore[attr-defined]
-    else:
-        raise AssertionError("the limiter queued past max_wait_seconds")
+    assert refused.value.code == "VpcnetRateLimited"
+    assert refused.value.delay is not None and refused.value.delay > 1.0
 
 
 def _hammer(endpoint: str, redis_url: str, cluster: str, subnet: str, threads: int, calls: int) -> None:
@@ -72,15 +73,17 @@ def test_processes_share_one_bucket_and_ec2_never_throttles(
 ) -> None:
     ec2_emulator.set_config(bucket_overrides={"DescribeSubnets": SMALL})
     subnet = ec2_world.subnet_ids[0]
-    # Without the limiter, the same burst is throttled by EC2: the test can fail.
+    # Without the limiter, the same burst is throttled by EC2: the test can fail. Only
+    # RequestLimitExceeded counts (a refused connection or a bad request is no throttle).
     bare = make_client("us-east-1", ec2_emulator.endpoint_url)
-    errors = 0
+    codes: list[str] = []
     for _ in range(30):
         try:
             bare.describe_subnets(SubnetIds=[subnet])
-        except Exception:
-            errors += 1
-    assert errors > 0
+        except botocore.exceptions.ClientError as e:
+            codes.append(str(e.response["Error"]["Code"]))
+    assert codes and set(codes) == {"RequestLimitExceeded"}
+    assert ec2_emulator.counters()["throttled"] == {"DescribeSubnets": len(codes)}
     # A new bucket table gives the emulator full buckets again.
     ec2_emulator.set_config(bucket_overrides={"DescribeSubnets": Bucket(10, 40.0001)})
     ec2_emulator.set_config(bucket_overrides={"DescribeSubnets": SMALL})

@@ -57,11 +57,13 @@ def plan(
 
 
 def dump(ns: str) -> str:
-    return "\n".join(
+    out = "\n".join(
         nx.run(["ip", "netns", "exec", ns, *argv])
         for argv in (["ip", "-4", "rule"], ["ip", "-4", "route", "show", "table", "all"],
                      ["iptables-save", "-t", "nat"])
     )
+    # iptables-save's "# Generated ... on <time>" comments change every second.
+    return "\n".join(line for line in out.splitlines() if not line.startswith("#"))
 
 
 def test_converges_once_then_changes_nothing(host: str) -> None:

@@ -165,6 +165,26 @@ def test_gc_releases_attachments_not_listed(cni_node: SimNode) -> None:
     assert [r.get("dst") for r in pod_rules(cni_node.node_ns)] == [added["keep1"]]
 
 
+def test_gc_without_the_attachment_list_removes_nothing(cni_node: SimNode) -> None:
+    """Issue 11 finding 1: a GC whose config lacks the list used to wipe the node."""
+    plugin = plugin_script()
+    for cid in ("run1", "run2", "run3", "run4"):
+        _, netns = cni_node.new_pod()
+        assert exec_plugin(plugin, cni_env("ADD", cid, netns), cni_node.conf())[0] == 0
+    before = (cni_node.checkpoint()["allocations"], _veths(cni_node), pod_rules(cni_node.node_ns))
+    for lists in ({}, {"cni.dev/valid-attachments": None}):
+        rc, err, _ = exec_plugin(plugin, cni_env("GC"), cni_node.conf(**lists))
+        assert rc == 1 and err["code"] == 7, err
+    assert (cni_node.checkpoint()["allocations"], _veths(cni_node), pod_rules(cni_node.node_ns)) == before
+    assert len(before[0]) == 4 and len(before[1]) == 4
+    # The draft name alone is honoured: run1 and run2 stay, the others are collected.
+    keep = [{"containerID": c, "ifname": "eth0"} for c in ("run1", "run2")]
+    rc, out, _ = exec_plugin(plugin, cni_env("GC"), cni_node.conf(**{"cni.dev/attachments": keep}))
+    assert (rc, out) == (0, None)
+    assert sorted(a["container_id"] for a in cni_node.checkpoint()["allocations"]) == ["run1", "run2"]
+    wait_for(lambda: len(_veths(cni_node)) == 2, "collected veths destroyed")
+
+
 def test_chain_with_reference_portmap(cni_node: SimNode) -> None:
     """vpcnet-cni then Debian's portmap, as a conflist chains them (prevResult passed)."""
     plugin = plugin_script()

@@ -143,3 +143,13 @@ def test_malformed_values_raise(imds: FakeImds) -> None:
             client(imds.url).identity()
     finally:
         META["local-ipv4"] = "10.0.0.4"
+
+
+def test_attached_enis_names_each_mac_and_refuses_an_empty_listing(
+    imds: FakeImds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client(imds.url).attached_enis() == {MAC0: "eni-0", MAC1: "eni-1"}
+    # Metadata without even the primary ENI cannot be the proof that ENIs are gone.
+    monkeypatch.setitem(META, "network/interfaces/macs/", "")
+    with pytest.raises(ImdsError):
+        client(imds.url).attached_enis()

@@ -79,31 +79,68 @@ def test_sync_persists_the_pool_and_restores_it(tmp_path: Path) -> None:
     assert again.get(AttachmentKey("c1", "eth0")) == a
 
 
-def test_group_commit_covers_concurrent_changes_with_few_writes(tmp_path: Path) -> None:
+class SlowDisk(Checkpoint):
+    """A checkpoint whose next write waits until the test lets it finish (a slow fsync)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate_next = False
+        self.writing = threading.Event()  # the gated write has begun
+        self.finish = threading.Event()  # the test lets it complete
+
+    def write(self, payload: Any) -> None:
+        if self.gate_next:
+            self.gate_next = False
+            self.writing.set()
+            assert self.finish.wait(60), "the test never released the write"
+        super().write(payload)
+
+
+def containers_on_disk(path: Path) -> set[str]:
+    data: Any = json.loads(path.read_text())["payload"]
+    return {a["container_id"] for a in data["allocations"]}
+
+
+def test_group_commit_coalesces_queued_syncs_into_one_write_and_each_returns_durable(tmp_path: Path) -> None:
+    """While one write is in flight, 99 more syncs queue; exactly one more write covers
+    them all (2 writes for 100 syncs), and no sync returns before its change is on disk."""
+    path = tmp_path / "ckpt.json"
     ipam = pool(200)
-    ckpt = Checkpoint(tmp_path / "ckpt.json")
+    ckpt = SlowDisk(path)
     ckpt.sync(ipam)
     writes_before = ckpt.writes
-    barrier = threading.Barrier(100)
     errors: list[BaseException] = []
+    allocated = threading.Semaphore(0)
 
     def add(n: int) -> None:
         try:
-            barrier.wait()
             ipam.allocate(AttachmentKey(f"c{n}", "eth0"))
+            allocated.release()
             ckpt.sync(ipam)
-            # Durable when sync returns: the file holds this allocation.
-            data: Any = json.loads((tmp_path / "ckpt.json").read_text())["payload"]
-            assert f"c{n}" in {a["container_id"] for a in data["allocations"]}
+            # Returned: the change must be in the file already, and the first write
+            # (which cannot hold c1..c99) must have completed before anyone returned.
+            assert ckpt.finish.is_set(), f"sync of c{n} returned while its write was pending"
+            assert f"c{n}" in containers_on_disk(path)
         except BaseException as e:  # collected: assertions in threads must surface
             errors.append(e)
 
-    threads = [threading.Thread(target=add, args=(n,)) for n in range(100)]
-    for t in threads:
+    ckpt.gate_next = True
+    first = threading.Thread(target=add, args=(0,))
+    first.start()
+    assert ckpt.writing.wait(60)  # c0's write is in flight, holding the commit lock
+    rest = [threading.Thread(target=add, args=(n,)) for n in range(1, 100)]
+    for t in rest:
         t.start()
-    for t in threads:
-        t.join()
+    for _ in rest:
+        assert allocated.acquire(timeout=60)
+    assert allocated.acquire(timeout=60)  # c0's own
+    assert containers_on_disk(path) == set()  # nothing is on disk yet
+    ckpt.finish.set()
+    for t in [first, *rest]:
+        t.join(60)
     assert errors == []
-    assert 1 <= ckpt.writes - writes_before <= 100
+    assert ckpt.writes - writes_before == 2  # c0's, then one for all 99 that queued
+    assert containers_on_disk(path) == {f"c{n}" for n in range(100)}
     ckpt.sync(ipam)  # nothing new: no write
-    assert Checkpoint(tmp_path / "ckpt.json").load() == ipam.to_checkpoint()
+    assert ckpt.writes - writes_before == 2
+    assert Checkpoint(path).load() == ipam.to_checkpoint()

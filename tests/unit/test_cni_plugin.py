@@ -171,6 +171,34 @@ def test_status_and_gc(agent: ScriptedAgent) -> None:
         assert rc == 1 and err["code"] == 1
 
 
+GC_ENV = {"CNI_COMMAND": "GC", "CNI_PATH": "/x"}
+
+
+@pytest.mark.parametrize("lists", [{}, {"cni.dev/valid-attachments": None}, {"cni.dev/attachments": None}])
+def test_gc_without_the_attachment_list_is_refused_and_reaches_no_agent(
+    agent: ScriptedAgent, lists: dict[str, Any]
+) -> None:
+    """A GC that names no valid attachments must not read as "none is valid" (a wipe)."""
+    rc, err = run(GC_ENV, conf(agent.path, **lists))
+    assert rc == 1 and err["code"] == p.ERR_INVALID_CONFIG
+    assert "attachments" in err["msg"]
+    assert agent.requests == []
+
+
+def test_gc_accepts_the_draft_key_and_keeps_the_union_of_both(agent: ScriptedAgent) -> None:
+    a, b = {"containerID": "a", "ifname": "eth0"}, {"containerID": "b", "ifname": "eth0"}
+    rc, _ = run(GC_ENV, conf(agent.path, **{"cni.dev/attachments": [a]}))
+    assert rc == 0 and agent.requests[-1]["validAttachments"] == [["a", "eth0"]]
+    # libcni 1.2.3 sends both names with the same list; the same entry is sent once.
+    rc, _ = run(GC_ENV, conf(agent.path, **{"cni.dev/valid-attachments": [a], "cni.dev/attachments": [a, b]}))
+    assert rc == 0 and agent.requests[-1]["validAttachments"] == [["a", "eth0"], ["b", "eth0"]]
+    # An explicit empty list is the runtime saying "nothing is valid": that is GC's job.
+    rc, _ = run(GC_ENV, conf(agent.path, **{"cni.dev/valid-attachments": []}))
+    assert rc == 0 and agent.requests[-1]["validAttachments"] == []
+    rc, err = run(GC_ENV, conf(agent.path, **{"cni.dev/valid-attachments": [a], "cni.dev/attachments": {"x": 1}}))
+    assert rc == 1 and err["code"] == p.ERR_INVALID_CONFIG and len(agent.requests) == 3
+
+
 @pytest.mark.parametrize(
     ("environ", "config", "code"),
     [

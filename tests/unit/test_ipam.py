@@ -47,7 +47,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ipam(clock: Clock) -> Ipam:
-    pool = Ipam(cooldown_seconds=30.0, clock=clock)
+    pool = Ipam(cooldown_seconds=30.0, clock=clock, monotonic=clock)
     pool.set_enis([eni(1, ["10.0.1.2", "10.0.1.1"]), eni(0, ["10.0.0.5"])])
     return pool
 
@@ -121,7 +121,7 @@ def test_vanished_ips_are_reported_and_kept(ipam: Ipam) -> None:
 
 
 def test_prefix_addresses_are_pool_ips(clock: Clock) -> None:
-    pool = Ipam(clock=clock)
+    pool = Ipam(clock=clock, monotonic=clock)
     pool.set_enis([eni(0, [], prefixes=("10.0.8.16/28",))])
     got = {pool.allocate(key(n)).ip for n in range(16)}
     assert got == set(ipaddress.IPv4Network("10.0.8.16/28"))
@@ -161,7 +161,7 @@ def test_checkpoint_round_trip(ipam: Ipam, clock: Clock) -> None:
     ipam.allocate(key(2))
     ipam.release(key(2))
     ipam.confirm_release({IP("10.0.1.2")})
-    again = Ipam.from_checkpoint(ipam.to_checkpoint(), clock=clock)
+    again = Ipam.from_checkpoint(ipam.to_checkpoint(), clock=clock, monotonic=clock)
     assert again.to_checkpoint() == ipam.to_checkpoint()
     assert again.stats() == ipam.stats()
     assert again.allocate(key(1)) == ipam.get(key(1))

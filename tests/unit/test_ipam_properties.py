@@ -44,7 +44,7 @@ class PoolMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
-        self.ipam = Ipam(COOLDOWN, clock=lambda: self.now)
+        self.ipam = Ipam(COOLDOWN, clock=lambda: self.now, monotonic=lambda: self.now)
         self.present = frozenset(range(12))
         self.ipam.set_enis(enis_for(self.present))
         self.freed_at: dict[IPv4Address, float] = {}  # model: when each IP was last freed
@@ -112,7 +112,7 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     def restore_from_checkpoint(self) -> None:
         data = self.ipam.to_checkpoint()
-        again = Ipam.from_checkpoint(data, clock=lambda: self.now)
+        again = Ipam.from_checkpoint(data, clock=lambda: self.now, monotonic=lambda: self.now)
         assert again.to_checkpoint() == data
         assert again.stats() == self.ipam.stats()
         self.ipam = again

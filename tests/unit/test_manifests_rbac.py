@@ -26,6 +26,7 @@ COMPONENTS: dict[str, tuple[str, list[str]]] = {
     "agent": ("vpcnet-agent", ["vpcnet.cli.agent_cmd", "vpcnet.agent.main"]),
     # beat and flower load the Celery app but never run a task; only their own code counts
     "beat": ("vpcnet-beat", ["beat"]),
+    "credentials": ("vpcnet-credentials", ["vpcnet.cli.credentials_cmd"]),
 }
 WORKLOAD_SA = {
     "vpcnet-watcher": "vpcnet-watcher",
@@ -34,8 +35,9 @@ WORKLOAD_SA = {
     "vpcnet-beat": "vpcnet-beat",
     "vpcnet-flower": "vpcnet-flower",
     "vpcnet-redis": "vpcnet-redis",
+    "vpcnet-credentials": "vpcnet-credentials",
 }
-CLUSTER_SCOPED = {"nodes", "nodes/status"}
+CLUSTER_SCOPED = {"nodes", "nodes/status", "tokenreviews"}
 
 
 def _triples(table: dict[tuple[str, str], tuple[str, ...]]) -> frozenset[Triple]:

@@ -194,6 +194,26 @@ def test_prefix_releases_a_prefix_only_when_all_16_confirmed() -> None:
     assert UnassignPrefixes("eni-0", (pfx(2),)) in actions
 
 
+def test_prefix_keeps_a_confirmed_prefix_the_control_plane_did_not_request() -> None:
+    # A stale release-ok (its release-req lost with a write, the prefix then put back in
+    # use) must not hand a prefix back to EC2: release needs release-req and release-ok.
+    primary = eni(0, prefixes=(pfx(0), pfx(1)))
+    s = spec("m5.large", Mode.PREFIX, Targets(warm_prefix_target=2))
+    for requested in (frozenset(), frozenset(list(pfx(1))[:15])):
+        stale = PoolUsage(release_requested=requested, release_confirmed=frozenset(pfx(1)))
+        actions = plan_node(s, [primary], stale).actions
+        assert not any(isinstance(a, UnassignPrefixes) for a in actions), requested
+    both = PoolUsage(release_requested=frozenset(pfx(1)), release_confirmed=frozenset(pfx(1)))
+    assert UnassignPrefixes("eni-0", (pfx(1),)) in plan_node(s, [primary], both).actions
+
+
+def test_warm_keeps_a_confirmed_ip_the_control_plane_did_not_request() -> None:
+    pool = eni(0, 9)
+    s = spec("m5.large", Mode.WARM, Targets(warm_ip_target=9))
+    stale = PoolUsage(release_confirmed=frozenset(pool.ips[:3]))
+    assert not any(isinstance(a, UnassignIps) for a in plan_node(s, [pool], stale).actions)
+
+
 def test_prefix_mode_needs_nitro() -> None:
     with pytest.raises(ConfigError):
         plan_node(spec("t2.micro", Mode.PREFIX), [eni(0)], PoolUsage())
@@ -240,3 +260,34 @@ def test_plans_never_break_limits_or_take_ips_from_pods(
             assert not set(a.ips) & (assigned | cooling | requested)
     if mode is Mode.FULL:
         assert not any(isinstance(a, (RequestRelease, UnassignIps)) for a in plan.actions)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mode=st.sampled_from([Mode.WARM, Mode.PREFIX]), n_prefixes=st.integers(1, 4),
+       n_ips=st.integers(0, 9), warm=st.integers(0, 3), data=st.data())
+def test_plans_release_only_what_was_requested_and_confirmed_and_unassigned(
+    mode: Mode, n_prefixes: int, n_ips: int, warm: int, data: st.DataObject
+) -> None:
+    # Every set drawn independently: release-ok may hold IPs never (or no longer)
+    # requested, and assigned ones, as after a lost write or a stale agent report.
+    prefixes = tuple(pfx(i) for i in range(n_prefixes)) if mode is Mode.PREFIX else ()
+    pool_eni = eni(0, 0 if prefixes else n_ips, prefixes=prefixes)
+    pool = [ip for p in prefixes for ip in p] or list(pool_eni.ips)
+
+    def subset() -> frozenset[IPv4]:
+        if not pool:
+            return frozenset()
+        whole = data.draw(st.lists(st.sampled_from(prefixes), unique=True)) if prefixes else []
+        some = data.draw(st.lists(st.sampled_from(pool), unique=True))
+        return frozenset(some) | {ip for p in whole for ip in p}
+
+    usage = PoolUsage(assigned=subset(), cooling=subset(), release_requested=subset(),
+                      release_confirmed=subset())
+    targets = Targets(warm_prefix_target=warm) if prefixes else Targets(warm_ip_target=warm)
+    plan = plan_node(spec("m5.large", mode, targets), [pool_eni], usage)
+    releasable = (usage.release_requested & usage.release_confirmed) - usage.assigned
+    for a in plan.actions:
+        if isinstance(a, UnassignIps):
+            assert set(a.ips) <= releasable & set(pool_eni.ips)
+        if isinstance(a, UnassignPrefixes):
+            assert all(set(p) <= releasable for p in a.prefixes)

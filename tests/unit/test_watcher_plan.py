@@ -15,6 +15,7 @@ from vpcnet.kube.nodeplan import (
     projection_of,
 )
 from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION, NodeObj, Taint
+from vpcnet.state.records import AgentRecord
 
 TAINT = Taint(NOT_READY_TAINT, "NoSchedule")
 NODE = NodeObj(name="n1", provider_id="aws:///us-east-1a/i-0abc", labels={"role": "worker"})
@@ -123,7 +124,7 @@ def test_status_summary_reflects_redis_compactly() -> None:
         prefixes=(ipaddress.IPv4Network("10.0.0.32/28"),),
     )
     fields = {"phase": "provisioned", "instance_id": "i-0abc", "mode": "prefix", "generation": "3"}
-    raw = plan_status_summary(fields, [eni], {"ready": "1", "generation": "2"})
+    raw = plan_status_summary(fields, [eni], AgentRecord(ready=True, generation=2))
     assert raw is not None and " " not in raw
     assert json.loads(raw) == {
         "phase": "provisioned",
@@ -135,7 +136,7 @@ def test_status_summary_reflects_redis_compactly() -> None:
         "agentReady": True,
         "agentGeneration": 2,
     }
-    assert plan_status_summary(fields, [eni], {"ready": "1", "generation": "2"}) == raw  # stable
-    failed = plan_status_summary({**fields, "phase": "error", "error": "x" * 500}, [], {})
+    assert plan_status_summary(fields, [eni], AgentRecord(ready=True, generation=2)) == raw  # stable
+    failed = plan_status_summary({**fields, "phase": "error", "error": "x" * 500}, [], AgentRecord())
     assert failed is not None and json.loads(failed)["error"] == "x" * 300
     assert plan_status_summary({}, [], {"ready": "1"}) is None

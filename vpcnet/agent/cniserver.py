@@ -4,9 +4,12 @@ A threaded unix-socket server (socket mode 0600, one request per connection, siz
 time-limited). Requests are validated again here (never trust the client), serialised
 per attachment key, and run against the IPAM and ``PodNetwork``:
 
-- ADD: refused with code 11 while the node is not ready; allocates (the same key gets
-  the same IP), persists the checkpoint *before* any side effect and before answering,
-  programs the pod; on failure rolls the pod back and frees an IP it took.
+- ADD: refused with code 11 while the node is not ready; checks CNI_NETNS (a pod's
+  network namespace, never the node's; code 4 otherwise, 3 when it is gone); allocates
+  (the same key gets the same IP), makes the allocation durable (checkpoint fsynced)
+  *before* programming anything, programs the pod (an IP some interface routes already
+  is refused; rules an agent left for an IP nothing routes are replaced); on failure
+  rolls the pod back and frees an IP it took.
 - DEL: removes the pod's veth and rules, then frees the IP into the cooldown; an IP is
   only freed once its rules are gone, so a failed DEL keeps it (the runtime retries).
 - CHECK: the IP the runtime recorded is still ours and ``PodNetwork.check`` passes.
@@ -16,6 +19,13 @@ per attachment key, and run against the IPAM and ``PodNetwork``:
 
 DELs the plugin spooled while the agent was unreachable (``pending-del`` next to the
 socket) are replayed at start, every few seconds, and before an ADD of the same key.
+Each one on its own: one that fails (a netlink errno, a full disk) is logged and kept
+for the next sweep; a file that is no DEL is quarantined (``vpcnet.agent.cnispool``).
+
+At start, before serving, pod rules of IPs the checkpoint says no pod holds, and that
+no interface routes, are removed (an agent that forgot a pod, e.g. one that died
+before this fix between programming it and its checkpoint, left them: DEL then only
+removes its veth).
 """
 
 from __future__ import annotations
@@ -39,7 +49,9 @@ from typing import Any
 import structlog
 
 from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.cnispool import Spool
 from vpcnet.agent.ipam import AttachmentKey, Ipam
+from vpcnet.agent.nlbatch import InvalidNetns
 from vpcnet.agent.podnet import PodNetwork, PodSpec, eni_table
 from vpcnet.cni import protocol as p
 from vpcnet.cni.protocol import CniError
@@ -50,6 +62,7 @@ log = logging.getLogger("vpcnet.agent.cni")
 
 READ_TIMEOUT_SECONDS = 10.0
 PENDING_SCAN_SECONDS = 5.0
+RESTART_SECONDS = 1.0  # between a failed serving loop and its restart
 _MAX_POD_FIELD = 253  # a Kubernetes name
 
 
@@ -240,6 +253,7 @@ class CniServer:
         self._phase = threading.local()  # per-request phase durations
         self.socket_path = Path(settings.socket_path)
         self.pending_dir = Path(pending_dir or self.socket_path.parent / "pending-del")
+        self.spool = Spool(self.pending_dir)
         self._gate = _Gate()
         self._keys = _KeyLocks()
         self._server: _UnixServer | None = None
@@ -247,8 +261,12 @@ class CniServer:
         self._bound = threading.Event()
         self._state_lock = threading.Lock()
         self._serving = False
-        # One committer: the checkpoint's group commit makes a queue of syncs cheap.
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="cni-commit")
+        self._socket_id: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket
+        self.failure = ""  # why the server stopped serving without shutdown ("" = it did not)
+        self.restarts = 0  # times the serving loop failed and was started again
+        # Taken now, while the pool is what the checkpoint says: by the time the
+        # server starts, the agent may have added IPs from Redis it knows less about.
+        self._unassigned_at_start = ipam.unassigned()
         self._reaper = ThreadPoolExecutor(2, thread_name_prefix="cni-reap")
         self._dying: dict[AttachmentKey, Future[None]] = {}
         self._dying_lock = threading.Lock()
@@ -274,6 +292,8 @@ class CniServer:
             os.chmod(tmp, 0o600)
             server.server_activate()
             os.replace(tmp, path)
+            st = os.stat(path)
+            self._socket_id = (st.st_dev, st.st_ino)
         except OSError:
             server.server_close()
             tmp.unlink(missing_ok=True)
@@ -283,21 +303,80 @@ class CniServer:
         self._bound.set()
 
     def serve_forever(self) -> None:
-        """Bind (if needed), replay spooled DELs, then serve until ``shutdown``."""
+        """Bind (if needed), prepare, then serve until ``shutdown``.
+
+        Preparing (forwarding on, leftover rules of unassigned IPs removed, spooled
+        DELs replayed) never keeps the server from serving: each step logs its failure
+        and is retried later by its own path. A failure of the serving loop restarts
+        it. Should this thread end any other way than by ``shutdown``, the socket is
+        closed and removed, so that no client waits out its timeout on a socket nobody
+        serves (ADD fails at once with 11, DEL is spooled), and ``failure`` says why.
+        """
         self.bind()
-        assert self._server is not None
+        try:
+            self._prepare()
+            self._serve()
+        except BaseException as e:
+            self._abandon(f"{type(e).__name__}: {e}")
+            raise
+        if not self._stop.is_set():
+            self._abandon("the serving loop ended")
+
+    @property
+    def serving(self) -> bool:
+        """True while the loop accepts connections."""
+        with self._state_lock:
+            return self._serving
+
+    def _prepare(self) -> None:
         try:
             self.podnet.ensure_forwarding()
         except PodNetworkError as e:
             log.error("cannot enable forwarding in the node namespace: %s", e)
-        self.drain_pending()
+        try:
+            removed = self.podnet.remove_leftovers(self._unassigned_at_start)
+            if removed:
+                log.warning("removed %d pod rules left behind for IPs no pod holds", removed)
+        except VpcnetError as e:  # the ADD of each such IP removes them too
+            log.error("removing leftover pod rules failed: %s", e)
+        self.drain_pending()  # per entry: a bad one is logged and kept, never raised
         sweeper = threading.Thread(target=self._pending_loop, name="cni-pending", daemon=True)
         sweeper.start()
-        with self._state_lock:
-            if self._stop.is_set():
+
+    def _serve(self) -> None:
+        server = self._server
+        assert server is not None
+        while True:
+            with self._state_lock:
+                if self._stop.is_set():
+                    return
+                self._serving = True
+            try:
+                server.serve_forever(poll_interval=0.2)
+            except Exception:
+                log.exception("the CNI server loop failed; restarting it")
+                self.restarts += 1
+            else:
+                return  # shutdown() asked for it
+            finally:
+                with self._state_lock:
+                    self._serving = False
+            if self._stop.wait(RESTART_SECONDS):
                 return
-            self._serving = True
-        self._server.serve_forever(poll_interval=0.2)
+
+    def _abandon(self, why: str) -> None:
+        """Nobody will serve the socket any more: say so, and make clients fail fast."""
+        self.failure = why
+        log.critical("the CNI server stopped serving: %s", why)
+        server = self._server
+        if server is not None:
+            server.server_close()
+        try:
+            st = os.stat(self.socket_path)
+            if (st.st_dev, st.st_ino) == self._socket_id:  # never another agent's
+                self.socket_path.unlink()
+        except OSError:
+            pass
 
     def wait_bound(self, timeout: float | None = None) -> bool:
         return self._bound.wait(timeout)
@@ -312,7 +391,6 @@ class CniServer:
         if serving:  # socketserver's shutdown() waits for a loop that must have started
             server.shutdown()
         self._reaper.shutdown(wait=True)  # no veth left half-destroyed
-        self._committer.shutdown(wait=True)
         server.server_close()
         try:
             self.socket_path.unlink()
@@ -343,6 +421,8 @@ class CniServer:
             reply = e.to_reply()
         except PoolExhausted as e:
             reply = p.error_reply(p.ERR_TRY_AGAIN, "no free IP on this node", str(e))
+        except InvalidNetns as e:  # replaced after _check_netns looked at it
+            reply = p.error_reply(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e))
         except PodNetworkError as e:
             code = p.ERR_UNKNOWN_CONTAINER if _netns_gone(e, req) else p.ERR_POD_NETWORK
             reply = p.error_reply(code, "pod network setup failed", str(e))
@@ -384,7 +464,7 @@ class CniServer:
                 return self._add(req)
             if req.command == "DEL":
                 self._delete(req.key)
-                self._unspool(req.key)
+                self.spool.remove(req.key)
                 return {"ok": True}
             return self._check(req)
 
@@ -401,25 +481,19 @@ class CniServer:
             raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
         self._replay_pending(req.key)  # a DEL spooled for this key must go first
         self._await_dying(req.key)  # and the veth of its last DEL must be gone
-        if not os.path.exists(req.netns):
-            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        self._check_netns(req.netns)
         fresh = self.ipam.get(req.key) is None
         alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name)
         spec = PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu)
-        # The checkpoint's fsync runs while the pod is programmed; the answer waits
-        # for both. Should the agent die in between, the runtime's DEL (which always
-        # follows a failed ADD) removes what was made, and remove_stale_rules the rest.
-        commit = self._committer.submit(self.checkpoint.sync, self.ipam)
-        programmed = False
+        # Durable first: nothing is programmed for an IP the checkpoint does not hold.
+        # Should the agent die after the fsync, the restarted agent knows the IP is
+        # taken and the runtime's DEL (which follows every failed ADD) frees it.
         try:
-            with self._timed("netlink"):
-                link = self.podnet.setup(spec)
-            programmed = True
             with self._timed("checkpoint"):
-                commit.result()
+                self.checkpoint.sync(self.ipam)
+            with self._timed("netlink"):
+                link = self.podnet.setup(spec)  # rolls itself back on failure
         except BaseException:
-            if programmed:  # the checkpoint failed: undo the pod too
-                self._quietly(lambda: self.podnet.teardown(spec.key, alloc.ip, spec.table))
             if fresh:
                 self.ipam.release(req.key)
                 self._quietly(lambda: self.checkpoint.sync(self.ipam))
@@ -453,8 +527,11 @@ class CniServer:
             )
         if alloc is not None:
             self.ipam.release(key)
-            with self._timed("checkpoint"):
-                self.checkpoint.sync(self.ipam)
+        with self._timed("checkpoint"):
+            # Unconditionally: when an earlier write failed after the release (a full
+            # disk), a retried DEL finds no allocation but must still make it durable.
+            self.checkpoint.sync(self.ipam)
+        if alloc is not None:
             self._changed()
         with self._dying_lock:
             self._dying[key] = self._reaper.submit(self._reap, key)
@@ -485,13 +562,24 @@ class CniServer:
             raise CniError(p.ERR_CHECK_FAILED, "no IP is assigned to this attachment", str(req.key))
         if alloc.ip != req.expect_ip:
             raise CniError(p.ERR_CHECK_FAILED, "IP differs from prevResult", f"assigned {alloc.ip}, prevResult {req.expect_ip}")
-        if not os.path.exists(req.netns):
-            raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", req.netns)
+        self._check_netns(req.netns)
         try:
             self.podnet.check(PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu))
         except PodNetworkError as e:
             raise CniError(p.ERR_CHECK_FAILED, "pod network differs from ADD", str(e)) from e
         return {"ok": True}
+
+    def _check_netns(self, path: str) -> None:
+        """CNI_NETNS must be a pod's network namespace: checked before anything changes,
+        without blocking (a FIFO there once held a request thread, and the gate, forever)."""
+        try:
+            self.podnet.validate_netns(path)
+        except InvalidNetns as e:
+            raise CniError(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e)) from e
+        except PodNetworkError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise CniError(p.ERR_UNKNOWN_CONTAINER, "network namespace does not exist", path) from e
+            raise CniError(p.ERR_INVALID_ENV, "invalid CNI_NETNS", str(e)) from e
 
     def _gc(self, valid: frozenset[AttachmentKey]) -> dict[str, Any]:
         self._drain(gated=False)
@@ -540,57 +628,38 @@ class CniServer:
         return self._drain(gated=True)
 
     def _drain(self, gated: bool) -> int:
-        try:
-            names = [n for n in os.listdir(self.pending_dir) if n.endswith(".json")]
-        except FileNotFoundError:
-            return 0
         done = 0
-        for name in names:
-            key = self._read_pending(self.pending_dir / name)
-            if key is None:
-                continue
-            if gated:
-                with self._gate.shared(), self._keys.hold(key):
+        for path in self.spool.entries():
+            try:
+                key = self.spool.key_of(path)
+                if key is None:
+                    continue
+                if gated:
+                    with self._gate.shared(), self._keys.hold(key):
+                        done += self._replay_pending(key)
+                else:  # the caller holds the gate exclusively
                     done += self._replay_pending(key)
-            else:  # the caller holds the gate exclusively
-                done += self._replay_pending(key)
+            except Exception as e:
+                # One entry's failure stops neither the others nor the server; its
+                # file stays, so the IP stays held until a later sweep replays it.
+                log.error("replaying spooled DEL %s failed (kept, retried): %s", path, e)
         return done
-
-    def _read_pending(self, path: Path) -> AttachmentKey | None:
-        try:
-            doc = p.loads(path.read_text())
-            key = AttachmentKey(doc["containerId"], doc["ifname"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.error("dropping unreadable spooled DEL %s: %s", path, e)
-            path.unlink(missing_ok=True)
-            return None
-        if path.name != p.pending_name(*key):
-            log.error("dropping spooled DEL %s: name does not match its key %s", path, key)
-            path.unlink(missing_ok=True)
-            return None
-        return key
 
     def _replay_pending(self, key: AttachmentKey) -> int:
         """Run the spooled DEL of ``key`` if there is one (caller holds the key lock)."""
-        path = self.pending_dir / p.pending_name(*key)
-        if not path.exists():
+        if not self.spool.has(key):
             return 0
         self._delete(key)
-        path.unlink(missing_ok=True)
+        self.spool.remove(key)
         log.info("replayed the DEL of %s spooled while the agent was down", key)
         return 1
-
-    def _unspool(self, key: AttachmentKey) -> None:
-        (self.pending_dir / p.pending_name(*key)).unlink(missing_ok=True)
 
     def _pending_loop(self) -> None:
         while not self._stop.wait(PENDING_SCAN_SECONDS):
             try:
                 self.drain_pending()
-            except VpcnetError as e:
-                log.warning("replaying spooled DELs failed (retrying): %s", e)
+            except Exception:  # never end the sweeps: spooled DELs hold IPs
+                log.exception("replaying spooled DELs failed (retrying)")
 
 
 def _answers(path: Path) -> bool:

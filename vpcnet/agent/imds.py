@@ -172,6 +172,18 @@ class ImdsClient:
             ),
         )
 
+    def attached_enis(self) -> dict[str, str]:
+        """MAC (lower case) -> ENI id of every attached interface: what the agent checks
+        before unprogramming an ENI that running pods use (one GET per MAC).
+
+        An empty listing is an error, not "nothing attached": the primary ENI is always
+        there, so metadata that shows none cannot be trusted to remove anything.
+        """
+        macs = self.macs()
+        if not macs:
+            raise ImdsError("IMDS lists no attached interface (not even the primary ENI)")
+        return {mac: self.require(f"network/interfaces/macs/{mac}/interface-id") for mac in macs}
+
     def interfaces(self) -> dict[str, ImdsInterface]:
         """Every attached ENI by MAC (lower case)."""
         return {mac: self.interface(mac) for mac in self.macs()}

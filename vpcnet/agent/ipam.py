@@ -5,6 +5,13 @@ prefixes. Each pool IP is in exactly one state: free, assigned to one attachment
 or cooling down after a release (not reusable before ``cooldown_seconds``, so that
 peers' ARP and conntrack entries for the old pod expire first).
 
+Two clocks: the cooldown is timed on the monotonic clock (a wall-clock step, NTP or
+a hand-set date, neither blocks nor hurries it); the wall time an IP was freed is what
+the checkpoint and the Redis mirror keep, because it means the same across restarts.
+On load, the time left is rebuilt from it and clamped to ``[0, cooldown_seconds]``: a
+wall clock that stepped back while the agent was down cannot stretch a cooldown
+beyond its length.
+
 The key is the CNI attachment key (container id, ifname): allocating again for the
 same key returns the same IP. IPs the control plane asks back (``release-req``) are
 confirmed only when unused and then leave the pool until they leave the ENIs too.
@@ -21,6 +28,7 @@ import enum
 import heapq
 import ipaddress
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -118,7 +126,9 @@ class _State:
     slots: dict[IPv4, _Slot] = field(default_factory=dict)  # every IP on the ENIs
     free: set[IPv4] = field(default_factory=set)
     heap: list[tuple[tuple[int, int], IPv4]] = field(default_factory=list)  # lazy
-    cooldown: dict[IPv4, float] = field(default_factory=dict)  # ip -> freed at (FIFO)
+    cooldown: dict[IPv4, float] = field(default_factory=dict)  # ip -> freed at (wall)
+    cool_until: dict[IPv4, float] = field(default_factory=dict)  # ip -> reusable at (monotonic)
+    cool_heap: list[tuple[float, IPv4]] = field(default_factory=list)  # by cool_until, lazy
     by_key: dict[AttachmentKey, Allocation] = field(default_factory=dict)
     by_ip: dict[IPv4, AttachmentKey] = field(default_factory=dict)
     released: set[IPv4] = field(default_factory=set)  # confirmed, out of the pool
@@ -128,12 +138,16 @@ class _State:
 
 class Ipam:
     def __init__(
-        self, cooldown_seconds: float = 30.0, clock: Callable[[], float] = time.time
+        self,
+        cooldown_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if cooldown_seconds < 0:
             raise ConfigError("cooldown_seconds must not be negative")
         self.cooldown_seconds = cooldown_seconds
-        self._clock = clock
+        self._clock = clock  # wall: what is persisted and mirrored
+        self._monotonic = monotonic  # what cooldown decisions are made on
         self._s = _State()
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
@@ -264,24 +278,30 @@ class Ipam:
         del s.by_key[alloc.key]
         del s.by_ip[alloc.ip]
         now = self._clock()
-        s.cooldown[alloc.ip] = now  # also off the ENIs, in case EC2 hands it back
+        self._cool(alloc.ip, now, self.cooldown_seconds)  # also off the ENIs, in case EC2 hands it back
         if alloc.ip in s.slots:
             self._emit(IpamChange(ChangeKind.RELEASE, alloc.ip, alloc, freed_at=now))
         else:
             self._emit(IpamChange(ChangeKind.DROP, alloc.ip, alloc))
 
+    def _cool(self, ip: IPv4, freed_at: float, remaining: float) -> None:
+        s = self._s
+        until = self._monotonic() + remaining
+        s.cooldown[ip] = freed_at
+        s.cool_until[ip] = until
+        heapq.heappush(s.cool_heap, (until, ip))
+
     def _expire_cooldown(self) -> None:
         s = self._s
-        deadline = self._clock() - self.cooldown_seconds
-        # dict order is release order; the clock may step back, so never trust it
-        # blindly: stop at the first entry still cooling down.
-        expired = []
-        for ip, freed_at in s.cooldown.items():
-            if freed_at > deadline:
-                break
-            expired.append(ip)
-        for ip in expired:
+        now = self._monotonic()
+        # Ordered by deadline, not by release: entries restored from a checkpoint
+        # carry their own time left, so release order says nothing about expiry.
+        while s.cool_heap and s.cool_heap[0][0] <= now:
+            until, ip = heapq.heappop(s.cool_heap)
+            if s.cool_until.get(ip) != until:
+                continue  # a stale heap entry
             del s.cooldown[ip]
+            del s.cool_until[ip]
             if ip in s.slots and ip not in s.released:
                 s.free.add(ip)
                 heapq.heappush(s.heap, (s.slots[ip].order, ip))
@@ -315,6 +335,13 @@ class Ipam:
                 s.released.add(ip)
                 self._emit(IpamChange(ChangeKind.CONFIRM, ip))
             return confirmed
+
+    def unassigned(self) -> set[IPv4]:
+        """IPs the pool knows and no attachment holds (free, cooling down, released):
+        no pod of this node may be using them, so their pod rules are leftovers."""
+        with self._lock:
+            s = self._s
+            return (set(s.slots) | set(s.cooldown)) - set(s.by_ip)
 
     def released(self) -> set[IPv4]:
         with self._lock:
@@ -385,6 +412,7 @@ class Ipam:
         data: Mapping[str, Any],
         cooldown_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> Ipam:
         """Rebuild the pool as it was; CheckpointError on one that does not parse."""
         try:
@@ -393,6 +421,7 @@ class Ipam:
             ipam = cls(
                 float(data["cooldown_seconds"]) if cooldown_seconds is None else cooldown_seconds,
                 clock,
+                monotonic,
             )
             s = ipam._s
             ipam.set_enis([_eni_from(d) for d in data["enis"]])
@@ -409,12 +438,20 @@ class Ipam:
                 )
                 s.by_ip[ip] = key
                 s.free.discard(ip)
-            for raw_ip, freed_at in data["cooldown"]:
+            now = clock()
+            full = ipam.cooldown_seconds
+            for raw_ip, raw_freed_at in data["cooldown"]:
                 ip = ipaddress.IPv4Address(raw_ip)
                 if ip in s.by_ip or ip in s.released:
                     raise CheckpointError(f"checkpoint has {ip} both cooling down and held")
                 s.free.discard(ip)
-                s.cooldown[ip] = float(freed_at)
+                # A freed time ahead of the wall clock (it stepped back) counts as "just
+                # freed": a full cooldown, never more.
+                freed_at = float(raw_freed_at)
+                if not math.isfinite(freed_at):
+                    raise CheckpointError(f"checkpoint has {ip} freed at {raw_freed_at!r}")
+                freed_at = min(freed_at, now)
+                ipam._cool(ip, freed_at, full - min(now - freed_at, full))
             ipam._rebuild_heap()
             return ipam
         except (KeyError, TypeError, ValueError, ConfigError) as e:

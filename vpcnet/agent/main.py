@@ -10,6 +10,12 @@ Start-up order matters:
 5. program the host (links, tables, rules, SNAT), hand the programmed ENIs to the IPAM;
 6. install the plugin, write the conflist, report ready in Redis.
 
+What Redis says is checked against the node before it touches a running pod
+(invariant 7): an ENI that holds assigned IPs stays programmed while metadata or its
+live link says it is attached, whatever Redis lost (``vpcnet.agent.truth``), and the
+store version read is compared with the newest one this agent programmed to notice a
+store that went back in time (``vpcnet.agent.history``); the report says so.
+
 Then it loops: every wake-up (a ``changed`` message, within a second) or resync
 interval it converges again. Redis being unreachable never stops ADD/DEL: the pool is
 local (checkpoint) and the Redis mirror catches up when Redis is back. SIGTERM stops
@@ -29,20 +35,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vpcnet.agent import conflist
 from vpcnet.agent.checkpoint import Checkpoint
+from vpcnet.agent.history import HistoryFile, HistoryMark, observe
 from vpcnet.agent.hostnet import HostNetwork
 from vpcnet.agent.hostplan import HostPlan, plan_host
 from vpcnet.agent.imds import ImdsClient, InstanceIdentity
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
+from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
+from vpcnet.credentials.provider import node_credentials
 from vpcnet.domain import EniRecord, IPv4Net
-from vpcnet.errors import PermanentError, StateError, VpcnetError
+from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
 from vpcnet.settings import AgentSettings
+from vpcnet.state.records import StoreVersion
 
 log = logging.getLogger("vpcnet.agent")
 
@@ -62,10 +72,14 @@ def agent_version() -> str:
 class Programmed:
     """What the last successful pass programmed."""
 
-    generation: int
+    version: StoreVersion  # the store's write it programmed (with ENIs kept against it)
     enis: tuple[EniRecord, ...]
     missing: tuple[EniRecord, ...]  # in Redis, but no link with that MAC yet
     plan: HostPlan
+
+    @property
+    def generation(self) -> int:
+        return self.version.generation
 
 
 class Agent:
@@ -79,6 +93,9 @@ class Agent:
         self.programmed: Programmed | None = None
         self.checkpoint = Checkpoint(settings.checkpoint_path)
         self.ipam = self._load_ipam()
+        self.history = HistoryFile(settings.checkpoint_path)
+        self.mark: HistoryMark = self.history.load()
+        self._truth_said: tuple[tuple[str, ...], ...] = ((), (), ())
         self.hostnet = HostNetwork(settings.host_netns, veth_prefix=settings.veth_prefix)
         self.imds = ImdsClient(settings.imds_url)
         self.sync = RedisSync(
@@ -87,6 +104,7 @@ class Agent:
             settings.node_name,
             self.ipam,
             wake=self.wake,
+            credentials=node_credentials(settings),
         )
         self._identity: InstanceIdentity | None = None
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
@@ -204,17 +222,28 @@ class Agent:
                     f"Redis says node {self.settings.node_name} is {expected}, "
                     f"metadata says {identity.instance_id}"
                 )
-            desired, generation = state.enis, state.generation
+            links = {mac: li.ifname for mac, li in self.hostnet.links_by_mac().items()}
+            desired, version = self._checked_against_node(state.enis, links), state.version
+            mark = observe(self.mark, version)
+            if mark.rollback and mark.rollback != self.mark.rollback:
+                log.error(
+                    "the store went back: it holds %s, this agent programmed %s; running "
+                    "pods keep their ENIs, the control plane starts a new epoch",
+                    version.describe(), self.mark.highest.describe(),
+                )
+            if mark.rollback and mark.rollback == version.epoch:
+                desired = self._corroborated(desired)
         elif self.ipam.enis():
             # Redis unreachable or emptied (lost): keep what we know; never unprogram
             # running pods because the store is gone (invariant 4).
+            links = {mac: li.ifname for mac, li in self.hostnet.links_by_mac().items()}
             desired = tuple(self.ipam.enis())
-            generation = self.programmed.generation if self.programmed else 0
+            version = self.programmed.version if self.programmed else StoreVersion()
+            mark = self.mark
         else:
             log.info("node %s not configured yet", self.settings.node_name)
             self.ready = False
             return
-        links = {mac: li.ifname for mac, li in self.hostnet.links_by_mac().items()}
         present = tuple(e for e in desired if e.mac.lower() in links)
         missing = tuple(e for e in desired if e.mac.lower() not in links)
         for eni in missing:
@@ -240,7 +269,9 @@ class Agent:
             self.sync.confirm_released(confirmed)
         else:
             self.checkpoint.sync(self.ipam)
-        self.programmed = Programmed(generation, present, missing, plan)
+        self.history.save(mark)  # before the report names it
+        self.mark = mark
+        self.programmed = Programmed(version, present, missing, plan)
         ready = bool(present) and not missing
         if ready:
             self._ensure_plugin()
@@ -259,6 +290,49 @@ class Agent:
             if conflist.ensure_conflist(path, doc):
                 log.info("conflist written to %s", path)
         self.ready = ready
+
+    def _checked_against_node(
+        self, desired: tuple[EniRecord, ...], links: dict[str, str]
+    ) -> tuple[EniRecord, ...]:
+        """Redis's ENIs, except where they would unprogram or re-point running pods while
+        metadata or the live links say the pods' ENI is still attached."""
+        held = held_enis(a.eni for a in self.ipam.allocations())
+        attached: dict[str, str] | None = None
+        if disputed(desired, held):
+            try:
+                attached = self.imds.attached_enis()
+            except ImdsError as e:
+                log.warning("metadata unreadable (%s): the live links decide", e)
+        verdict = resolve_enis(desired, held, attached, links)
+        said = (verdict.kept, verdict.ignored, verdict.gone)
+        if said == self._truth_said:
+            return verdict.enis  # said already (this runs every pass while it lasts)
+        self._truth_said = said
+        for eni_id in verdict.kept:
+            log.warning(
+                "ENI %s holds running pods' IPs and is still attached, but Redis lacks or "
+                "contradicts it: kept as programmed", eni_id,
+            )
+        for eni_id in verdict.ignored:
+            log.warning("Redis record of %s contradicts an ENI in use: ignored", eni_id)
+        for eni_id in verdict.gone:
+            log.warning("ENI %s of running pods is gone per metadata and links: unprogrammed", eni_id)
+        return verdict.enis
+
+    def _corroborated(self, desired: tuple[EniRecord, ...]) -> tuple[EniRecord, ...]:
+        """While the store is known to have gone back, pool IPs need metadata's word: an
+        old record may list IPs EC2 has since unassigned."""
+        try:
+            return corroborate(desired, self.imds.interfaces())
+        except ImdsError as e:
+            # No IP beyond what the pool already follows: nothing new is handed out.
+            log.warning("metadata unreadable during a rollback (%s): the pool does not grow", e)
+            known = {ip for e in self.ipam.enis() for ip in e.pod_ips()}
+            return tuple(
+                replace(e, ips=tuple(ip for ip in e.ips if ip in known),
+                        prefixes=tuple(p for p in e.prefixes if set(p) <= known))
+                for e in desired
+            )
 
     def _read_state(self) -> NodeState | None:
         try:
@@ -297,13 +371,18 @@ class Agent:
     # -- reporting -----------------------------------------------------------------------
 
     def _report(self) -> None:
-        generation = self.programmed.generation if self.programmed else 0
+        if self._server is not None and self._server.failure:  # nobody answers the plugin
+            self.ready, self.error = False, f"CNI server stopped: {self._server.failure}"
+        programmed = self.programmed.version if self.programmed else StoreVersion()
         report = AgentReport(
             ready=self.ready,
-            generation=generation,
+            generation=programmed.generation,
             stats=self.ipam.stats(),
             version=self.version,
             error=self.error,
+            epoch=programmed.epoch,
+            write_id=programmed.write_id,
+            rollback=self.mark.rollback,
         )
         now = time.time()
         write_status(Path(self.settings.status_path), report, now)
@@ -321,6 +400,7 @@ def write_status(path: Path, report: AgentReport, now: float) -> None:
     """The local status file behind ``vpcnet agent --check-ready`` (readiness probe)."""
     doc = {
         "ready": report.ready,
+        "epoch": report.epoch,
         "generation": report.generation,
         "heartbeat": now,
         "free": report.stats.free,

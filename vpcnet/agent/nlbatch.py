@@ -13,9 +13,11 @@ per thread), ~0.05 ms. Errors are matched by errno, never by text.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -64,12 +66,74 @@ Request = tuple[Any, int, int]  # (pyroute2 message, message type, flags)
 log = logging.getLogger("vpcnet.agent.netlink")
 
 
+# linux/nsfs.h: NS_GET_NSTYPE = _IO(0xb7, 0x3) answers the CLONE_NEW* type of a
+# namespace fd (Linux 4.11+); linux/sched.h: CLONE_NEWNET.
+NS_GET_NSTYPE = 0xB703
+CLONE_NEWNET = 0x40000000
+
+
+class InvalidNetns(PodNetworkError):
+    """The path is no network namespace a pod may be put in (a FIFO, a plain file, a
+    directory, a namespace of another type; or, see ``PodNetwork``, the node's own)."""
+
+
 def open_netns(path: str) -> int:
-    """An fd of the network namespace at ``path``; a wrong path fails, never creates."""
+    """An fd of the network namespace at ``path``; a wrong path fails, never creates.
+
+    Never blocks: a FIFO opened for reading waits for a writer forever, and opening a
+    device can have side effects, so only what stats as a regular file is opened at
+    all (namespace files do), non-blocking, and the kernel is then asked what it is
+    (``NS_GET_NSTYPE``): anything but a network namespace is ``InvalidNetns``.
+    """
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        st = os.stat(path)
     except OSError as e:
         raise PodNetworkError(f"cannot open network namespace {path}: {e.strerror}", errno=e.errno) from e
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidNetns(f"{path} is not a network namespace (a {_file_kind(st.st_mode)})")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        raise PodNetworkError(f"cannot open network namespace {path}: {e.strerror}", errno=e.errno) from e
+    try:
+        try:
+            kind: int | None = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:  # ENOTTY: no namespace file, or a kernel older than 4.11
+            kind = None
+        if kind is None and os.fstat(fd).st_dev != _nsfs_device():
+            raise InvalidNetns(f"{path} is not a network namespace (a regular file)")
+        if kind is not None and kind != CLONE_NEWNET:
+            raise InvalidNetns(f"{path} is not a network namespace (a namespace of another type)")
+        # kind None on the namespace filesystem: an old kernel cannot say which type;
+        # entering it (setns, IFLA_NET_NS_FD) then fails with EINVAL if it is wrong.
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _nsfs_device() -> int:
+    """st_dev of the namespace filesystem (every namespace file shares it)."""
+    return os.stat("/proc/self/ns/net").st_dev
+
+
+def netns_identity(fd: int) -> tuple[int, int]:
+    """(st_dev, st_ino) of a namespace fd: equal for two fds of the same namespace."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def netns_path(name_or_path: str) -> str:

@@ -9,8 +9,11 @@ hash of (container id, ifname), a ``/32`` route to the pod through it, the rule
 ``from <ip> lookup <100 + device index>`` (priority 1536) so replies leave by the ENI
 that owns the address.
 
-ADD rolls back everything it made when any step fails. DEL is idempotent and succeeds
-when the namespace or the interfaces are gone already. Netlink goes through
+ADD opens CNI_NETNS only when it is a pod's network namespace (never blocking; never the
+node's own), refuses an IP that an interface routes already (a live sandbox outranks
+the IPAM), replaces pod rules left behind for an IP nothing routes, and rolls back
+everything it made when any step fails. DEL is idempotent and succeeds when the
+namespace or the interfaces are gone already. Netlink goes through
 ``vpcnet.agent.nlbatch`` (batched requests; see there for the measurements).
 """
 
@@ -18,10 +21,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import ipaddress
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +90,16 @@ class PodNetwork:
         # Hold the node namespace open: a wrong name fails here, and it cannot
         # vanish under us while the agent runs.
         self._host_fd = nl.open_netns(nl.netns_path(settings.host_netns)) if settings.host_netns else None
+        # Namespaces that are never a pod's: the node's, and the agent process's own
+        # (the same on a real node). A pod programmed into one would take over the
+        # node's routes and could collide with its interfaces.
+        own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._not_pods = {nl.netns_identity(own)}
+        finally:
+            os.close(own)
+        if self._host_fd is not None:
+            self._not_pods.add(nl.netns_identity(self._host_fd))
         self._idle: list[nl.Rtnl] = []
         self._lock = threading.Lock()
 
@@ -118,6 +130,22 @@ class PodNetwork:
     def host_ifname(self, key: AttachmentKey) -> str:
         return host_ifname(self.veth_prefix, key)
 
+    def open_pod_netns(self, path: str) -> int:
+        """An fd of the pod namespace at ``path`` (CNI_NETNS), without ever blocking.
+
+        ``InvalidNetns`` when it is not a network namespace or is the node's own;
+        ``PodNetworkError`` with the errno when it cannot be opened (ENOENT: gone).
+        """
+        fd = nl.open_netns(path)
+        if nl.netns_identity(fd) in self._not_pods:
+            os.close(fd)
+            raise nl.InvalidNetns(f"{path} is the node's own network namespace, not a pod's")
+        return fd
+
+    def validate_netns(self, path: str) -> None:
+        """``open_pod_netns`` without keeping the fd: check CNI_NETNS before any change."""
+        os.close(self.open_pod_netns(path))
+
     def ensure_forwarding(self) -> None:
         """net.ipv4.ip_forward=1 in the node namespace: pods' traffic is routed through it."""
         _write_sysctl(self._host_fd, "net/ipv4/ip_forward", "1")
@@ -128,7 +156,7 @@ class PodNetwork:
         hname = self.host_ifname(spec.key)
         hmac, pmac = veth_macs(spec.key)
         ip = str(spec.ip)
-        pod_fd = nl.open_netns(spec.netns)
+        pod_fd = self.open_pod_netns(spec.netns)
         try:
             with self._host() as host:
                 made: list[nl.Request] = []  # undo list, besides the veth itself
@@ -175,24 +203,47 @@ class PodNetwork:
 
     def _host_routing(self, host: nl.Rtnl, hidx: int, spec: PodSpec, made: list[nl.Request]) -> None:
         ip = str(spec.ip)
+        # The route first, alone: it refuses (EEXIST) an IP that something routes
+        # already, a live interface outranking our IPAM (a sandbox an agent programmed
+        # and then forgot, or another owner), and then no rule of that IP is touched.
+        code = host.request([nl.route(ip, 32, hidx)])[0]
+        if code:
+            raise PodNetworkError(f"route {ip}/32 dev {self.host_ifname(spec.key)}: {os.strerror(code)}", errno=code)
+        # The IP is ours and nothing routes it: any pod rule left for it is a leftover
+        # (an agent that died in a DEL, or a forgotten pod whose veth is gone), and a
+        # `from <ip>` rule into another ENI's table would misroute this pod's replies.
+        # One batch: delete one of each (whatever its table), then add ours.
         batch = [
-            nl.route(ip, 32, hidx),
+            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=0, delete=True),
+            nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=0, delete=True),
             nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
         ]
-        undo = [None, nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
+        undo = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
         if spec.table is not None:
             batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
             undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
         codes = host.request(batch)
-        # Undo only what this call added: an identical rule that already existed
-        # (EEXIST) may belong to a cut-short earlier attempt, never to another pod,
-        # because the route below refuses an IP that is routed elsewhere.
-        made.extend(u for u, c in zip(undo, codes, strict=True) if u is not None and c == 0)
-        if codes[0]:
-            raise PodNetworkError(f"route {ip}/32 dev {self.host_ifname(spec.key)}: {os.strerror(codes[0])}", errno=codes[0])
-        for code in codes[1:]:
-            if code and code != errno.EEXIST:
+        made.extend(u for u, c in zip(undo, codes[2:], strict=True) if c == 0)  # the route goes with the veth
+        for code in codes[:2]:
+            if code and code != errno.ENOENT:
+                raise PodNetworkError(f"removing leftover rules of {ip}: {os.strerror(code)}", errno=code)
+        for code in codes[2:]:
+            if code:
                 raise PodNetworkError(f"ip rule for {ip}: {os.strerror(code)}", errno=code)
+        if 0 in codes[:2]:  # there were leftovers: there may be more than one of them
+            self._remove_other_rules(host, ip, spec.table)
+
+    def _remove_other_rules(self, host: nl.Rtnl, ip: str, table: int | None) -> None:
+        """Delete pod rules of ``ip`` other than the ones ADD just made."""
+        stale = []
+        for r in host.dump(*nl.dump_request("rule")):
+            prio = _attr(r, "FRA_PRIORITY")
+            rule_table = _attr(r, "FRA_TABLE") or r["table"]
+            if prio == RULE_TO_POD_PRIORITY and _attr(r, "FRA_DST") == ip and rule_table != nl.RT_TABLE_MAIN:
+                stale.append(nl.rule(prio, dst=ip, table=rule_table, delete=True))
+            elif prio == RULE_FROM_POD_PRIORITY and _attr(r, "FRA_SRC") == ip and rule_table != table:
+                stale.append(nl.rule(prio, src=ip, table=rule_table, delete=True))
+        host.check(stale, f"removing leftover rules of {ip}", ok=(errno.ENOENT,))
 
     def _rollback(self, host: nl.Rtnl, hname: str, made: list[nl.Request]) -> None:
         # Deleting the host veth takes its peer in the pod and the /32 route with it.
@@ -235,7 +286,7 @@ class PodNetwork:
         hname = self.host_ifname(spec.key)
         hmac, _ = veth_macs(spec.key)
         ip = str(spec.ip)
-        pod_fd = nl.open_netns(spec.netns)
+        pod_fd = self.open_pod_netns(spec.netns)
         try:
             with nl.Rtnl(pod_fd) as pod:
                 links = {_attr(m, "IFLA_IFNAME"): m for m in pod.dump(*nl.dump_request("link"))}
@@ -293,26 +344,34 @@ class PodNetwork:
 
     # -- convergence -----------------------------------------------------------------------
 
-    def remove_stale_rules(self, keep: Mapping[IPv4, int | None]) -> int:
-        """Delete pod rules (priorities 512/1536) of IPs not in ``keep`` (ip -> table).
+    def remove_leftovers(self, unassigned: Collection[IPv4]) -> int:
+        """Delete pod rules (priorities 512/1536) of IPs no pod holds and nothing
+        routes; returns how many were removed.
 
-        For leftovers of a DEL that never reached the agent with its IP known, or of an
-        IP that moved to another ENI. Returns how many rules were removed.
+        ``unassigned``: IPs the checkpoint says are free, cooling down or released.
+        Only those: an IP the agent knows nothing about (no checkpoint, or not a pool
+        IP) may be in use. And never an IP with a ``/32`` route in the main table: an
+        interface routes it, which outranks the checkpoint (its ADD will refuse the
+        IP until the runtime's DEL of that sandbox removes the interface).
         """
+        if not unassigned:
+            return 0
         stale: list[nl.Request] = []
         with self._host() as host:
+            routed = {
+                _attr(r, "RTA_DST")
+                for r in _main_routes(host.dump(*nl.dump_request("route")))
+                if r["dst_len"] == 32
+            }
+            wanted = {str(ip) for ip in unassigned} - routed
             for r in host.dump(*nl.dump_request("rule")):
                 prio = _attr(r, "FRA_PRIORITY")
                 table = _attr(r, "FRA_TABLE") or r["table"]
-                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32:
-                    ip = ipaddress.IPv4Address(_attr(r, "FRA_DST"))
-                    if ip not in keep:
-                        stale.append(nl.rule(prio, dst=str(ip), table=table, delete=True))
-                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32:
-                    ip = ipaddress.IPv4Address(_attr(r, "FRA_SRC"))
-                    if ip not in keep or keep[ip] != table:
-                        stale.append(nl.rule(prio, src=str(ip), table=table, delete=True))
-            host.check(stale, "removing stale pod rules", ok=(errno.ENOENT,))
+                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32 and _attr(r, "FRA_DST") in wanted:
+                    stale.append(nl.rule(prio, dst=_attr(r, "FRA_DST"), table=table, delete=True))
+                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32 and _attr(r, "FRA_SRC") in wanted:
+                    stale.append(nl.rule(prio, src=_attr(r, "FRA_SRC"), table=table, delete=True))
+            host.check(stale, "removing leftover pod rules", ok=(errno.ENOENT,))
         return len(stale)
 
 

@@ -6,8 +6,9 @@ channel and wakes the agent's loop within a second of a publish; the loop also r
 periodically, so a missed message costs at most one resync interval.
 
 Writes: ``assigned`` / ``cooldown`` mirror the IPAM's changes, ``release-ok`` confirms
-released IPs, ``agent`` carries the readiness report, and the node name is published
-on the cluster's ``agent-ready`` channel once per programmed generation.
+released IPs, ``agent`` carries the readiness report (``vpcnet.state.records.AgentRecord``:
+the store version programmed and any rollback seen), and the node name is published on
+the cluster's ``agent-ready`` channel once per programmed write.
 
 Redis may be unreachable at any time: ADD/DEL never wait on it. IPAM changes are
 queued (coalesced per IP, newest wins) and flushed by a mirror thread; after any
@@ -28,9 +29,11 @@ from typing import Any
 import redis
 
 from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
+from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import StateError
 from vpcnet.state.keys import ClusterKeys, NodeKeys
+from vpcnet.state.records import AgentRecord, StoreVersion
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,14 @@ _MAX_BACKOFF = 5.0
 class NodeState:
     """The control plane's view of this node, as last read from Redis."""
 
-    generation: int
+    version: StoreVersion
     enis: tuple[EniRecord, ...]
     node: Mapping[str, str] = field(default_factory=dict)
     release_req: frozenset[IPv4] = frozenset()
+
+    @property
+    def generation(self) -> int:
+        return self.version.generation
 
     @property
     def configured(self) -> bool:
@@ -61,6 +68,13 @@ class AgentReport:
     stats: PoolStats
     version: str
     error: str = ""
+    epoch: str = ""  # with generation and write_id: the store version programmed
+    write_id: str = ""
+    rollback: str = ""  # the epoch in which the store was seen going back, or empty
+
+    @property
+    def programmed(self) -> StoreVersion:
+        return StoreVersion(self.epoch, self.generation, self.write_id)
 
 
 def _decode(v: bytes | str) -> str:
@@ -77,6 +91,7 @@ class RedisSync:
         *,
         wake: threading.Event,
         clock: Callable[[], float] = time.time,
+        credentials: NodeCredentialProvider | None = None,
     ) -> None:
         self.keys: NodeKeys = ClusterKeys(cluster).node(node)
         self.cluster_keys = ClusterKeys(cluster)
@@ -84,11 +99,18 @@ class RedisSync:
         self.ipam = ipam
         self.wake = wake
         self._clock = clock
+        # With ``credentials`` the node's own ACL user (fetched from the issuer, replaced
+        # when Redis refuses it), else whatever ``redis_url`` carries.
+        login: dict[str, Any] = {}
+        if credentials is not None:
+            login = {"credential_provider": credentials,
+                     "redis_connect_func": credentials.on_connect}
         self._client = redis.Redis.from_url(
             redis_url,
             socket_timeout=_SOCKET_TIMEOUT,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             retry_on_timeout=False,
+            **login,
         )
         self._pending: dict[IPv4, IpamChange] = {}
         self._pending_lock = threading.Lock()
@@ -96,7 +118,7 @@ class RedisSync:
         self._full_resync = True  # the first flush rewrites the mirror from the IPAM
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._published_generation = -1
+        self._published: StoreVersion | None = None
         self.connected = False  # last Redis operation succeeded
         self.mirror_flushes = 0
         ipam.add_listener(self._on_ipam_change)
@@ -144,12 +166,8 @@ class RedisSync:
                 release.add(ipaddress.IPv4Address(_decode(raw)))
             except ValueError:
                 log.error("skipping malformed release-req entry %r", raw)
-        try:
-            generation = int(node.get("generation", "0") or 0)
-        except ValueError:
-            generation = 0
         return NodeState(
-            generation=generation,
+            version=StoreVersion.from_fields(node),
             enis=tuple(sorted(enis, key=lambda e: e.device_index)),
             node=node,
             release_req=frozenset(release),
@@ -169,21 +187,24 @@ class RedisSync:
         self._mark(True)
 
     def report(self, r: AgentReport) -> None:
-        """Write the ``agent`` hash; publish ``agent-ready`` once per ready generation."""
-        fields: dict[str | bytes, bytes | float | int | str] = {
-            "ready": int(r.ready),
-            "generation": r.generation,
-            "heartbeat": self._clock(),
-            "free": r.stats.free,
-            "assigned": r.stats.assigned,
-            "cooldown": r.stats.cooldown,
-            "version": r.version,
-            "error": r.error,
-        }
-        publish = r.ready and r.generation != self._published_generation
+        """Write the ``agent`` hash; publish ``agent-ready`` once per ready write."""
+        record = AgentRecord(
+            ready=r.ready,
+            epoch=r.epoch,
+            generation=r.generation,
+            write_id=r.write_id,
+            rollback=r.rollback,
+            heartbeat=self._clock(),
+            free=r.stats.free,
+            assigned=r.stats.assigned,
+            cooldown=r.stats.cooldown,
+            version=r.version,
+            error=r.error,
+        )
+        publish = r.ready and r.programmed != self._published
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys.agent, mapping=fields)
+                pipe.hset(self.keys.agent, mapping=record.to_redis())
                 if publish:
                     pipe.publish(self.cluster_keys.agent_ready_channel, self.node_name)
                 pipe.execute()
@@ -192,8 +213,8 @@ class RedisSync:
             raise StateError(f"cannot write the agent report: {e}") from e
         self._mark(True)
         if publish:
-            self._published_generation = r.generation
-            log.info("agent ready for generation %d (published)", r.generation)
+            self._published = r.programmed
+            log.info("agent ready for %s (published)", r.programmed.describe())
 
     def request_full_mirror(self) -> None:
         """Rewrite the whole mirror on the next flush (periodic resync)."""

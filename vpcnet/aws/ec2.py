@@ -5,6 +5,17 @@ errors are translated into ``Ec2TemporaryError`` / ``Ec2PermanentError``. botoco
 retries are off so that a throttle is seen and counted: a throttled call drains the
 shared bucket and waits for the next token (it is never surfaced unless throttling
 persists). SDK dicts become ``vpcnet.control.view`` values here, and nowhere else.
+
+Every mutating call is fenced (invariant 9): right before it leaves, after any wait for
+the rate limiter, the lock of the current pass (``vpcnet.aws.fence``) is verified and
+extended, in one atomic step, to outlast the call: ``MUTATION_BUDGET_SECONDS``, the
+longest one attempt can take (connect + read timeout, botocore retries off, plus a
+margin). So no other pass can take the lock while a call is in flight, and once the lock
+is lost no further call is made. A call that times out may still be carried out by
+EC2: the lock then lingers (kept another budget, never released early). What fencing
+by lease cannot cover (EC2 takes no fencing token): a process paused after the check
+for longer than the budget, or EC2 acting on a request later than the budget after it
+left.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from botocore import xform_name
 from botocore.config import Config
 
 from vpcnet.aws.calls import CallRecorder
+from vpcnet.aws.fence import Fence, current_fence
 from vpcnet.aws.ratelimit import RateLimiter
 from vpcnet.control.view import EniView, InstanceView, SubnetView
 from vpcnet.domain import InstanceLimits, IPv4, IPv4Net
@@ -39,6 +51,21 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectTimeoutError,
 )
+# One attempt of one call is bounded by these (botocore's retries are off), so the fence
+# knows how long a mutating call can be in flight. EC2 answers in well under a second;
+# the read timeout leaves room for a large Describe page. The budget equals the node
+# lock's default TTL, so fencing does not make a dead worker's lock outlive it.
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 15.0
+# Local work between the fence check and the request leaving (microseconds), and Redis'
+# TTL running on its own clock.
+FENCE_MARGIN_SECONDS = 2.0
+MUTATION_BUDGET_SECONDS = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + FENCE_MARGIN_SECONDS
+
+
+def is_mutating(action: str) -> bool:
+    """AWS's own split (and its throttling buckets'): everything but Describe/Get/List."""
+    return not action.startswith(("Describe", "Get", "List"))
 
 
 def make_client(region: str, endpoint_url: str | None, *, pool_size: int = 50) -> Any:
@@ -51,8 +78,8 @@ def make_client(region: str, endpoint_url: str | None, *, pool_size: int = 50) -
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},  # no botocore retries at all
         max_pool_connections=pool_size,
-        connect_timeout=5,
-        read_timeout=30,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
     )
     return session.client(
         "ec2", region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
@@ -132,6 +159,16 @@ def subnet_from_sdk(d: Mapping[str, Any]) -> SubnetView:
     )
 
 
+def _fence_for(action: str) -> Fence | None:
+    if not is_mutating(action):
+        return None
+    fence = current_fence()
+    if fence is None:
+        # A bug, not a condition: a mutation outside any lock could race another pass.
+        raise Ec2PermanentError("VpcnetUnfenced", f"{action} called outside a lock's fence")
+    return fence
+
+
 class Ec2:
     """vpcnet's EC2 operations, each one call through the limiter (unless paginated)."""
 
@@ -152,8 +189,13 @@ class Ec2:
 
     def call(self, action: str, **params: Any) -> dict[str, Any]:
         method = getattr(self._client, xform_name(action))
+        fence = _fence_for(action)
         for _ in range(self._throttle_retries + 1):
             waited = self._limiter.acquire(action) if self._limiter else 0.0
+            if fence is not None:
+                # After the limiter's wait (which may be long), right before the call:
+                # raises LockHeld once the pass's lock is lost, so nothing more is sent.
+                fence.fence(MUTATION_BUDGET_SECONDS)
             start = time.monotonic()
             try:
                 resp: dict[str, Any] = method(**params)
@@ -168,6 +210,10 @@ class Ec2:
                 continue
             except _CONNECTION_ERRORS as e:
                 self._record(action, start, waited, error="ConnectionError")
+                if fence is not None:
+                    # Sent, maybe, and EC2 may still act on it after our timeout: the
+                    # lock must outlast that too, so no other pass acts meanwhile.
+                    fence.linger(MUTATION_BUDGET_SECONDS)
                 raise Ec2TemporaryError("ConnectionError", f"{action}: {e}") from e
             self._record(action, start, waited)
             return resp

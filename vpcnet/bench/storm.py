@@ -37,6 +37,7 @@ from vpcnet.embedded.procs import unwind_on_sigterm, wait_for
 from vpcnet.embedded.stack import EmbeddedStack, StackOptions
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.records import AgentRecord
 
 # What must follow each action on the same node before the agent can report ready.
 # The ENI chain is Create -> Attach (-> attached after the attach delay) -> Modify.
@@ -144,11 +145,12 @@ class StandInAgents(threading.Thread):
         names = sorted(self.pending)
         pipe = client.pipeline(transaction=False)
         for n in names:
-            pipe.hmget(self.keys.node(n).node, "phase", "generation", "instance_id")
+            pipe.hmget(self.keys.node(n).node, "phase", "instance_id", "epoch", "generation",
+                       "write_id")
             pipe.hkeys(self.keys.node(n).enis)
         rows = pipe.execute()
         for i, n in enumerate(names):
-            phase, generation, instance_id = (
+            phase, instance_id, epoch, generation, write_id = (
                 x.decode() if x else "" for x in rows[2 * i]
             )
             eni_ids = {x.decode() for x in rows[2 * i + 1]}
@@ -160,8 +162,9 @@ class StandInAgents(threading.Thread):
                 continue
             k = self.keys.node(n)
             with client.pipeline(transaction=True) as p:
-                p.hset(k.agent, mapping={"ready": 1, "generation": generation,
-                                         "heartbeat": time.time(), "version": "standin"})
+                standin = AgentRecord(ready=True, epoch=epoch, generation=int(generation),
+                                      write_id=write_id, heartbeat=time.time(), version="standin")
+                p.hset(k.agent, mapping=standin.to_redis())
                 p.publish(self.keys.agent_ready_channel, n)
                 p.execute()
             self.pending.discard(n)

@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "bench": "vpcnet.cli.bench_cmd",
     "install-cni": "vpcnet.cli.install_cmd",
     "chaos": "vpcnet.cli.chaos_cmd",
+    "credentials": "vpcnet.cli.credentials_cmd",
 }
 
 

@@ -22,7 +22,8 @@ Plugin configuration (the first entry of the ``vpcnet`` conflist's ``plugins``):
     }
 
 plus the runtime's ``cniVersion``, ``name``, ``prevResult``, ``runtimeConfig`` and, for
-GC, ``cni.dev/valid-attachments``. Chained plugins (``portmap``, ``bandwidth``) follow it
+GC, ``cni.dev/valid-attachments`` (or its draft name ``cni.dev/attachments``; both are
+accepted, and a GC carrying neither is refused with code 7 and removes nothing). Chained plugins (``portmap``, ``bandwidth``) follow it
 in the conflist: ADD passes a ``prevResult`` through with this plugin's interfaces, IPs
 and routes appended.
 
@@ -201,7 +202,7 @@ class _Invocation:
         if not isinstance(name, str) or not p.valid_network_name(name):
             raise CniError(p.ERR_INVALID_CONFIG, "missing or invalid network name", repr(name)[:128])
         log_file = conf.get("logFile")
-        if log_file is not None and not (isinstance(log_file, str) and log_file.startswith("/")):
+        if log_file is not None and not _absolute_path(log_file):
             raise CniError(p.ERR_INVALID_CONFIG, "logFile must be an absolute path")
         self.log_file = log_file
         sock = conf.get("agentSocket")
@@ -214,7 +215,7 @@ class _Invocation:
         if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
             raise CniError(p.ERR_INVALID_CONFIG, "timeoutSeconds must be a number in (0, 3600]")
         pending = conf.get("pendingDir")
-        if pending is not None and not (isinstance(pending, str) and pending.startswith("/")):
+        if pending is not None and not _absolute_path(pending):
             raise CniError(p.ERR_INVALID_CONFIG, "pendingDir must be an absolute path")
         dns = conf.get("dns")
         if dns is not None and not isinstance(dns, dict):
@@ -248,6 +249,13 @@ class _Invocation:
         return p.dumps({"cniVersion": version, "supportedVersions": list(p.SUPPORTED_VERSIONS)})
 
     def _add(self, conf: dict[str, Any], env: dict[str, str]) -> str:
+        prev = conf.get("prevResult")
+        if prev is not None:  # a chained ADD passes it through: it must be a Result
+            for key in ("interfaces", "ips", "routes"):
+                if prev.get(key) is not None and not isinstance(prev[key], list):
+                    raise CniError(p.ERR_INVALID_CONFIG, f"prevResult.{key} must be a list")
+            if prev.get("dns") is not None and not isinstance(prev["dns"], dict):
+                raise CniError(p.ERR_INVALID_CONFIG, "prevResult.dns must be an object")
         req = self._pod_identity(env)
         req["command"] = "ADD"
         if conf.get("mtu") is not None:
@@ -282,21 +290,7 @@ class _Invocation:
         return ""
 
     def _gc(self, conf: dict[str, Any]) -> str:
-        valid = conf.get("cni.dev/valid-attachments", [])
-        if not isinstance(valid, list):
-            raise CniError(p.ERR_INVALID_CONFIG, "cni.dev/valid-attachments must be a list")
-        keys = []
-        for item in valid:
-            cid = item.get("containerID") if isinstance(item, dict) else None
-            ifname = item.get("ifname") if isinstance(item, dict) else None
-            if not isinstance(cid, str) or not isinstance(ifname, str):
-                raise CniError(
-                    p.ERR_INVALID_CONFIG,
-                    "cni.dev/valid-attachments entries need string containerID and ifname",
-                    repr(item)[:128],
-                )
-            keys.append([cid, ifname])
-        reply = self._call({"command": "GC", "validAttachments": keys}, conf)
+        reply = self._call({"command": "GC", "validAttachments": _valid_attachments(conf)}, conf)
         self.note = f"released {reply.get('released', 0)}"
         return ""
 
@@ -397,6 +391,51 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     except OSError as e:
         raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent unreachable and DEL could not be spooled", str(e)) from e
     return target
+
+
+def _absolute_path(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("/") and "\x00" not in value
+
+
+# SPEC.md section 2 names the GC key ``cni.dev/valid-attachments``; drafts said
+# ``cni.dev/attachments`` and libcni 1.2.3 sends both (containernetworking/cni#1101).
+GC_LIST_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def _valid_attachments(conf: dict[str, Any]) -> list[list[str]]:
+    """The attachments a GC must keep, as ``[containerId, ifname]`` pairs.
+
+    The list is required (SPEC.md: the runtime provides it): a GC without it is an
+    invalid config (7), never "nothing is valid", which would tear down every pod on
+    the node. ``null`` is refused for the same reason. When both names are present,
+    an attachment either one lists is kept (the union: the safer reading).
+    """
+    present = [k for k in GC_LIST_KEYS if k in conf]
+    if not present:
+        raise CniError(
+            p.ERR_INVALID_CONFIG,
+            "GC requires cni.dev/valid-attachments",
+            "without the list of attachments still in use, nothing is removed",
+        )
+    keys: list[list[str]] = []
+    seen: set[tuple[str, str]] = set()
+    for name in present:
+        valid = conf[name]
+        if not isinstance(valid, list):
+            raise CniError(p.ERR_INVALID_CONFIG, f"{name} must be a list", repr(valid)[:128])
+        for item in valid:
+            cid = item.get("containerID") if isinstance(item, dict) else None
+            ifname = item.get("ifname") if isinstance(item, dict) else None
+            if not isinstance(cid, str) or not isinstance(ifname, str):
+                raise CniError(
+                    p.ERR_INVALID_CONFIG,
+                    f"{name} entries need string containerID and ifname",
+                    repr(item)[:128],
+                )
+            if (cid, ifname) not in seen:
+                seen.add((cid, ifname))
+                keys.append([cid, ifname])
+    return keys
 
 
 def _add_result(version: str, reply: dict[str, Any], env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import TypeVar
 import structlog
 
 from vpcnet.aws.calls import attributed_to
+from vpcnet.aws.fence import fenced_by
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import InstanceLimits, IPv4Net, NodePhase
 from vpcnet.errors import LockHeld, NotFoundError, StateError, TemporaryError, VpcnetError
@@ -27,29 +28,38 @@ EVENT_NORMAL = "Normal"
 
 @contextmanager
 def node_lock(ctx: ControlContext, node: str) -> Iterator[str]:
-    """Hold the node's lock; a heartbeat renews its short TTL while the work runs, so a
-    killed worker frees the node within ``lock_ttl_seconds``."""
+    """Hold the node's lock and fence every EC2 mutation inside the block with it.
+
+    A heartbeat renews its short TTL while the work runs, so a killed worker frees the
+    node within ``lock_ttl_seconds``. The heartbeat alone cannot keep invariant 9 (a
+    renewal can fail, or a failover lose the key, while the pass goes on): the EC2 choke
+    point checks the lease before each mutating call and stops the pass at the first
+    call after the loss; a loss the heartbeat sees marks the lease so that next call
+    fails without even asking Redis. Yields the token the write-back is fenced by.
+    """
     ttl = ctx.lock_ttl_seconds
-    token = ctx.state.acquire_lock(node, ttl)
+    lease = ctx.state.lease_lock(node, ttl)
     stop = threading.Event()
 
     def heartbeat() -> None:
         while not stop.wait(ttl / 3):
             try:
-                ctx.state.extend_lock(node, token, ttl)
+                lease.extend(ttl)
             except LockHeld:
-                return  # lost: the fenced write will refuse, the task retries
+                log.warning("node lock lost; the pass stops at its next EC2 call", node=node)
+                return
             except StateError as e:
                 log.warning("lock heartbeat failed", node=node, error=str(e))
 
     beat = threading.Thread(target=heartbeat, name=f"lock-{node}", daemon=True)
     beat.start()
     try:
-        yield token
+        with fenced_by(lease):
+            yield lease.token
     finally:
         stop.set()
         beat.join()
-        ctx.state.release_lock(node, token)
+        lease.release()
 
 
 class Deadline:

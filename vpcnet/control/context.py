@@ -78,7 +78,7 @@ class ControlContext:
             kube = KubeClient.from_settings(settings, component="vpcnet-worker")
         return cls(
             settings=settings,
-            state=ControlState(client, settings.cluster_name),
+            state=ControlState(client, settings.cluster_name, lock_replicas=settings.lock_replicas),
             ec2=ec2,
             kube=kube,
             recorder=recorder,

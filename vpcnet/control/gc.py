@@ -1,31 +1,33 @@
 """Garbage collection of leaked ENIs: tagged for this cluster, ``available`` (attached to
-nothing), and older than the grace period (so an ENI between create and attach is safe)."""
+nothing), and older than the grace period (so an ENI between create and attach is safe).
+
+Each delete is fenced by the lock of the node the ENI is tagged for (invariant 9): the
+lock serialises GC with that node's provisioning pass (which may have created the ENI
+and be about to attach it, under a ClientToken epoch older than the grace period) and
+with its release. A node whose lock is held is left for the next run. An ENI that
+names no node (vpcnet tags every ENI it creates; this one has only the cluster tag) is
+fenced by the cluster's GC lock, which serialises GC runs.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from vpcnet.aws.calls import attributed_to
+from vpcnet.aws.fence import fenced_by
 from vpcnet.control.common import log
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, EniView
-from vpcnet.errors import Ec2PermanentError
+from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, created_at
+from vpcnet.errors import Ec2PermanentError, LockHeld
+from vpcnet.state.lock import RedisLock
 
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
     available: int
     deleted: tuple[str, ...]
-
-
-def created_at(eni: EniView) -> float | None:
-    raw = eni.tags.get(TAG_CREATED_AT, "")
-    try:
-        return datetime.fromisoformat(raw).timestamp()
-    except ValueError:
-        return None
+    skipped: tuple[str, ...] = ()  # leaked, but their lock was held: the next run retries
 
 
 def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
@@ -34,17 +36,45 @@ def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
     with attributed_to(None):
         enis = ctx.ec2.describe_enis({f"tag:{TAG_CLUSTER}": [ctx.cluster], "status": ["available"]})
         deleted: list[str] = []
+        skipped: list[str] = []
         for e in enis:
-            born = created_at(e)
+            born = created_at(e.tags)
             # An undated ENI carrying our cluster tag is still ours: the grace starts at 0.
             if born is not None and now - born < grace:
                 continue
-            try:
-                if ctx.ec2.delete_eni(e.eni_id):
-                    deleted.append(e.eni_id)
-            except Ec2PermanentError as err:
-                if err.code != "InvalidNetworkInterface.InUse":  # attached meanwhile: not leaked
-                    raise
+            outcome = _delete_fenced(ctx, e)
+            if outcome is None:
+                skipped.append(e.eni_id)
+            elif outcome:
+                deleted.append(e.eni_id)
     if deleted:
         log.info("leaked ENIs deleted", count=len(deleted), enis=deleted)
-    return GcReport(len(enis), tuple(deleted))
+    if skipped:
+        log.info("leaked ENIs left for the next run", count=len(skipped), enis=skipped)
+    return GcReport(len(enis), tuple(deleted), tuple(skipped))
+
+
+def _lock_of(ctx: ControlContext, eni: EniView) -> RedisLock:
+    try:
+        return ctx.state.node_lock(eni.tags.get(TAG_NODE, ""))
+    except ValueError:  # no (valid) node tag
+        return ctx.state.gc_lock()
+
+
+def _delete_fenced(ctx: ControlContext, eni: EniView) -> bool | None:
+    """Delete ``eni`` under its lock: True if deleted now, False if it was gone or
+    attached meanwhile, None if the lock was held or lost (not deleted; next run)."""
+    lease = _lock_of(ctx, eni).acquire(ctx.lock_ttl_seconds)
+    if lease is None:
+        return None  # the node is being worked on; its pass may own this ENI
+    try:
+        with fenced_by(lease):
+            return ctx.ec2.delete_eni(eni.eni_id)
+    except LockHeld:
+        return None  # expired during a long rate-limiter wait: not sent
+    except Ec2PermanentError as err:
+        if err.code != "InvalidNetworkInterface.InUse":  # attached meanwhile: not leaked
+            raise
+        return False
+    finally:
+        lease.release()

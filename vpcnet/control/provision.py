@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from vpcnet.aws.calls import attributed_to
 from vpcnet.control.common import (
@@ -36,6 +35,7 @@ from vpcnet.control.view import (
     TAG_NODE,
     EniView,
     InstanceView,
+    created_at_tag,
     eni_description,
 )
 from vpcnet.domain import EniRecord, IPv4, NodePhase, NodeRef
@@ -237,7 +237,8 @@ def act(
 
 def add_eni(ctx: ControlContext, spec: NodeSpec, a: AddEni) -> EniView:
     """Create (addresses + tags in one call), attach at ``a.device_index``, DeleteOnTermination."""
-    created_at = datetime.fromtimestamp(float(spec.epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The pass epoch, not now: a replayed ClientToken must carry identical parameters.
+    created_at = created_at_tag(float(spec.epoch))
     eni = ctx.ec2.create_eni(
         subnet_id=a.subnet_id,
         security_groups=a.security_groups,

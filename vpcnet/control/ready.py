@@ -1,6 +1,9 @@
 """node_ready: the agent reported that it programmed the node's current ENIs.
 
-Only then does the node lose its not-ready taint (invariant 5) and become READY.
+Only then does the node lose its not-ready taint (invariant 5) and become READY. "The
+current ENIs" is one write of the store, named by its version (epoch, generation,
+write_id): a report about another history (before a FLUSHALL or a failover that lost
+writes) or about a write the store no longer holds is no proof (invariant 7).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
 
 
 def agent_has_programmed(ctx: ControlContext, st: NodeState) -> bool:
-    agent = ctx.state.agent(st.name)
-    try:
-        programmed = int(agent.get("generation", "0") or 0)
-    except ValueError:
+    # The version and the report come from one transaction, not from ``st``: a report
+    # is then never compared with an older read of the store than its own.
+    current, agent = ctx.state.read_node_and_agent(st.name)
+    if agent is None or current != st.version:
         return False
-    return agent.get("ready") == "1" and st.generation > 0 and programmed >= st.generation
+    # Exactly this write: after a rollback the same generation can name another state.
+    return agent.has_programmed(current)
 
 
 def node_ready(ctx: ControlContext, node_name: str) -> bool:
@@ -40,7 +44,8 @@ def node_ready(ctx: ControlContext, node_name: str) -> bool:
             ctx.state.set_fields(node_name, {"phase": NodePhase.READY.value}, register=False)
             try:
                 ctx.kube.emit_event(node_name, "NetworkReady",
-                                    f"agent programmed generation {st.generation}", EVENT_NORMAL)
+                                    f"agent programmed generation {st.generation} "
+                                    f"(epoch {st.epoch or '-'})", EVENT_NORMAL)
             except (PermanentError, TemporaryError) as e:
                 log.warning("cannot emit event", node=node_name, error=str(e))
     return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from vpcnet.domain import EniRecord, IPv4, IPv4Net
 
@@ -14,6 +15,27 @@ TAG_CLUSTER = "vpcnet.io/cluster"
 TAG_NODE = "vpcnet.io/node"
 TAG_INSTANCE = "vpcnet.io/instance-id"
 TAG_CREATED_AT = "vpcnet.io/created-at"
+_CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # ISO 8601, UTC, as AWS writes its own times
+
+
+def created_at_tag(unix_seconds: float) -> str:
+    """The created-at tag's value for a time (provisioning writes it)."""
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime(_CREATED_AT_FORMAT)
+
+
+def created_at(tags: Mapping[str, str]) -> float | None:
+    """When the ENI was created per its tag (unix seconds), None if absent or unreadable.
+
+    The one reader (GC and the audit): any ISO 8601 time, one without a zone taken as UTC.
+    """
+    raw = tags.get(TAG_CREATED_AT, "")
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def eni_description(cluster: str, node: str) -> str:

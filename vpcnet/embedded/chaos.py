@@ -487,7 +487,8 @@ class ChaosWorld:
                 problems.append(f"{name}: phase {st.fields.get('phase') if st else None}")
             if kube is None or any(t.key == NOT_READY_TAINT for t in kube.taints):
                 problems.append(f"{name}: tainted not-ready")
-            if world.agents.get(name, {}).get("ready") != "1":
+            report = world.agents.get(name)
+            if report is None or not report.ready:
                 problems.append(f"{name}: agent not ready")
         loose = [e.eni_id for e in world.enis if e.instance_id is None]
         if loose:

@@ -23,6 +23,7 @@ from vpcnet.agent.redis_sync import AgentReport, RedisSync
 from vpcnet.embedded.stack import EmbeddedStack, SimNode
 from vpcnet.errors import PoolExhausted, StateError
 from vpcnet.sim.runtime import CniError, Pod, PodRuntime
+from vpcnet.state.records import StoreVersion
 
 POD_NAMESPACE = "chaos"
 
@@ -66,7 +67,7 @@ class StandInAgent:
         self.ipam = Ipam(cooldown_seconds=stack.opts.ip_cooldown_seconds)
         self.sync = self._new_sync()
         self.ready = False
-        self.generation = 0
+        self.programmed = StoreVersion()
         self._seq = 0
         self._passes = 0
 
@@ -91,7 +92,7 @@ class StandInAgent:
         if state is not None and state.configured:
             present = [e for e in state.enis if e.eni_id in attached]
             self.ipam.set_enis(present)
-            self.generation = state.generation
+            self.programmed = state.version
             self.ready = len(present) == len(state.enis)
             confirmed = self.ipam.confirm_release(state.release_req)
             with contextlib.suppress(StateError):
@@ -104,8 +105,9 @@ class StandInAgent:
         with contextlib.suppress(StateError):
             self.sync.flush()
         with contextlib.suppress(StateError):
-            self.sync.report(AgentReport(self.ready, self.generation, self.ipam.stats(),
-                                         "chaos-standin"))
+            v = self.programmed
+            self.sync.report(AgentReport(self.ready, v.generation, self.ipam.stats(),
+                                         "chaos-standin", epoch=v.epoch, write_id=v.write_id))
 
     def _churn(self, tally: Tally) -> None:
         held = self.ipam.allocations()

@@ -20,6 +20,7 @@ from vpcnet.kube.types import (
     NodeObj,
     TaintEffect,
 )
+from vpcnet.state.records import AgentRecord, StoreVersion
 
 # Annotations vpcnet writes itself: a change to them must not trigger provisioning.
 _OWN_ANNOTATIONS = frozenset({STATUS_ANNOTATION})
@@ -138,7 +139,7 @@ def plan_node(
 
 
 def plan_status_summary(
-    fields: Mapping[str, str], enis: Sequence[EniRecord], agent: Mapping[str, str]
+    fields: Mapping[str, str], enis: Sequence[EniRecord], agent: AgentRecord
 ) -> str | None:
     """vpcnet's view of a node for its ``vpcnet.io/status`` annotation (compact JSON), or
     None when vpcnet holds no state for it. Only slow-moving facts go in, so the
@@ -151,9 +152,9 @@ def plan_status_summary(
         "mode": fields.get("mode", ""),
         "enis": len(enis),
         "podIPs": sum(len(r.pod_ips()) for r in enis),
-        "generation": int(fields.get("generation") or 0),
-        "agentReady": agent.get("ready") == "1",
-        "agentGeneration": int(agent.get("generation") or 0),
+        "generation": StoreVersion.from_fields(fields).generation,
+        "agentReady": agent.ready,
+        "agentGeneration": agent.generation,
     }
     if fields.get("error"):
         summary["error"] = fields["error"][:300]

@@ -25,6 +25,7 @@ from vpcnet.kube.nodeplan import ControlView, plan_status_summary
 from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.records import AgentRecord
 
 log = structlog.get_logger("vpcnet.watcher")
 
@@ -125,7 +126,7 @@ class WatcherState:
         for name in names:
             nk = self.keys.node(name)
             pipe.hmget(nk.node, ["instance_id", "phase"])
-            pipe.hget(nk.agent, "ready")
+            pipe.hgetall(nk.agent)
         try:
             raw = pipe.execute()
         except redis.RedisError as e:
@@ -136,7 +137,7 @@ class WatcherState:
             out[name] = ControlView(
                 instance_id=_s(iid),
                 phase=_phase(_s(phase)),
-                agent_ready=_s(ready) == "1",
+                agent_ready=AgentRecord.from_redis(ready).ready,
             )
         return out
 
@@ -163,7 +164,7 @@ class WatcherState:
             except (ValueError, KeyError, TypeError) as e:
                 log.warning("state.bad_eni_record", node=name, error=str(e))
                 records = []
-            out[name] = plan_status_summary(_str_map(fields), records, _str_map(agent))
+            out[name] = plan_status_summary(_str_map(fields), records, AgentRecord.from_redis(agent))
         return out
 
     def view(self, node: str) -> ControlView:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from vpcnet.domain import NodePhase
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.records import AgentRecord
 
 log = structlog.get_logger("vpcnet.metrics")
 
@@ -161,35 +162,22 @@ class ClusterPoolCollector(Collector):
             return
         by_phase: Counter[str] = Counter({p.value: 0 for p in NodePhase})
         for i, name in enumerate(names):
-            agent = {_text(k): _text(v) for k, v in raw[3 * i].items()}
+            agent_raw = raw[3 * i]
             by_phase[_text(raw[3 * i + 1]) or NodePhase.PENDING.value] += 1
             capacity.add_metric([name], sum(_pod_ip_count(r) for r in raw[3 * i + 2]))
-            if not agent:
+            if not agent_raw:
                 continue  # no agent report yet
-            counts = {s: _int(agent.get(s)) for s in ("free", "assigned", "cooldown")}
+            agent = AgentRecord.from_redis(agent_raw)
+            counts = {"free": agent.free, "assigned": agent.assigned, "cooldown": agent.cooldown}
             counts["total"] = sum(counts.values())
             for state in POOL_STATES:
                 pools.add_metric([name, state], counts[state])
-            ready.add_metric([name], 1 if agent.get("ready") == "1" else 0)
-            heartbeat.add_metric([name], _float(agent.get("heartbeat")))
+            ready.add_metric([name], 1 if agent.ready else 0)
+            heartbeat.add_metric([name], agent.heartbeat)
         for phase, n in sorted(by_phase.items()):
             phases.add_metric([phase], n)
         up.add_metric([], 1)
         yield from (pools, capacity, ready, heartbeat, phases, up)
-
-
-def _int(v: str | None) -> int:
-    try:
-        return int(float(v or 0))
-    except ValueError:
-        return 0
-
-
-def _float(v: str | None) -> float:
-    try:
-        return float(v or 0)
-    except ValueError:
-        return 0.0
 
 
 __all__ = ["POOL_STATES", "ClusterPoolCollector", "QueueCollector", "queue_keys"]

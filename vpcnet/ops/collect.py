@@ -7,20 +7,23 @@ the pure views of ``vpcnet.ops.audit``. Read-only: it never changes anything it 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, TAG_NODE, EniView, InstanceView
+from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, InstanceView, created_at
 from vpcnet.domain import Assignment, IPv4
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import NodeObj, PodObj
 from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, audit
 from vpcnet.settings import Settings
 from vpcnet.state.control import NodeState
+from vpcnet.state.records import AgentRecord
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class World:
     settings: Settings
     redis_nodes: Mapping[str, NodeState]
     assigned: Mapping[str, Mapping[IPv4, Assignment]]
-    agents: Mapping[str, Mapping[str, str]]
+    agents: Mapping[str, AgentRecord]  # nodes whose agent has reported
     kube_nodes: Mapping[str, NodeObj]
     pods: tuple[PodObj, ...]
     enis: tuple[EniView, ...]  # tagged for this cluster
@@ -40,11 +43,10 @@ class World:
 
 
 def _created_age(eni: EniView, now: float) -> float:
-    raw = eni.tags.get(TAG_CREATED_AT, "")
-    try:
-        return max(0.0, now - float(raw))
-    except ValueError:
-        return 0.0
+    """Seconds since the ENI's created-at tag. Undated counts as older than any grace
+    period, as GC treats it (vpcnet dates every ENI it creates, in the create call)."""
+    born = created_at(eni.tags)
+    return math.inf if born is None else max(0.0, now - born)
 
 
 def read_assigned(ctx: ControlContext, node: str) -> dict[IPv4, Assignment]:
@@ -69,7 +71,9 @@ def collect(settings: Settings) -> World:
             if state is not None:
                 redis_nodes[name] = state
         assigned = {name: read_assigned(ctx, name) for name in redis_nodes}
-        agents = {name: ctx.state.agent(name) for name in redis_nodes}
+        agents = {
+            name: rec for name in redis_nodes if (rec := ctx.state.agent(name)) is not None
+        }
         enis = tuple(ctx.ec2.describe_enis({f"tag:{TAG_CLUSTER}": [settings.cluster_name]}))
         instance_ids = sorted(
             {s.instance_id for s in redis_nodes.values() if s.instance_id}
@@ -122,7 +126,7 @@ def to_snapshot(world: World) -> Snapshot:
                 taints=frozenset(t.key for t in kube_node.taints) if kube_node else frozenset(),
                 redis_enis=state.enis,
                 assigned=world.assigned.get(name, {}),
-                agent_ready=world.agents.get(name, {}).get("ready") == "1",
+                agent_ready=name in world.agents and world.agents[name].ready,
                 primary_ip=inst.primary_ip if inst else None,
                 primary_eni_ips=frozenset(primary.ips) if primary else frozenset(),
             )
@@ -153,7 +157,7 @@ def node_view(world: World, name: str) -> dict[str, Any]:
     inst = world.instances.get(state.instance_id) if state else None
     ec2_by_id = {e.eni_id: e for e in inst.enis} if inst else {}
     kube_node = world.kube_nodes.get(name)
-    agent = world.agents.get(name, {})
+    agent = world.agents.get(name)
     enis = []
     for rec in state.enis if state else ():
         ec2 = ec2_by_id.get(rec.eni_id)
@@ -186,12 +190,12 @@ def node_view(world: World, name: str) -> dict[str, Any]:
         "error": state.fields.get("error", "") if state else "",
         "mode": state.fields.get("mode", "") if state else "",
         "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
-        "agent_ready": agent.get("ready") == "1",
-        "agent": dict(agent),
+        "agent_ready": agent is not None and agent.ready,
+        "agent": dataclasses.asdict(agent) if agent is not None else {},
         "ips_total": total,
         "ips_assigned": len(assigned),
-        "ips_free": int(agent.get("free", max(total - len(assigned), 0))),
-        "ips_cooldown": int(agent.get("cooldown", 0)),
+        "ips_free": agent.free if agent is not None else max(total - len(assigned), 0),
+        "ips_cooldown": agent.cooldown if agent is not None else 0,
         "enis": enis,
     }
 

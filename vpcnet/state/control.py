@@ -2,7 +2,9 @@
 
 Writes that the agent acts on are atomic and fenced: a node's ``node`` + ``enis`` are
 replaced by one Lua script that first checks the caller still holds the node's lock,
-bumps ``generation`` and publishes on the node's ``changed`` channel.
+stamps the store version (epoch, generation, write_id; rotating the epoch when the
+store has none or the agent reported a rollback, see ``vpcnet.state.keys``) and
+publishes on the node's ``changed`` channel.
 
 That script, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
 node's keys (hash tag ``{<cluster>/<node>}``) together with cluster-wide ones (``nodes``,
@@ -29,23 +31,30 @@ from vpcnet.errors import LockHeld, StateError
 from vpcnet.limits import limits_from_json, limits_to_json
 from vpcnet.plan import PoolUsage
 from vpcnet.state.keys import SCHEMA_VERSION, ClusterKeys, NodeKeys
+from vpcnet.state.lock import Lease, RedisLock
+from vpcnet.state.records import AgentRecord, StoreVersion, text_fields
 
 ERRORS_KEPT = 1000
 LIMITS_TTL_SECONDS = 24 * 3600  # refresh_limits re-reads them sooner; this bounds staleness
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-# KEYS: lock, node, enis, release-req, release-ok, nodes, schema
+# KEYS: lock, node, enis, release-req, release-ok, nodes, schema, agent
 # ARGV: token ('' = unfenced), node fields JSON, enis JSON {id: record}, released IPs JSON,
-#       node name, channel, schema version
+#       node name, channel, schema version, a fresh epoch (used if one is needed), write id
+# The epoch is decided here, in the same atomic step that bumps the generation: the
+# node hash has none (first write, FLUSHALL) or the agent's report shows the store went
+# back in this epoch (it names the epoch as rolled back, or programmed a generation of
+# it that the store no longer has) -> a new history starts at generation 1.
 _WRITE = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1, ''} end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local gen = tonumber(redis.call('HGET', KEYS[2], 'generation') or '0') or 0
+local rotate = (not epoch) or epoch == ''
+if not rotate then
+  local seen = redis.call('HMGET', KEYS[8], 'epoch', 'generation', 'rollback')
+  if seen[3] == epoch then rotate = true
+  elseif seen[1] == epoch and (tonumber(seen[2] or '0') or 0) > gen then rotate = true end
+end
+if rotate then epoch = ARGV[8]; gen = 0 end
 local fields = cjson.decode(ARGV[2])
 for k, v in pairs(fields) do redis.call('HSET', KEYS[2], k, v) end
 redis.call('DEL', KEYS[3])
@@ -54,12 +63,15 @@ for _, ip in ipairs(cjson.decode(ARGV[4])) do
   redis.call('SREM', KEYS[4], ip)
   redis.call('SREM', KEYS[5], ip)
 end
-local gen = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+gen = gen + 1
+redis.call('HSET', KEYS[2], 'epoch', epoch, 'generation', gen, 'write_id', ARGV[9])
 redis.call('SADD', KEYS[6], ARGV[5])
 redis.call('SET', KEYS[7], ARGV[7], 'NX')
 redis.call('PUBLISH', ARGV[6], gen)
-return gen
+return {gen, epoch}
 """
+# Stamped by _WRITE only: a caller's fields must not forge or reset the store version.
+STORE_VERSION_FIELDS = frozenset({"epoch", "generation", "write_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +86,17 @@ class NodeState:
         return NodePhase(raw) if raw in NodePhase._value2member_map_ else None
 
     @property
+    def version(self) -> StoreVersion:
+        """Which write of the node's desired state this is (epoch, generation, write_id)."""
+        return StoreVersion.from_fields(self.fields)
+
+    @property
     def generation(self) -> int:
-        return int(self.fields.get("generation", "0") or 0)
+        return self.version.generation
+
+    @property
+    def epoch(self) -> str:
+        return self.version.epoch
 
     @property
     def instance_id(self) -> str:
@@ -87,56 +108,48 @@ def _s(v: bytes | str) -> str:
 
 
 class ControlState:
-    def __init__(self, client: redis.Redis[bytes], cluster: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], cluster: str, *, lock_replicas: int = 0) -> None:
+        """``lock_replicas``: replicas that must hold a node lock's extension before an
+        EC2 call goes out under it (``vpcnet.state.lock``; 0 for a Redis without any)."""
         self.redis = client
         self.keys = ClusterKeys(cluster)
-        self._release = client.register_script(_RELEASE)
-        self._extend = client.register_script(_EXTEND)
+        self.lock_replicas = lock_replicas
         self._write = client.register_script(_WRITE)
 
     def node_keys(self, node: str) -> NodeKeys:
         return self.keys.node(node)
 
-    # -- per-node lock ---------------------------------------------------------------
+    # -- per-node lock (vpcnet.state.lock) -------------------------------------------
+
+    def node_lock(self, node: str) -> RedisLock:
+        return RedisLock(self.redis, self.node_keys(node).lock, replicas=self.lock_replicas)
+
+    def gc_lock(self) -> RedisLock:
+        return RedisLock(self.redis, self.keys.gc_lock, replicas=self.lock_replicas)
+
+    def lease_lock(self, node: str, ttl_seconds: float) -> Lease:
+        """The node's lock, or LockHeld (the task retries) if another pass holds it."""
+        lease = self.node_lock(node).acquire(ttl_seconds)
+        if lease is None:
+            raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
+        return lease
 
     def acquire_lock(self, node: str, ttl_seconds: float) -> str:
-        token = uuid.uuid4().hex
-        try:
-            ok = self.redis.set(self.node_keys(node).lock, token, nx=True, px=int(ttl_seconds * 1000))
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
-        if not ok:
-            raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
-        return token
-
-    def extend_lock(self, node: str, token: str, ttl_seconds: float) -> None:
-        """Keep the lock during long work; fails if it expired and someone else took it."""
-        try:
-            ok = self._extend(keys=[self.node_keys(node).lock], args=[token, int(ttl_seconds * 1000)])
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
-        if not ok:
-            raise LockHeld(f"lost the lock of node {node}", delay=1.0)
+        return self.lease_lock(node, ttl_seconds).token
 
     def release_lock(self, node: str, token: str) -> None:
-        try:
-            self._release(keys=[self.node_keys(node).lock], args=[token])
-        except redis.RedisError:
-            pass  # the TTL frees it
+        Lease(self.node_lock(node), token).release()
 
     def lock_held(self, node: str) -> bool:
-        try:
-            return bool(self.redis.exists(self.node_keys(node).lock))
-        except redis.RedisError as e:
-            raise StateError(f"lock {node}: {e}") from e
+        return self.node_lock(node).held()
 
     @contextmanager
     def locked(self, node: str, ttl_seconds: float = 60.0) -> Iterator[str]:
-        token = self.acquire_lock(node, ttl_seconds)
+        lease = self.lease_lock(node, ttl_seconds)
         try:
-            yield token
+            yield lease.token
         finally:
-            self.release_lock(node, token)
+            lease.release()
 
     # -- node + enis -----------------------------------------------------------------
 
@@ -153,11 +166,14 @@ class ControlState:
 
         ``released`` IPs are dropped from release-req/release-ok in the same step.
         """
+        reserved = STORE_VERSION_FIELDS & set(fields)
+        if reserved:
+            raise ValueError(f"write_node: {sorted(reserved)} are stamped by the store itself")
         k = self.node_keys(node)
         try:
-            gen = self._write(
+            gen, _epoch = self._write(
                 keys=[k.lock, k.node, k.enis, k.release_req, k.release_ok, self.keys.nodes,
-                      self.keys.schema],
+                      self.keys.schema, k.agent],
                 args=[
                     lock_token,
                     json.dumps({**fields, "updated": f"{time.time():.3f}"}),
@@ -166,6 +182,8 @@ class ControlState:
                     node,
                     k.changed_channel,
                     str(SCHEMA_VERSION),
+                    uuid.uuid4().hex,  # the epoch, if this write starts a history
+                    uuid.uuid4().hex,  # this write's id
                 ],
             )
         except redis.RedisError as e:
@@ -175,6 +193,9 @@ class ControlState:
         return int(gen)
 
     def set_fields(self, node: str, fields: Mapping[str, str], *, register: bool = True) -> None:
+        reserved = STORE_VERSION_FIELDS & set(fields)
+        if reserved:
+            raise ValueError(f"set_fields: {sorted(reserved)} are stamped by write_node only")
         try:
             pipe = self.redis.pipeline()
             mapping: dict[str | bytes, str] = {k: v for k, v in fields.items()}
@@ -260,12 +281,28 @@ class ControlState:
         return PoolUsage(assigned=ips(assigned), cooling=ips(cooling),
                          release_requested=ips(req), release_confirmed=ips(ok))
 
-    def agent(self, node: str) -> dict[str, str]:
+    def agent(self, node: str) -> AgentRecord | None:
+        """The agent's last report; None when it has written none."""
         try:
             raw = self.redis.hgetall(self.node_keys(node).agent)
         except redis.RedisError as e:
             raise StateError(f"agent {node}: {e}") from e
-        return {_s(a): _s(b) for a, b in raw.items()}
+        return AgentRecord.from_redis(raw) if raw else None
+
+    def read_node_and_agent(self, node: str) -> tuple[StoreVersion, AgentRecord | None]:
+        """The node's store version and the agent's report, read in one transaction:
+        an agent report can then never be ahead of the store it was read with, unless
+        the store went back (node_ready relies on this)."""
+        k = self.node_keys(node)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(k.node, "epoch", "generation", "write_id")
+            pipe.hgetall(k.agent)
+            version_raw, agent_raw = pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"read node {node}: {e}") from e
+        fields = text_fields(dict(zip(("epoch", "generation", "write_id"), version_raw, strict=True)))
+        return StoreVersion.from_fields(fields), AgentRecord.from_redis(agent_raw) if agent_raw else None
 
     def request_release(self, node: str, ips: Sequence[IPv4]) -> None:
         k = self.node_keys(node)

@@ -1,4 +1,4 @@
-"""Redis key layout, schema version 1. Pure: no redis import.
+"""Redis key layout, schema version 2. Pure: no redis import.
 
 Every key of one node shares the hash tag ``{<cluster>/<node>}``; cluster-wide keys use
 the tag ``{<cluster>}``. This does not make the layout work on Redis Cluster, which is not
@@ -9,21 +9,51 @@ cluster-wide ones at once (``vpcnet.state.control``); Redis Cluster refuses the 
 Per node (writer in brackets):
 
 ``node``         hash  [control plane] instance_id, instance_type, az, subnet_id, primary_ip,
-                       mode, phase (vpcnet.domain.NodePhase), error, generation, updated
+                       mode, phase (vpcnet.domain.NodePhase), error, updated, and the
+                       store version: epoch, generation, write_id (see "Store history")
 ``enis``         hash  [control plane] eni_id -> EniRecord JSON (vpcnet.domain), pool source
 ``assigned``     hash  [agent] ip -> Assignment JSON (mirror of the agent's checkpoint)
 ``cooldown``     zset  [agent] ip -> unix time the IP was freed (not reusable before + cooldown)
 ``release-req``  set   [control plane] IPs the warm-pool trim wants to give back to EC2
 ``release-ok``   set   [agent] IPs from release-req the agent removed from its pool (unused)
-``agent``        hash  [agent] ready (0/1), generation (the enis generation programmed),
+``agent``        hash  [agent] vpcnet.state.records.AgentRecord: ready (0/1), epoch,
+                       generation, write_id (the store version programmed), rollback
+                       (epoch in which the agent saw the store go back, or empty),
                        heartbeat, free, assigned, cooldown, version, error
 ``lock``         str   [control plane] per-node lock (token), with TTL
 
 Channels: ``changed`` (per node; control plane publishes after any write of node/enis/
 release-req, the agent reacts within a second) and the cluster channel ``agent-ready``
-(the agent publishes its node name once it has programmed a generation and is ready).
+(the agent publishes its node name once it has programmed a write and is ready).
 
-Cluster-wide: ``schema`` (str "1"), ``nodes`` (set of node names), ``limits:<type>``
+Store history (schema 2; invariant 7). Redis can lose acknowledged writes (asynchronous
+replication, a failover, AOF everysec, FLUSHALL, a restored backup), so a generation alone
+says nothing: after a loss the control plane counts again from a lower number and the
+same (generation) names two different states. Every write of ``node`` + ``enis`` (the one
+Lua script in ``vpcnet.state.control``) therefore stamps three fields:
+
+- ``epoch``: the id of the store history (random hex). The script creates one when the
+  node hash has none (first write, or after FLUSHALL / a lost node), and *rotates* it
+  (new id, generation restarts at 1) when the node's ``agent`` hash shows the store went
+  back: the agent reports ``rollback`` equal to the current epoch, or it reports having
+  programmed a higher generation of the current epoch than the store holds.
+- ``generation``: counts writes within the epoch.
+- ``write_id``: random per write, so a rollback followed by a new write that lands on
+  the same (epoch, generation) is still told apart.
+
+The agent remembers, next to its checkpoint (``vpcnet.agent.history``), the highest
+version it programmed, the epochs it left for newer ones, and a rollback it saw. A store
+version of the same epoch that is lower, or equal with another write_id, or of an epoch
+it left, is a rollback: the agent reports it (``rollback``), keeps every running pod's
+ENI that metadata or the live links still show (``vpcnet.agent.truth``), takes into its
+pool only IPs metadata lists, and keeps reporting until the epoch changes.
+
+``node_ready`` (``vpcnet.control.ready``) takes an agent's report as proof only for the
+exact write the store holds now (same epoch, generation and write_id, read in one
+transaction); versions of two epochs are never compared. Schema-1 data (no epoch on
+either side) is compared by generation only.
+
+Cluster-wide: ``schema`` (str "2"), ``nodes`` (set of node names), ``limits:<type>``
 (InstanceLimits JSON), ``ratelimit:<class>`` (token bucket hash), ``errors`` (capped list
 of recent error JSON), ``dedup:<node>`` (watcher enqueue dedup, with TTL).
 
@@ -33,8 +63,13 @@ Added by the control plane (workers/beat):
   ``latency_us:<Action>``, ``wait_us:<Action>`` summed over every worker process;
   ``subnet:<id>`` hash (cidr, az, vpc_id) cache of immutable subnet facts;
   ``beat-lock`` str (token, TTL): the one active beat;
+  ``gc-lock`` str (token, TTL): fences GC's delete of a leaked ENI that names no node
+  (one tagged for a node is fenced by that node's ``lock``);
   ``fill:<what>`` str (TTL): one worker process fills a cache entry (limits, subnet), the
   others wait for it instead of all asking EC2 at once.
+- cluster ``credentials`` set (node names with an ACL user) and ``credentials:<node>``
+  zset (sha256 of each live password of the node's ACL user -> unix time issued), written
+  by the credential issuer only (``vpcnet.state.acl_users``); no agent can read them.
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
@@ -44,7 +79,7 @@ Added by the control plane (workers/beat):
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PREFIX = "vpcnet"
 
 
@@ -89,6 +124,10 @@ class ClusterKeys:
     def beat_lock(self) -> str:
         return f"{self._p}:beat-lock"
 
+    @property
+    def gc_lock(self) -> str:
+        return f"{self._p}:gc-lock"
+
     def fill(self, what: str) -> str:
         return f"{self._p}:fill:{_check(what, 'cache entry')}"
 
@@ -104,6 +143,13 @@ class ClusterKeys:
         Value: what was enqueued (e.g. the instance id); TTL: the dedup window.
         """
         return f"{self.dedup(node)}:{_check(action, 'action')}"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self._p}:credentials"
+
+    def node_credentials(self, node: str) -> str:
+        return f"{self.credentials}:{_check(node, 'node name')}"
 
     def node(self, node: str) -> NodeKeys:
         return NodeKeys(self.cluster, node)

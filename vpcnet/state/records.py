@@ -1,0 +1,165 @@
+"""Typed records of the hashes the control plane and the agent exchange (layout:
+``vpcnet.state.keys``). Pure: no redis import.
+
+Every reader and writer of a node's ``agent`` hash goes through :class:`AgentRecord`,
+and every comparison of "what the agent programmed" with "what the store holds" goes
+through :class:`StoreVersion`, so that numbers from two store histories are never
+compared (invariant 7; the epoch design is in ``vpcnet.state.keys``).
+
+Parsing is tolerant: a missing or garbled field reads as its empty value (a hand edit
+or an older agent must not crash a status command), and such a record is never taken
+as proof that anything was programmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# A hash as redis-py returns it: bytes (or str with decode_responses), None for a
+# missing field of HMGET.
+RedisHash = Mapping[Any, Any]
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def text_fields(raw: RedisHash) -> dict[str, str]:
+    """A hash as read by redis-py (bytes or str) as ``str -> str``."""
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        pass
+    try:
+        return int(float(raw))  # "5.0" from a hand edit or another writer
+    except (ValueError, OverflowError):
+        return 0
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreVersion:
+    """Which write of the node's desired state (``node`` + ``enis``) a reader saw.
+
+    ``epoch`` names the store history, ``generation`` counts writes within it and
+    ``write_id`` names the one write (so the same (epoch, generation) written twice
+    after a rollback is still told apart). An empty epoch is schema-1 data.
+    """
+
+    epoch: str = ""
+    generation: int = 0
+    write_id: str = ""
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> StoreVersion:
+        return cls(
+            epoch=fields.get("epoch", ""),
+            generation=_int(fields.get("generation", "")),
+            write_id=fields.get("write_id", ""),
+        )
+
+    @property
+    def exists(self) -> bool:
+        return self.generation > 0
+
+    def same_write(self, other: StoreVersion) -> bool:
+        """Both name the one write. Schema-1 data (no epoch on either side) can only be
+        compared by generation."""
+        if not self.epoch and not other.epoch:
+            return self.generation == other.generation and self.exists
+        return (
+            bool(self.epoch)
+            and self.epoch == other.epoch
+            and self.generation == other.generation
+            and self.write_id == other.write_id
+        )
+
+    def rolled_back_from(self, seen: StoreVersion) -> bool:
+        """The store now holds ``self`` though ``seen`` was read before in the same
+        history: the store lost writes (failover without the last writes, a restored
+        backup). Another epoch is another history: never compared."""
+        if self.epoch != seen.epoch or not seen.exists:
+            return False
+        if self.generation < seen.generation:
+            return True
+        return self.generation == seen.generation and self.write_id != seen.write_id
+
+    def describe(self) -> str:
+        return f"{self.epoch or '-'}/{self.generation}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """The node's ``agent`` hash: the agent's readiness report.
+
+    ``epoch``/``generation``/``write_id`` name the desired state the agent programmed;
+    ``rollback`` is the epoch in which the agent saw the store go back (its checkpoint
+    remembers a newer write than the store holds), or empty. The control plane's next
+    write of the node rotates the epoch when it sees one (``vpcnet.state.control``).
+    """
+
+    ready: bool = False
+    epoch: str = ""
+    generation: int = 0
+    write_id: str = ""
+    rollback: str = ""
+    heartbeat: float = 0.0
+    free: int = 0
+    assigned: int = 0
+    cooldown: int = 0
+    version: str = ""
+    error: str = ""
+
+    @property
+    def programmed(self) -> StoreVersion:
+        return StoreVersion(self.epoch, self.generation, self.write_id)
+
+    def has_programmed(self, current: StoreVersion) -> bool:
+        """The agent is ready and programmed exactly the store's current write."""
+        return self.ready and current.exists and self.programmed.same_write(current)
+
+    def to_redis(self) -> dict[str | bytes, bytes | float | int | str]:
+        return {
+            "ready": int(self.ready),
+            "epoch": self.epoch,
+            "generation": self.generation,
+            "write_id": self.write_id,
+            "rollback": self.rollback,
+            "heartbeat": self.heartbeat,
+            "free": self.free,
+            "assigned": self.assigned,
+            "cooldown": self.cooldown,
+            "version": self.version,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_redis(cls, raw: RedisHash) -> AgentRecord:
+        f = text_fields(raw)
+        return cls(
+            ready=f.get("ready") == "1",
+            epoch=f.get("epoch", ""),
+            generation=_int(f.get("generation", "")),
+            write_id=f.get("write_id", ""),
+            rollback=f.get("rollback", ""),
+            heartbeat=_float(f.get("heartbeat", "")),
+            free=_int(f.get("free", "")),
+            assigned=_int(f.get("assigned", "")),
+            cooldown=_int(f.get("cooldown", "")),
+            version=f.get("version", ""),
+            error=f.get("error", ""),
+        )
