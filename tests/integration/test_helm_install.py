@@ -7,7 +7,7 @@ The apiserver is shared by the test session, and it runs no kube-controller-mana
 deleted Namespace stays Terminating: the release goes to a namespace of its own
 (`namespace.name`, with `eventNamespace` the same), and the base is compared relocated
 there - the one value this changes, checked in the unit tests to move nothing else.
-The four cluster-scoped objects (ClusterRoles and their bindings) have fixed names; where
+The six cluster-scoped objects (ClusterRoles and their bindings) have fixed names; where
 another test already applied the kustomize base, the install adopts them
 (`--take-ownership`) and the teardown puts them back as they were."""
 
@@ -38,7 +38,9 @@ INSTALL_VALUES = ("--set", f"namespace.name={NAMESPACE}", "--set", f"eventNamesp
 
 def relocated(doc: dict[str, Any]) -> dict[str, Any]:
     """A kustomize base object as it is with the chart's vpcnet-system and default
-    (Events) namespaces both set to NAMESPACE."""
+    (Events) namespaces both set to NAMESPACE: also in the two places the namespace is
+    part of a string, the agents' URL of the credential issuer's Service and the agents'
+    ServiceAccount the issuer accepts tokens of."""
     doc = copy.deepcopy(doc)
     meta = doc["metadata"]
     if doc["kind"] == "Namespace":
@@ -49,6 +51,18 @@ def relocated(doc: dict[str, Any]) -> dict[str, Any]:
         subject["namespace"] = NAMESPACE
     if meta["name"] == "vpcnet-config":
         doc["data"]["VPCNET_LEASE_NAMESPACE"] = doc["data"]["VPCNET_EVENT_NAMESPACE"] = NAMESPACE
+    if (doc["kind"], meta["name"]) == ("DaemonSet", "vpcnet-agent"):
+        for var in doc["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if var["name"] == "VPCNET_AGENT_CREDENTIALS_URL":
+                var["value"] = var["value"].replace(".vpcnet-system.svc:", f".{NAMESPACE}.svc:")
+    if (doc["kind"], meta["name"]) == ("Deployment", "vpcnet-credentials"):
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        container["args"] = [
+            f"--agent-service-account={NAMESPACE}/vpcnet-agent"
+            if a == "--agent-service-account=vpcnet-system/vpcnet-agent"
+            else a
+            for a in container["args"]
+        ]
     return doc
 
 

@@ -125,7 +125,11 @@ NON_DEFAULT = {
 }
 
 
-@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+@pytest.mark.parametrize(
+    "values",
+    [{}, NON_DEFAULT, {"credentials": {"enabled": False}}],
+    ids=["default", "non-default", "no-credential-issuer"],
+)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_rendered_object_validates_strictly(
     helm: Helm, values: dict[str, Any], version: str
@@ -190,7 +194,7 @@ def test_image_reaches_every_vpcnet_container_and_not_redis(helm: Helm) -> None:
                 continue
             assert (c["image"], c["imagePullPolicy"]) == ("registry.example/vpcnet:1.2.3", "Always")
             seen += 1
-    assert seen == 5  # watcher, worker, beat, install-cni, agent (flower disabled)
+    assert seen == 6  # watcher, worker, beat, credentials, install-cni, agent (flower disabled)
 
 
 def test_resources_per_component(helm: Helm) -> None:

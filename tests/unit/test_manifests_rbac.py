@@ -57,6 +57,9 @@ API_CALLS: dict[str, frozenset[Triple]] = {
     }),
     "agent": frozenset(),  # Redis and IMDS only
     "beat": frozenset(),  # its lock is in Redis
+    "credentials": _triples({
+        ("authentication.k8s.io", "tokenreviews"): ("create",),  # whose token an agent presents
+    }),
 }
 
 

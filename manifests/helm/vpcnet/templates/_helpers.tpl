@@ -63,3 +63,21 @@ securityContext:
 - name: {{ .name }}
   valueFrom: {secretKeyRef: {name: {{ .ctx.Values.redis.credentialsSecret }}, key: {{ .key }}}}
 {{- end }}
+
+{{/*
+The credential issuer's fixed contract with the agents (templates/credentials.yaml,
+templates/agent.yaml): its HTTPS port, the audience of the agents' projected token, and
+the URL the agents reach it at - the Service's name in namespace.name, which is also the
+name its TLS certificate must carry (docs/deploy.md, step 4).
+*/}}
+{{- define "vpcnet.credentialsPort" -}}
+8443
+{{- end }}
+
+{{- define "vpcnet.credentialsAudience" -}}
+vpcnet-credentials
+{{- end }}
+
+{{- define "vpcnet.credentialsUrl" -}}
+{{ printf "https://vpcnet-credentials.%s.svc:%s" .Values.namespace.name (include "vpcnet.credentialsPort" .) }}
+{{- end }}
