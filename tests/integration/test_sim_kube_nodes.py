@@ -151,11 +151,11 @@ def test_invalid_taint_is_422_with_causes(core: client.CoreV1Api) -> None:
     assert err.value.status == 422
     body = status_of(err)
     assert body["message"] == (
-        'Node "n1" is invalid: spec.taints[0].effect: Unsupported value: "Sometimes": '
+        'Node "n1" is invalid: metadata.taints[0].effect: Unsupported value: "Sometimes": '
         'supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"'
     )
     assert body["details"] == {"name": "n1", "kind": "Node", "causes": [{
-        "reason": "FieldValueNotSupported", "field": "spec.taints[0].effect",
+        "reason": "FieldValueNotSupported", "field": "metadata.taints[0].effect",
         "message": 'Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"',
     }]}
 
