@@ -1,7 +1,8 @@
 """Test-session wiring: fixtures live in tests/fixtures/, one module per real part.
 
 Suites by folder: unit (pure, fast), integration (real Redis, Celery workers, emulators
-over HTTP), netns (real namespaces, root), e2e (the whole system). All run in CI; a
+over HTTP), netns (real namespaces, root), e2e (the whole system), contract (every
+Kubernetes call, on the emulator and the real kube-apiserver alike). All run in CI; a
 suite that cannot run where it must fails instead of skipping.
 """
 
@@ -20,7 +21,7 @@ pytest_plugins = [
     "tests.fixtures.sentinel",
 ]
 
-_SUITES = ("unit", "integration", "netns", "e2e")
+_SUITES = ("unit", "integration", "netns", "e2e", "contract")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

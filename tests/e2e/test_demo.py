@@ -7,17 +7,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 
 def _netns() -> set[str]:
+    """The demos' namespaces (prefix vpcd<random>-): other tests running on the machine
+    at the same time create and remove their own."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {n for n in names if n.startswith("vpcd")}
 
 
-def test_demo_runs_the_whole_system_and_cleans_up(tmp_path: Path) -> None:
+# what /version of each server says: the emulator's own, the release the build stamped
+KUBE_REPORTED = {
+    "emulator": {"server": "emulator", "version": "v1.33.0-vpcnet-sim"},
+    "apiserver": {"server": "kube-apiserver", "version": "v1.37.2"},
+}
+
+
+@pytest.mark.parametrize("kube", sorted(KUBE_REPORTED))
+def test_demo_runs_the_whole_system_and_cleans_up(tmp_path: Path, kube: str) -> None:
     before = _netns()
     vpcnet = str(Path(sys.executable).with_name("vpcnet"))
     proc = subprocess.Popen(
-        [vpcnet, "demo", "--json", "--workdir", str(tmp_path / "demo")],
+        [vpcnet, "demo", "--json", "--kube", kube, "--workdir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -32,6 +46,15 @@ def test_demo_runs_the_whole_system_and_cleans_up(tmp_path: Path) -> None:
     report = json.loads(stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, (report.get("error"), stderr[-3000:])
     assert report["ok"] is True and report["error"] is None
+    assert report["kube"] == KUBE_REPORTED[kube]
+    if kube == "apiserver":
+        # every component had its own ServiceAccount token (kubeconfig per component)
+        tokens = {
+            p.stem: yaml.safe_load(p.read_text())["users"][0]["user"]["token"]
+            for p in (tmp_path / "demo" / "kube").glob("*.kubeconfig")
+        }
+        assert sorted(tokens) == ["agent", "beat", "flower", "operator", "watcher", "workers"]
+        assert len(set(tokens.values())) == len(tokens)
 
     # Three nodes of different types, each provisioned with its type's full ENI count.
     nodes = {n["name"]: n for n in report["nodes"]}

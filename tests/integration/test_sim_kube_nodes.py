@@ -151,11 +151,11 @@ def test_invalid_taint_is_422_with_causes(core: client.CoreV1Api) -> None:
     assert err.value.status == 422
     body = status_of(err)
     assert body["message"] == (
-        'Node "n1" is invalid: spec.taints[0].effect: Unsupported value: "Sometimes": '
+        'Node "n1" is invalid: metadata.taints[0].effect: Unsupported value: "Sometimes": '
         'supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"'
     )
     assert body["details"] == {"name": "n1", "kind": "Node", "causes": [{
-        "reason": "FieldValueNotSupported", "field": "spec.taints[0].effect",
+        "reason": "FieldValueNotSupported", "field": "metadata.taints[0].effect",
         "message": 'Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"',
     }]}
 
@@ -202,7 +202,9 @@ def test_merge_patch(core: client.CoreV1Api, kube_emulator: KubeEmulator) -> Non
 
 
 def test_json_patch_with_test_for_optimistic_concurrency(core: client.CoreV1Api) -> None:
-    core.create_node(make_node("n1"))
+    # a label, so that the labels map exists for the JSON patch's add to go into (an
+    # empty map is not stored, as on the apiserver; tests/contract checks that)
+    core.create_node(make_node("n1", role="a"))
     rv = core.read_node("n1").metadata.resource_version
     node = core.patch_node("n1", [
         {"op": "test", "path": "/metadata/resourceVersion", "value": rv},

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+# vpcnet.embedded.stack.KUBE_SERVERS (not imported here: the CLI loads every command)
+KUBE_SERVERS = ("emulator", "apiserver")
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -14,6 +17,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--keep", action="store_true", help="leave it running; print the Flower URL")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
     parser.add_argument("--workdir", type=Path, default=None, help="where logs and state go")
+    parser.add_argument(
+        "--kube",
+        choices=KUBE_SERVERS,
+        default="emulator",
+        help="the Kubernetes to run on: the built-in emulator (fast) or a real etcd + "
+        "kube-apiserver v1.37.2, built from Go modules first if not cached (minutes, once)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -26,4 +36,5 @@ def run(args: argparse.Namespace) -> int:
     unwind_on_sigterm()
     console = Console(stderr=bool(args.json))
     console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
-    return Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir).run()
+    demo = Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir, kube=args.kube)
+    return demo.run()

@@ -1,6 +1,7 @@
 """``vpcnet demo``: the embedded default end to end, for a newcomer.
 
-Three nodes of different instance types join a (emulated) cluster, get their ENIs and IPs
+Three nodes of different instance types join a cluster (the Kubernetes emulator, or with
+``--kube apiserver`` a real etcd + kube-apiserver, built first if the cache lacks it), get their ENIs and IPs
 through the real control plane, their real agents program the node namespaces, twelve
 pods are created by exec'ing the CNI plugin as a runtime does, traffic proves the
 wiring, and the audit checks the invariants. Exits 0 only when all of it worked.
@@ -46,13 +47,21 @@ class DemoReport:
     audit: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     flower_url: str | None = None
+    kube: dict[str, str] = field(default_factory=dict)  # {"server": ..., "version": ...}
 
     def step(self, name: str, started: float, **extra: Any) -> None:
         self.steps.append({"step": name, "seconds": round(time.monotonic() - started, 2), **extra})
 
 
 class Demo:
-    def __init__(self, console: Console, keep: bool, as_json: bool, workdir: Path | None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        keep: bool,
+        as_json: bool,
+        workdir: Path | None,
+        kube: str = "emulator",
+    ) -> None:
         self.console = console
         self.keep = keep
         self.as_json = as_json
@@ -61,7 +70,10 @@ class Demo:
         self.stack = EmbeddedStack(
             # a per-run namespace prefix, so two demos (or a demo and the tests) never collide
             StackOptions(
-                workdir=self.workdir, cluster="demo", netns_prefix=f"vpcd{secrets.token_hex(2)}-"
+                workdir=self.workdir,
+                cluster="demo",
+                netns_prefix=f"vpcd{secrets.token_hex(2)}-",
+                kube=kube,
             )
         )
         self.pods: list[tuple[SimNode, Pod]] = []
@@ -79,16 +91,30 @@ class Demo:
         if problems:
             raise RuntimeError("set-up checks failed:\n  - " + "\n  - ".join(problems))
 
+    def build_controlplane(self) -> None:
+        """With the real apiserver: build etcd and kube-apiserver first if not cached."""
+        if self.stack.opts.kube != "apiserver":
+            return
+        from vpcnet.embedded.kubebuild import ensure_controlplane
+
+        t = time.monotonic()
+        # progress goes to the console (stderr under --json): a cold build takes minutes
+        where = ensure_controlplane(lambda line: self.console.print(line, markup=False))
+        self.report.step("controlplane", t, binaries=str(where))
+
     def start(self) -> None:
         t = time.monotonic()
         self.stack.start_services()
         self.stack.start_vpc()
         self.stack.start_control_plane()
         self.stack.wait_processes_up()
+        self.report.kube = self.stack.kube_server()
         self.report.step("start", t, processes=[p.name for p in self.stack.procs])
+        kube = self.report.kube
         self.say(
             f"[green]✓[/] redis {self.stack.redis.url}, EC2 emulator {self.stack.ec2.endpoint_url}, "
-            f"Kubernetes emulator {self.stack.kube.url}, Flower {self.stack.flower_url}"
+            f"Kubernetes {kube['server']} {kube['version']} {self.stack.kube.url}, "
+            f"Flower {self.stack.flower_url}"
         )
 
     def join_nodes(self) -> None:
@@ -237,6 +263,7 @@ class Demo:
         try:  # whatever happens (failure, Ctrl-C, SIGTERM), tear everything down
             try:
                 self.preflight()
+                self.build_controlplane()
                 self.start()
                 self.join_nodes()
                 self.run_pods()

@@ -2,8 +2,10 @@
 
 Used by ``vpcnet demo``, the e2e tests and ``vpcnet bench storm``. The control plane runs
 exactly as in a cluster (watcher, Celery workers, beat, Flower as child processes, talking
-to Redis, to EC2 through boto3 and to Kubernetes through the ``kubernetes`` client); only
-AWS and the kube-apiserver are emulated. Nodes are either network namespaces with a real
+to Redis, to EC2 through boto3 and to Kubernetes through the ``kubernetes`` client); AWS is
+emulated, Kubernetes is either the emulator (``kube="emulator"``, the fast default) or a
+real etcd + kube-apiserver (``kube="apiserver"``, vpcnet.embedded.kubeapi) on which every
+process authenticates as its own ServiceAccount, bound to the RBAC of manifests/. Nodes are either network namespaces with a real
 agent (``with_netns``) or API-only (for join storms at a scale no netns set-up allows).
 """
 
@@ -28,6 +30,7 @@ from vpcnet.state.records import PHASE_FIELD, parse_phase
 VPC_CIDR = "10.0.0.0/16"
 SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
+KUBE_SERVERS = ("emulator", "apiserver")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class StackOptions:
     extra_vpc_cidrs: tuple[str, ...] = ()
     # Run the EC2 emulator as its own process (a core of its own for big storms).
     ec2_process: bool = False
+    # "emulator" (vpcnet.sim.kube, in this process) or "apiserver" (the real one)
+    kube: str = "emulator"
+
+    def __post_init__(self) -> None:
+        if self.kube not in KUBE_SERVERS:
+            raise ValueError(f"kube must be one of {', '.join(KUBE_SERVERS)}, not {self.kube!r}")
 
 
 @dataclass
@@ -94,7 +103,11 @@ class EmbeddedStack:
         self.procs: list[ManagedProcess] = []
         self.nodes: dict[str, SimNode] = {}
         self.ec2: Any = None  # vpcnet.sim.ec2.Ec2Emulator
-        self.kube: Any = None  # vpcnet.sim.kube.KubeEmulator
+        self.kube: Any = None  # vpcnet.sim.kube.KubeEmulator | vpcnet.embedded.kubeapi.KubeApiServer
+        # apiserver: component -> its kubeconfig (its own ServiceAccount token); the
+        # ConfigMap the manifests give every component
+        self.component_kubeconfigs: dict[str, Path] = {}
+        self.kube_config: dict[str, str] = {}
         self.vpc: Any = None  # vpcnet.sim.vpc.SimVpc
         self.world: Any = None
         self.kubeconfig = opts.workdir / "kubeconfig"
@@ -104,7 +117,10 @@ class EmbeddedStack:
 
     # -- environment handed to every control-plane process -----------------------------
 
-    def control_env(self) -> dict[str, str]:
+    def control_env(self, component: str = "operator") -> dict[str, str]:
+        """The environment of ``component`` (watcher, workers, beat, flower; "operator"
+        for the CLI's audit, status and inspect): on the real apiserver each has its own
+        kubeconfig, the manifests' namespaces for its Lease and Events."""
         env = dict(os.environ)
         env.update(
             {
@@ -122,6 +138,10 @@ class EmbeddedStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.component_kubeconfigs:
+            env["VPCNET_KUBECONFIG"] = str(self.component_kubeconfigs[component])
+            for key in ("VPCNET_LEASE_NAMESPACE", "VPCNET_LEASE_NAME", "VPCNET_EVENT_NAMESPACE"):
+                env[key] = self.kube_config[key]
         env.update(self.opts.extra_env)
         return env
 
@@ -183,10 +203,38 @@ class EmbeddedStack:
                 sub = client.create_subnet(VpcId=self.world.vpc_id, CidrBlock=cidr, AvailabilityZone=az)
                 self.subnets.append((sub["Subnet"]["SubnetId"], az))
             self.ec2.reset_counters()  # set-up is not the system's work
-        # a watch window deep enough for join storms (the watcher relists on 410 anyway)
-        self.kube = KubeEmulator(host="127.0.0.1", port=0, history=50_000)
-        self.kube.start()
-        self.kube.write_kubeconfig(self.kubeconfig)
+        if self.opts.kube == "apiserver":
+            self.start_apiserver()
+        else:
+            # a watch window deep enough for join storms (the watcher relists on 410 anyway)
+            self.kube = KubeEmulator(host="127.0.0.1", port=0, history=50_000)
+            self.kube.start()
+            self.kube.write_kubeconfig(self.kubeconfig)
+
+    def start_apiserver(self) -> None:
+        """etcd + kube-apiserver, the manifests' RBAC, a kubeconfig per component."""
+        from vpcnet.embedded.kubeaccess import deploy_access
+        from vpcnet.embedded.kubeapi import KubeApiServer
+
+        self.kube = KubeApiServer(self.workdir / "controlplane")
+        endpoint = self.kube.start()
+        deployed = deploy_access(endpoint)
+        self.kube_config = deployed.config
+        kube_dir = self.workdir / "kube"
+        self.component_kubeconfigs = {
+            component: endpoint.write_kubeconfig(kube_dir / f"{component}.kubeconfig", token)
+            for component, token in deployed.tokens.items()
+        }
+        self.kubeconfig = self.component_kubeconfigs["operator"]
+
+    def kube_server(self) -> dict[str, str]:
+        """Which Kubernetes this stack runs on, and its version as its /version says."""
+        from kubernetes import client as k8s
+
+        with self.kube.api_client() as api:
+            info = k8s.VersionApi(api).get_code()
+        server = "kube-apiserver" if self.opts.kube == "apiserver" else "emulator"
+        return {"server": server, "version": str(info.git_version)}
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self.log_dir, env=env, cwd=self.workdir).start()
@@ -194,7 +242,6 @@ class EmbeddedStack:
         return proc
 
     def start_control_plane(self) -> None:
-        env = self.control_env()
         celery = _bin("celery")
         for i in range(self.opts.worker_processes):
             self._spawn(
@@ -206,14 +253,14 @@ class EmbeddedStack:
                     "--loglevel", "INFO",
                     "--events",
                 ],
-                env,
+                self.control_env("workers"),
             )
         if self.opts.beat:
             self._spawn(
                 "beat",
                 [celery, "-A", "workers", "beat", "--loglevel", "INFO",
                  "--schedule", str(self.workdir / "beat-schedule")],
-                env,
+                self.control_env("beat"),
             )
         if self.opts.flower:
             self._spawn(
@@ -223,10 +270,10 @@ class EmbeddedStack:
                     "--address=127.0.0.1", f"--port={self.flower_port}",
                     f"--basic-auth=admin:{self.flower_password}",
                 ],
-                env,
+                self.control_env("flower"),
             )
         for i in range(self.opts.watcher_replicas):
-            self._spawn(f"watcher-{i}", [_bin("vpcnet"), "watcher"], env)
+            self._spawn(f"watcher-{i}", [_bin("vpcnet"), "watcher"], self.control_env("watcher"))
 
     def start_vpc(self) -> None:
         from vpcnet.sim.vpc import SimVpc

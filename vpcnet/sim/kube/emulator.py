@@ -145,7 +145,9 @@ class KubeEmulator:
                              "kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://2.0.0"},
             },
         }
-        return clone(self.registry.create(resources.NODES, None, body))
+        # as the node is once the lifecycle controller saw it Ready: without the
+        # not-ready taint the TaintNodesByCondition admission puts on an API create
+        return clone(self.registry.create(resources.NODES, None, body, admit=False))
 
     def get_node(self, name: str) -> dict[str, Any] | None:
         """The node as the API serves it, or None."""

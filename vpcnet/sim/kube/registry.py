@@ -47,6 +47,20 @@ _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_OMITTED_WHEN_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def _omit_empty_meta(obj: Obj) -> None:
+    """Go's omitempty: the real apiserver never stores (nor serves) an empty labels or
+    annotations map, finalizers or ownerReferences list; a JSON patch adding to a map
+    that is "{}" here would succeed where the apiserver answers 422."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        for key in _OMITTED_WHEN_EMPTY:
+            if key in meta and not meta[key]:
+                del meta[key]
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -173,6 +187,7 @@ class Registry:
 
     def _commit(self, kind: str, rt: ResourceType, namespace: str, name: str, obj: Obj,
                 prev: Obj | None, dry_run: bool) -> Obj:
+        _omit_empty_meta(obj)
         stored = rt.to_storage(obj)
         if dry_run:
             return stored
@@ -181,7 +196,9 @@ class Registry:
     # --- create / get ---------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str | None, body: Any, *,
-               dry_run: bool = False) -> Obj:
+               dry_run: bool = False, admit: bool = True) -> Obj:
+        """``admit=False``: skip the mutating admission plugins (the emulator's own
+        shortcuts, which create an object as it looks once controllers acted on it)."""
         obj = self._decode_body(rt, body)
         meta = obj["metadata"]
         ns = self._namespace_of(rt, namespace, meta)
@@ -199,6 +216,8 @@ class Registry:
         else:
             meta.pop("generation", None)
         rt.prepare_create(obj)
+        if admit:
+            rt.admit_create(obj)
         self._validate(rt, obj, None)
         with self.store.lock:
             self._require_namespace(rt, ns)
@@ -369,6 +388,7 @@ class Registry:
                 meta["generation"] = int(cur_meta.get("generation", 0)) + 1
         new["metadata"]["resourceVersion"] = cur_meta["resourceVersion"]
         self._validate(rt, new, old)
+        _omit_empty_meta(new)
         if patches.json_equal(rt.to_storage(patches.clone(new)), current):
             return external(rt, current)  # no-op: no new resourceVersion, no watch event
         if (cur_meta.get("deletionTimestamp") and not new["metadata"].get("finalizers")):

@@ -65,6 +65,7 @@ class ResourceType:
     validate: Validator = lambda obj, old: []
     defaults: Callable[[Obj], None] = _no_defaults  # defaulting, on every write
     prepare_create: Callable[[Obj], None] = _no_defaults  # the strategy's PrepareForCreate
+    admit_create: Callable[[Obj], None] = _no_defaults  # mutating admission plugins
     # non-pointer struct fields: always present in the JSON, as {} when empty
     struct_fields: tuple[str, ...] = ()
     # stored (canonical) shape <-> the shape this API version serves
@@ -140,6 +141,20 @@ def _namespace_prepare_create(ns: Obj) -> None:
     ns["status"] = {"phase": "Active"}
 
 
+NODE_NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+def _node_admit_create(node: Obj) -> None:
+    # The TaintNodesByCondition admission plugin (on by default): a new Node carries
+    # node.kubernetes.io/not-ready:NoSchedule until the node lifecycle controller sees it
+    # Ready and removes it (KubeEmulator.add_node registers a node that far along).
+    spec = node.setdefault("spec", {})
+    taints = spec.get("taints") or []
+    if not any(isinstance(t, dict) and t.get("key") == NODE_NOT_READY_TAINT["key"]
+               for t in taints):
+        spec["taints"] = [*taints, dict(NODE_NOT_READY_TAINT)]
+
+
 def _event_defaults(event: Obj) -> None:
     # non-pointer structs: Go always encodes them, empty or not
     event.setdefault("involvedObject", {})
@@ -151,6 +166,7 @@ NODES = ResourceType(
     storage="nodes", has_status=True, short_names=("no",), codec_kind="Node",
     field_labels=_fields("spec.unschedulable"),
     patch_schema=schema.NODE, validate=validation.node_errors, struct_fields=("spec", "status"),
+    admit_create=_node_admit_create,
 )
 PODS = ResourceType(
     group="", version="v1", plural="pods", singular="pod", kind="Pod", namespaced=True,

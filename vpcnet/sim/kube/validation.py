@@ -152,7 +152,9 @@ def taint_errors(taints: Any, path: str = "spec.taints") -> list[FieldError]:
 
 def node_errors(node: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
     spec = node.get("spec") or {}
-    errors = taint_errors(spec.get("taints"))
+    # The apiserver's ValidateNode names spec.taints "metadata.taints" in its errors (an
+    # upstream quirk since 1.6, kept for compatibility): so does the emulator.
+    errors = taint_errors(spec.get("taints"), "metadata.taints")
     if old is not None:
         old_spec = old.get("spec") or {}
         old_id, new_id = old_spec.get("providerID", ""), spec.get("providerID", "")
