@@ -3,6 +3,10 @@
 # a virtualenv in .venv with the package and its test/sim extras. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --no-go-builds: skip helm, etcd and kube-apiserver (the default demo runs on the
+# Kubernetes emulator; `vpcnet demo --kube apiserver` builds the control plane itself).
+go_builds=1
+[ "${1:-}" = "--no-go-builds" ] && go_builds=0
 
 # redis-server: the state store and Celery broker (tests start their own on a free port);
 # redis-sentinel: the failover tests run a primary, a replica and three sentinels.
@@ -26,12 +30,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The machine's own redis instance is never used; stop it so it holds no port or memory.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q redis-server 2>/dev/null; then
-  systemctl stop redis-server || true
-fi
+for unit in redis-server redis-sentinel; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$unit" 2>/dev/null; then
+    systemctl stop "$unit" || true
+  fi
+done
 
 # helm, built from its Go module, for the chart's tests: minutes the first time, cached after.
-bash scripts/build-helm.sh
+[ "$go_builds" = 1 ] && bash scripts/build-helm.sh
 
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
@@ -43,5 +49,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 # The real control plane the apiserver tests run against (etcd, kube-apiserver), built from
 # Go modules into a cache outside the repo: minutes the first time, a no-op after.
-controlplane=$(bash scripts/build-controlplane.sh)
-echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), control plane in $controlplane)"
+controlplane="not built (--no-go-builds)"
+[ "$go_builds" = 1 ] && controlplane=$(bash scripts/build-controlplane.sh)
+echo "setup: ok ($(.venv/bin/python --version), $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), control plane: $controlplane)"
