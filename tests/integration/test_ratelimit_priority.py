@@ -24,6 +24,7 @@ from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.aws.priority import background, foreground
 from vpcnet.aws.ratelimit import RateLimiter
+from vpcnet.errors import Ec2TemporaryError
 from vpcnet.sim.ec2 import Ec2Emulator, World
 
 ACTION = "AssignPrivateIpAddresses"
@@ -187,3 +188,25 @@ def test_total_rate_never_exceeds_the_bucket_whatever_the_order(
     counters = ec2_emulator.counters()
     assert counters["calls"] == {"DescribeSubnets": 9 * calls}
     assert counters["throttled"] == {}
+
+
+def _queue_and_wait(redis_url: str, cluster: str) -> None:
+    with foreground("doomed"):
+        _limiter(redis_url, cluster, Bucket(1, 0.05)).acquire(ACTION)  # a 20 s turn
+
+
+def test_a_waiter_whose_process_died_loses_its_place(redis_url: str) -> None:
+    cluster = f"rl{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    limiter = _limiter(redis_url, cluster, Bucket(1, 0.05))
+    limiter.drain(ACTION)  # the next token is 20 s away
+    p = _spawn(_queue_and_wait, redis_url, cluster)
+    q0 = f"{limiter._keys.ratelimit(ACTION)}:q0"
+    _wait_for(lambda: client.zcard(q0) == 1, 60)
+    p.kill()  # SIGKILL: no chance to leave the queue
+    p.join(10)
+    time.sleep(3.5)  # longer than a waiter may go without asking
+    with background(), pytest.raises(Ec2TemporaryError):
+        _limiter(redis_url, cluster, Bucket(1, 0.05)).acquire(ACTION)  # too far: refused
+    # Its place is gone (the refused waiter left too): it holds no one's turn.
+    assert client.zcard(q0) == 0
