@@ -85,6 +85,9 @@ class Settings:
     # Off only where EC2 itself does not throttle (an emulator measuring resource use):
     # on AWS, without the shared limiter a storm turns into RequestLimitExceeded retries.
     ec2_rate_limit: bool = True
+    # The limiter's buckets refill this many times faster than AWS's: only for an EC2
+    # emulator whose clock runs faster (``vpcnet bench storm --time-scale``).
+    rate_limit_time_scale: float = 1.0
     task_time_limit_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     lease_duration_seconds: float = 15.0
@@ -120,6 +123,8 @@ class Settings:
             validate_redis_url(self.broker_url, "VPCNET_BROKER_URL")
         if not 0 < self.rate_limit_share <= 1:
             raise ConfigError("rate_limit_share must be in (0, 1]")
+        if not self.rate_limit_time_scale > 0:
+            raise ConfigError("rate_limit_time_scale must be positive")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port {self.metrics_port} outside 0..65535")
         if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:

@@ -1,5 +1,10 @@
 """Thin Celery tasks: take ids, call ``vpcnet.control``, retry what is temporary.
 
+EC2 priority (``vpcnet.aws.priority``): each task declares whose calls it makes. A
+node's provisioning pass is foreground (its join, or the pool its pods wait on) unless
+the reconcile scan sent it for a node that is already READY; release, GC, reconcile,
+warm-pool scans and limit refreshes are background.
+
 Retries: a ``TemporaryError`` (throttling that persisted, 5xx, a held node lock, Redis
 blips) is retried with exponential backoff and full jitter, never sooner than the delay
 the error asks for. A ``PermanentError`` was already surfaced by the control layer
@@ -8,6 +13,7 @@ the error asks for. A ``PermanentError`` was already surfaced by the control lay
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Callable
@@ -16,11 +22,13 @@ from typing import Any, TypeVar, cast
 import structlog
 from celery import Task
 
+from vpcnet.aws.priority import background, foreground
 from vpcnet.control import gc, provision, ready, reconcile, release, warmpool
 from vpcnet.control.common import refresh_limits as refresh_limits_of
 from vpcnet.control.context import ControlContext
-from vpcnet.control.followup import Followup
-from vpcnet.errors import PermanentError, TemporaryError
+from vpcnet.control.followup import PROVISION_NODE, Followup
+from vpcnet.domain import NodePhase
+from vpcnet.errors import PermanentError, TemporaryError, VpcnetError
 from workers import app, settings
 
 log = structlog.get_logger("vpcnet.tasks")
@@ -49,11 +57,14 @@ def backoff(retries: int, floor: float | None) -> float:
     return max(random.uniform(0, cap), floor or 0.0)
 
 
-def _run(task: Task, fn: Callable[[], T], node: str | None = None) -> T | dict[str, str]:
+def _run(task: Task, fn: Callable[[], T], node: str | None = None,
+         priority: contextlib.AbstractContextManager[None] | None = None) -> T | dict[str, str]:
+    """``priority``: the EC2 priority of the task's calls (background when not given)."""
     if node is not None:
         context().state.followups.clear(node, task.name)
     try:
-        return fn()
+        with priority or background():
+            return fn()
     except TemporaryError as e:
         countdown = backoff(task.request.retries, e.delay)
         log.info("task retries", task=task.name, node=node, error=str(e), countdown=round(countdown, 2))
@@ -75,10 +86,24 @@ def _task(name: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], app.task(name=name, **_OPTS))
 
 
+def _provision_priority(node_name: str, sent_by_scan: bool) -> contextlib.AbstractContextManager[None]:
+    """Foreground, except a background scan's pass over a node that has joined: a node
+    that is not READY yet is joining, whoever noticed it."""
+    if sent_by_scan:
+        try:
+            st = context().state.read_node(node_name)
+        except VpcnetError:
+            st = None  # Redis is failing: the pass itself will retry; do not demote it
+        if st is not None and st.phase is NodePhase.READY:
+            return background()
+    return foreground(node_name)
+
+
 @_task("vpcnet.provision_node")
-def provision_node(self: Task, node_name: str, instance_id: str, az: str) -> Any:
+def provision_node(self: Task, node_name: str, instance_id: str, az: str,
+                   background_scan: bool = False) -> Any:
     return _run(self, lambda: provision.provision_node(context(), node_name, instance_id, az).as_dict(),
-                node_name)
+                node_name, _provision_priority(node_name, background_scan))
 
 
 @_task("vpcnet.release_node")
@@ -92,10 +117,12 @@ def release_node(self: Task, node_name: str, instance_id: str) -> Any:
 
 @_task("vpcnet.node_ready")
 def node_ready(self: Task, node_name: str) -> Any:
-    return _run(self, lambda: ready.node_ready(context(), node_name), node_name)
+    return _run(self, lambda: ready.node_ready(context(), node_name), node_name,
+                foreground(node_name))
 
 
-def _send(followups: list[Followup]) -> int:
+def _send(followups: list[Followup], *, background_scan: bool = False) -> int:
+    """``background_scan``: sent by a background scan (see ``_provision_priority``)."""
     ctx = context()
     # Fresh while the task may still wait in the queue, but at most ten reconcile
     # intervals: a failover can lose the clear of a claim (or the task's message), and a
@@ -105,7 +132,8 @@ def _send(followups: list[Followup]) -> int:
     sent = 0
     for f in followups:
         if ctx.state.followups.claim(f.args[0], f.task, fresh):
-            app.send_task(f.task, args=list(f.args))
+            kwargs = {"background_scan": True} if background_scan and f.task == PROVISION_NODE else {}
+            app.send_task(f.task, args=list(f.args), kwargs=kwargs)
             log.info("follow-up enqueued", task=f.task, args=f.args, why=f.why)
             sent += 1
     return sent
@@ -113,7 +141,7 @@ def _send(followups: list[Followup]) -> int:
 
 @_task("vpcnet.reconcile_all")
 def reconcile_all(self: Task) -> Any:
-    return _run(self, lambda: _send(reconcile.reconcile_scan(context())))
+    return _run(self, lambda: _send(reconcile.reconcile_scan(context()), background_scan=True))
 
 
 @_task("vpcnet.warm_pool")

@@ -39,3 +39,25 @@ def test_storm_small_full_mode(tmp_path: Path) -> None:
     for action, n in minimum.items():
         assert result["ec2_calls"].get(action, 0) >= NODES * n, (action, result["ec2_calls"])
     assert result["lower_bound_seconds"] >= 0 and plot.stat().st_size > 0
+
+
+def test_storm_small_prefix_mode_time_scaled(tmp_path: Path) -> None:
+    """Prefix mode at AWS's latencies and buckets on a clock 10x faster: the bound is the
+    prefix chain (DescribeInstances -> AssignPrivateIpAddresses) on that clock, not the
+    full-mode ENI chain."""
+    vpcnet = str(Path(sys.executable).with_name("vpcnet"))
+    proc = subprocess.run(
+        [vpcnet, "bench", "storm", "--nodes", str(NODES), "--instance-type", "m5.large",
+         "--mode", "prefix", "--latency", "aws", "--time-scale", "10", "--json",
+         "--timeout", "180"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert REQUIRED | {"p50_node_seconds", "p99_node_seconds", "aws_equivalent_seconds"} <= set(result)
+    assert result["nodes_ready"] == NODES and result["time_scale"] == 10.0
+    # 8 joins fit in every bucket: the bound is one node's chain, (0.07 + 0.14) s / 10.
+    assert result["one_node_chain_seconds"] == round((0.1 + 0.2) * 0.7 / 10, 3)
+    assert abs(result["lower_bound_seconds"] - result["one_node_chain_seconds"]) < 1e-3
+    assert result["min_calls_by_action"] == MIN_CALLS[("m5.large", "prefix")]
+    assert result["throttled_by_ec2"] == 0 and result["leaked_enis"] == 0

@@ -10,8 +10,16 @@ A node counts as ready when its ``vpcnet.io/not-ready`` taint is gone.
 The lower bound is what the buckets and latencies impose on this work alone: for each
 EC2 action with K calls in total (N x the plan's minimum per node) and a bucket of
 capacity C refilling at r/s, its last call cannot start before (K - C) / r; add the
-shortest latency of that call and of what must follow it on the same node. Our time is
-reported as a ratio of that bound.
+shortest latency of that call and of what must follow it on the same node. The bound is
+the largest of these and of one node's own chain, which depends on the mode (full:
+DescribeInstances, then each ENI's Create -> Attach -> attached in parallel; warm and
+prefix: DescribeInstances -> AssignPrivateIpAddresses). Our time is reported as a ratio
+of that bound, with the p50/p99 of the nodes' join times.
+
+``--time-scale K`` runs the emulator's clock (latencies, attach delays, buckets) and
+vpcnet's limiter K times faster, so a storm of AWS's shape takes 1/K of the time; the
+bound is computed on the same clock. vpcnet's own work is not scaled, so the ratio is
+conservative (it weighs K times more than it would against AWS).
 """
 
 from __future__ import annotations
@@ -39,19 +47,22 @@ from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.records import AgentRecord
 
-# What must follow each action on the same node before the agent can report ready.
-# The ENI chain is Create -> Attach (-> attached after the attach delay) -> Modify.
-_FOLLOWS = {
-    "DescribeInstances": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
-    "DescribeInstanceTypes": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
-    "DescribeSubnets": ("CreateNetworkInterface", "AttachNetworkInterface", "attach_delay"),
-    "CreateNetworkInterface": ("AttachNetworkInterface", "attach_delay"),
-    "AttachNetworkInterface": ("attach_delay",),
+# What a node's join needs, as a graph: an action's successors must wait for its answer.
+# Full mode: DescribeInstances, then in parallel the primary's AssignPrivateIpAddresses
+# and one chain per further ENI: Create -> Attach -> (attached after the attach delay,
+# and ModifyNetworkInterfaceAttribute, which needs only the attachment id). Warm and
+# prefix modes: DescribeInstances -> AssignPrivateIpAddresses on the primary ENI.
+# A node is ready when every branch has ended (the agent waits for the links).
+_NEEDS_ANSWER_OF = {
+    "DescribeInstances": ("AssignPrivateIpAddresses", "CreateNetworkInterface"),
+    "CreateNetworkInterface": ("AttachNetworkInterface",),
+    "AttachNetworkInterface": ("attach_delay", "ModifyNetworkInterfaceAttribute"),
 }
 
 
-# Three /16 subnets: room for ~196k pod IPs (1,000 m5.xlarge in full mode take 60k).
-STORM_CIDRS = ("10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16")
+# Four /16 subnets (the emulator, like AWS by default, allows five IPv4 CIDRs per VPC):
+# room for ~262k addresses, i.e. ~4,300 m5.xlarge in full mode (60 each).
+STORM_CIDRS = ("10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16")
 
 
 @dataclass
@@ -83,6 +94,11 @@ class StormResult:
     latency_preset: str = "aws"
     throttling: bool = True
     rate_limit_share: float = 0.8
+    # >1: EC2's clock (latencies, delays, buckets) and vpcnet's limiter ran this many
+    # times faster; seconds are measured seconds, ``aws_equivalent_seconds`` x K.
+    time_scale: float = 1.0
+    aws_equivalent_seconds: float = 0.0
+    one_node_chain_seconds: float = 0.0
 
 
 def min_latency(cfg: Any, step: str) -> float:
@@ -90,6 +106,19 @@ def min_latency(cfg: Any, step: str) -> float:
         return float(cfg.attach_delay)
     lat = cfg.latency_for(step)
     return float(lat.seconds * (1.0 - lat.jitter))
+
+
+def chain_tail(calls_per_node: dict[str, int], cfg: Any, action: str) -> float:
+    """The shortest time from ``action``'s answer until the node is ready."""
+    steps = [s for s in _NEEDS_ANSWER_OF.get(action, ())
+             if s == "attach_delay" or calls_per_node.get(s, 0) > 0]
+    return max((min_latency(cfg, s) + chain_tail(calls_per_node, cfg, s) for s in steps),
+               default=0.0)
+
+
+def one_node_chain(calls_per_node: dict[str, int], cfg: Any) -> float:
+    """One node alone, with full buckets: its longest chain of calls and waits."""
+    return min_latency(cfg, "DescribeInstances") + chain_tail(calls_per_node, cfg, "DescribeInstances")
 
 
 def bound_curve(
@@ -105,19 +134,18 @@ def lower_bound(
     calls_per_node: dict[str, int], nodes: int, cfg: Any
 ) -> tuple[float, dict[str, float]]:
     """Seconds the AWS buckets and latencies impose on N joins (see the module doc); with
-    the emulator's throttling off, the latencies alone."""
+    the emulator's throttling off, the latencies alone. On a time-scaled emulator, in
+    its (faster) seconds."""
     per_action: dict[str, float] = {}
     for action, per_node in calls_per_node.items():
         total = per_node * nodes
-        bucket = bucket_for(action)
+        bucket = bucket_for(action).scaled(float(getattr(cfg, "time_scale", 1.0)))
         start_of_last = 0.0
         if cfg.throttle:
             start_of_last = max(0.0, (total - bucket.capacity) / bucket.refill_per_second)
-        tail = sum(min_latency(cfg, s) for s in _FOLLOWS.get(action, ()))
-        per_action[action] = start_of_last + min_latency(cfg, action) + tail
-    # One node alone: its own chain, even with empty buckets.
-    chain = sum(min_latency(cfg, s) for s in ("DescribeInstances", *_FOLLOWS["DescribeInstances"]))
-    per_action["one-node chain"] = chain
+        per_action[action] = (start_of_last + min_latency(cfg, action)
+                              + chain_tail(calls_per_node, cfg, action))
+    per_action["one-node chain"] = one_node_chain(calls_per_node, cfg)
     return max(per_action.values()), per_action
 
 
@@ -135,8 +163,9 @@ class StandInAgents(threading.Thread):
     def run(self) -> None:
         client = self.stack.redis.client()
         try:
-            # A pass costs ~20 us per pending node: keep it a small share of a core.
-            while self.pending and not self.stop_event.wait(max(0.2, len(self.pending) / 5000)):
+            # A pass costs ~20 us per pending node: keep it a small share of a core (and
+            # poll often when few are pending, so a lone node's time is not our poll's).
+            while self.pending and not self.stop_event.wait(max(0.02, len(self.pending) / 5000)):
                 self._pass(client)
         finally:
             client.close()
@@ -241,10 +270,12 @@ def run_storm(
     progress: Any = None,
     *,
     ec2_process: bool = False,
+    time_scale: float = 1.0,
 ) -> StormResult:
     min_calls = join_minimum(instance_type, mode)
     result = StormResult(nodes=nodes, instance_type=instance_type, mode=mode,
-                         latency_preset=latency, throttling=throttle, rate_limit_share=rate_share)
+                         latency_preset=latency, throttling=throttle, rate_limit_share=rate_share,
+                         time_scale=time_scale)
     result.min_calls_by_action = dict(min_calls)
     result.min_ec2_calls_per_node = sum(min_calls.values())
 
@@ -257,9 +288,12 @@ def run_storm(
                 "VPCNET_RATE_LIMIT_SHARE": str(rate_share),
                 # no throttling to stay under: measure vpcnet itself, not AWS's buckets
                 "VPCNET_EC2_RATE_LIMIT": "1" if throttle else "0",
+                # the limiter refills as fast as the emulator's scaled buckets
+                "VPCNET_RATE_LIMIT_TIME_SCALE": str(time_scale),
             },
             extra_vpc_cidrs=STORM_CIDRS,
             ec2_process=ec2_process,
+            ec2_time_scale=time_scale,
         )
     )
     try:
@@ -268,6 +302,7 @@ def run_storm(
             min_calls, nodes, stack.ec2.config
         )
         result.bound_curve = bound_curve(min_calls, nodes, stack.ec2.config)
+        result.one_node_chain_seconds = round(one_node_chain(min_calls, stack.ec2.config), 3)
         names = [f"storm-{i:05d}" for i in range(nodes)]
         # Nodes go to the big subnets of the secondary CIDRs (indices after the /20s).
         first = len(stack.subnets) - len(STORM_CIDRS)
@@ -321,7 +356,7 @@ def run_storm(
             return len(ready_at) >= nodes
 
         with contextlib.suppress(TimeoutError):
-            wait_for(all_ready, timeout, f"{nodes} nodes ready", interval=1.0 if nodes > 200 else 0.5)
+            wait_for(all_ready, timeout, f"{nodes} nodes ready", interval=1.0 if nodes > 200 else 0.5 if nodes > 20 else 0.05)
         redis_client.close()
         # READY in Redis must mean untainted in Kubernetes: count only nodes that are both.
         raw: Any = api.list_node(_preload_content=False)
@@ -342,6 +377,7 @@ def run_storm(
             result.p99_node_seconds = round(times[min(len(times) - 1, int(len(times) * 0.99))], 2)
         if result.lower_bound_seconds:
             result.ratio = round(result.seconds / result.lower_bound_seconds, 3)
+        result.aws_equivalent_seconds = round(result.seconds * time_scale, 1)
         result.nodes_error = sum(1 for n in names if stack.node_phase(n) == "error")
         counters = stack.ec2.counters()
         result.ec2_calls = dict(sorted(counters.get("calls", {}).items()))
@@ -415,6 +451,10 @@ def register(sub: Any) -> None:
                              "(VPCNET_RATE_LIMIT_SHARE; default: the production default)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=64, help="threads per worker")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="K",
+                        help="run EC2's latencies, delays and token buckets and vpcnet's rate "
+                             "limiter K times faster (vpcnet's own overhead is not scaled, so "
+                             "the ratio to the bound stays conservative)")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--ec2-process", action="store_true",
                         help="run the EC2 emulator as its own process (for thousands of nodes)")
@@ -432,6 +472,9 @@ def main(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         console.print("--nodes must be at least 1")
         return 2
+    if not args.time_scale > 0:
+        console.print("--time-scale must be positive")
+        return 2
     last = [0.0]
 
     def progress(ready: int, total: int, now: float) -> None:
@@ -442,7 +485,8 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vpcnet-storm-") as tmp:
         result = run_storm(args.nodes, args.instance_type, args.mode, args.latency, args.throttle,
                            args.rate_share, args.workers, args.concurrency, args.timeout,
-                           Path(tmp), progress, ec2_process=args.ec2_process)
+                           Path(tmp), progress, ec2_process=args.ec2_process,
+                           time_scale=args.time_scale)
     if args.plot:
         _plot(result, args.plot)
     summary = {k: v for k, v in asdict(result).items() if k not in ("ready_curve", "bound_curve")}
@@ -450,7 +494,8 @@ def main(args: argparse.Namespace) -> int:
         table = Table(title=f"join storm: {result.nodes} x {result.instance_type} ({result.mode})")
         table.add_column("metric")
         table.add_column("value")
-        for k in ("rate_limit_share", "nodes_ready", "nodes_error", "seconds", "lower_bound_seconds", "ratio", "p50_node_seconds",
+        for k in ("rate_limit_share", "time_scale", "nodes_ready", "nodes_error", "seconds", "lower_bound_seconds", "ratio", "one_node_chain_seconds", "aws_equivalent_seconds",
+                  "p50_node_seconds",
                   "p99_node_seconds", "ec2_calls_per_node", "min_ec2_calls_per_node",
                   "throttled_by_ec2", "throttled_surfaced", "failed_tasks", "leaked_enis",
                   "duplicate_ips"):

@@ -61,7 +61,8 @@ class ControlContext:
         )
         recorder = CallRecorder(client, settings.cluster_name)
         limiter = (
-            RateLimiter(client, settings.cluster_name, share=settings.rate_limit_share)
+            RateLimiter(client, settings.cluster_name, share=settings.rate_limit_share,
+                        time_scale=settings.rate_limit_time_scale)
             if settings.ec2_rate_limit
             else None
         )

@@ -25,15 +25,15 @@ class RemoteWorld:
 
 
 class Ec2Process:
-    def __init__(self, latency: str, throttle: bool, log_dir: Path) -> None:
+    def __init__(self, latency: str, throttle: bool, log_dir: Path, time_scale: float = 1.0) -> None:
         from vpcnet.sim.ec2 import Ec2SimConfig
 
         self.port = free_port()
-        self.config = Ec2SimConfig.preset_named(latency, throttle=throttle)
+        self.config = Ec2SimConfig.preset_named(latency, throttle=throttle).time_scaled(time_scale)
         argv = [
             str(Path(sys.executable).with_name("vpcnet")), "sim", "ec2",
             "--port", str(self.port), "--latency", latency,
-            "--throttle" if throttle else "--no-throttle",
+            "--throttle" if throttle else "--no-throttle", "--time-scale", str(time_scale),
         ]
         self.proc = ManagedProcess("ec2-emulator", argv, log_dir)
         # No proxy for loopback, whatever the environment says.

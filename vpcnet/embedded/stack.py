@@ -57,6 +57,9 @@ class StackOptions:
     ec2_process: bool = False
     # "emulator" (vpcnet.sim.kube, in this process) or "apiserver" (the real one)
     kube: str = "emulator"
+    # >1: the EC2 emulator's clock runs this many times faster (latencies, delays and
+    # token buckets); the benchmark scales vpcnet's rate limiter to match.
+    ec2_time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kube not in KUBE_SERVERS:
@@ -185,10 +188,12 @@ class EmbeddedStack:
         if self.opts.ec2_process:
             from vpcnet.embedded.ec2proc import Ec2Process
 
-            self.ec2 = Ec2Process(self.opts.ec2_latency, self.opts.ec2_throttle, self.log_dir)
+            self.ec2 = Ec2Process(self.opts.ec2_latency, self.opts.ec2_throttle, self.log_dir,
+                                  self.opts.ec2_time_scale)
         else:
             self.ec2 = Ec2Emulator(
-                Ec2SimConfig.preset_named(self.opts.ec2_latency, throttle=self.opts.ec2_throttle),
+                Ec2SimConfig.preset_named(self.opts.ec2_latency, throttle=self.opts.ec2_throttle)
+                .time_scaled(self.opts.ec2_time_scale),
                 host="127.0.0.1",
                 port=0,
             )

@@ -26,6 +26,9 @@ def register(sub: Any) -> None:
                    help="AWS token-bucket throttling (RequestLimitExceeded); on by default")
     p.add_argument("--attach-delay", type=float, default=None,
                    help="seconds an attachment reads 'attaching' (default from the preset)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="run the emulated clock K times faster: latencies and delays / K, "
+                   "token buckets refilling K times faster (benchmarks)")
     p.add_argument("--bootstrap", action="store_true",
                    help="create a VPC, subnets and a security group; print their ids")
     p.add_argument("--seed", type=int, default=None, help="seed for jitter and faults")
@@ -40,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {"throttle": args.throttle, "seed": args.seed}
     if args.attach_delay is not None:
         changes["attach_delay"] = args.attach_delay
-    config = Ec2SimConfig.preset_named(args.latency, **changes)
+    if args.time_scale <= 0:
+        print("--time-scale must be positive", file=sys.stderr)
+        return 2
+    config = Ec2SimConfig.preset_named(args.latency, **changes).time_scaled(args.time_scale)
     emu = Ec2Emulator(config, host=args.host, port=args.port).start()
     info: dict[str, Any] = {
         "endpoint_url": emu.endpoint_url,
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "admin_url": emu.endpoint_url + "/_sim/",
         "latency": args.latency,
         "throttle": args.throttle,
+        "time_scale": args.time_scale,
     }
     if args.bootstrap:
         info["world"] = emu.bootstrap_vpc().to_dict()

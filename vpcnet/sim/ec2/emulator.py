@@ -81,7 +81,7 @@ class Ec2Emulator:
         )
         self.backend.attach_delay = self.config.attach_delay
         self.backend.detach_delay = self.config.detach_delay
-        self.throttler = Throttler(self.config.bucket_overrides)
+        self.throttler = Throttler(self.config.bucket_overrides, time_scale=self.config.time_scale)
         self.faults = FaultInjector(self.config.seed)
         self.call_counters = Counters()
         self.imds_tokens = TokenStore()
@@ -263,15 +263,15 @@ class Ec2Emulator:
             if preset is not None:
                 keep = {k: getattr(new, k) for k in ("region", "account_id", "throttle",
                                                      "bucket_overrides", "seed")}
-                new = Ec2SimConfig.preset_named(preset, **keep)
+                new = Ec2SimConfig.preset_named(preset, **keep).time_scaled(new.time_scale)
             new = new.with_(**changes) if changes else new
             if (new.region, new.account_id) != (old.region, old.account_id):
                 raise ValueError("region and account cannot change on a running emulator")
             with self.lock:
                 self.backend.attach_delay = new.attach_delay
                 self.backend.detach_delay = new.detach_delay
-            if new.bucket_overrides != old.bucket_overrides:
-                self.throttler = Throttler(new.bucket_overrides)
+            if (new.bucket_overrides, new.time_scale) != (old.bucket_overrides, old.time_scale):
+                self.throttler = Throttler(new.bucket_overrides, time_scale=new.time_scale)
             elif new.throttle and not old.throttle:
                 self.throttler.reset()  # re-enabled throttling starts with full buckets
             self.config = new

@@ -1,9 +1,9 @@
 """AWS EC2 request-rate throttling: one token bucket per API action.
 
-Sizes and refill rates follow the AWS EC2 API reference, "Request throttling for the
-Amazon EC2 API" (request token bucket table). Every action has its *own* bucket sized by
-its category; a few listed actions have individual sizes. The emulator answers an
-empty bucket with 503 ``RequestLimitExceeded`` as EC2 does.
+Sizes and refill rates are AWS's table, ``vpcnet.aws.buckets`` (the one table vpcnet's
+own limiter stays under too). The emulator answers an empty bucket with 503
+``RequestLimitExceeded`` as EC2 does. ``time_scale`` runs every bucket's refill that
+many times faster, for benchmarks whose emulated latencies are scaled the same way.
 """
 
 from __future__ import annotations
@@ -12,62 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from vpcnet.aws.buckets import Bucket
+from vpcnet.aws.buckets import Bucket, aws_bucket, bucket_key
 
-NON_MUTATING = Bucket(100, 20.0)
-# Describe calls of these actions without a filter, pagination or ids drain a smaller
-# bucket (AWS: "Unfiltered and unpaginated non-mutating actions").
-UNFILTERED = Bucket(50, 10.0)
-MUTATING = Bucket(50, 5.0)
-
-_UNFILTERED_ACTIONS = frozenset(
-    {
-        "DescribeInstances",
-        "DescribeInstanceStatus",
-        "DescribeNetworkInterfaces",
-        "DescribeSecurityGroups",
-        "DescribeSnapshots",
-        "DescribeSpotInstanceRequests",
-        "DescribeVolumes",
-    }
-)
-
-# "Uncategorized actions" of the AWS table that matter to an ENI/IP manager.
-_INDIVIDUAL: Mapping[str, Bucket] = {
-    "AssignIpv6Addresses": Bucket(100, 5.0),
-    "AssignPrivateIpAddresses": Bucket(100, 5.0),
-    "UnassignPrivateIpAddresses": Bucket(100, 5.0),
-    "CreateNetworkInterface": Bucket(100, 5.0),
-    "DeleteNetworkInterface": Bucket(100, 5.0),
-    "ModifyNetworkInterfaceAttribute": Bucket(100, 5.0),
-    "CreateTags": Bucket(100, 10.0),
-    "DeleteTags": Bucket(100, 10.0),
-    "TerminateInstances": Bucket(100, 5.0),
-    "RunInstances": Bucket(5, 2.0),
-    "StartInstances": Bucket(5, 2.0),
-    "AssociateIamInstanceProfile": Bucket(100, 5.0),
-    "ModifyInstanceMetadataOptions": Bucket(100, 5.0),
-}
-
-
-def is_non_mutating(action: str) -> bool:
-    return action.startswith(("Describe", "Get", "List", "Search"))
-
-
-def bucket_key(action: str, *, filtered: bool) -> str:
-    """The bucket a request draws from (an action's unfiltered calls have their own)."""
-    if action in _UNFILTERED_ACTIONS and not filtered:
-        return f"{action}#unfiltered"
-    return action
-
-
-def aws_bucket(key: str) -> Bucket:
-    action, _, variant = key.partition("#")
-    if variant == "unfiltered":
-        return UNFILTERED
-    if action in _INDIVIDUAL:
-        return _INDIVIDUAL[action]
-    return NON_MUTATING if is_non_mutating(action) else MUTATING
+__all__ = ["Throttler", "TokenBucket", "aws_bucket", "bucket_key"]
 
 
 class TokenBucket:
@@ -98,8 +45,11 @@ class Throttler:
         self,
         overrides: Mapping[str, Bucket] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        time_scale: float = 1.0,
     ) -> None:
         self._overrides = dict(overrides or {})
+        self._time_scale = time_scale
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
@@ -107,7 +57,8 @@ class Throttler:
     def bucket(self, key: str) -> Bucket:
         """The configured bucket for a key (an override may name the action or the key)."""
         action = key.partition("#")[0]
-        return self._overrides.get(key) or self._overrides.get(action) or aws_bucket(key)
+        bucket = self._overrides.get(key) or self._overrides.get(action) or aws_bucket(key)
+        return bucket.scaled(self._time_scale) if self._time_scale != 1.0 else bucket
 
     def allow(self, key: str) -> bool:
         with self._lock:

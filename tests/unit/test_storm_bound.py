@@ -1,0 +1,41 @@
+"""The storm's lower bound per mode, from the minimum table and the ``aws`` preset's
+shortest latencies (jitter -30 %): a lone node's chain, and the scaled clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.storm_minimums import MIN_CALLS
+from vpcnet.bench.storm import lower_bound, one_node_chain
+from vpcnet.sim.ec2 import Ec2SimConfig
+
+AWS = Ec2SimConfig.aws_like()
+DESCRIBE, CREATE, ATTACH, ASSIGN, ATTACHED = 0.07, 0.21, 0.21, 0.14, 2.0
+
+
+@pytest.mark.parametrize("mode", ["warm", "prefix"])
+def test_lone_node_in_warm_and_prefix_mode_is_describe_then_assign(mode: str) -> None:
+    calls = MIN_CALLS[("m5.xlarge", mode)]
+    assert one_node_chain(calls, AWS) == pytest.approx(DESCRIBE + ASSIGN)
+    bound, _ = lower_bound(calls, 1, AWS)
+    assert bound == pytest.approx(DESCRIBE + ASSIGN)
+
+
+def test_lone_node_in_full_mode_is_its_longest_eni_chain() -> None:
+    calls = MIN_CALLS[("m5.xlarge", "full")]
+    assert one_node_chain(calls, AWS) == pytest.approx(DESCRIBE + CREATE + ATTACH + ATTACHED)
+
+
+def test_many_nodes_are_bound_by_the_attach_bucket() -> None:
+    calls = MIN_CALLS[("m5.xlarge", "full")]
+    bound, by_action = lower_bound(calls, 1000, AWS)
+    # 3,000 attaches through a bucket of 50 refilling 5/s, then the call and 'attached'.
+    assert by_action["AttachNetworkInterface"] == pytest.approx((3000 - 50) / 5 + ATTACH + ATTACHED)
+    assert bound == by_action["AttachNetworkInterface"]
+
+
+def test_a_time_scaled_clock_scales_the_bound() -> None:
+    calls = MIN_CALLS[("m5.xlarge", "prefix")]
+    plain, _ = lower_bound(calls, 5000, AWS)
+    fast, _ = lower_bound(calls, 5000, AWS.time_scaled(10.0))
+    assert fast == pytest.approx(plain / 10)
