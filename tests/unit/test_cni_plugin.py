@@ -111,7 +111,7 @@ def test_add_result_per_spec_version(agent: ScriptedAgent, version: str) -> None
     (req,) = agent.requests
     assert req == {
         "v": 1, "command": "ADD", "containerId": "abc123", "ifname": "eth0", "netns": "/run/netns/pod",
-        "podNamespace": "ns1", "podName": "web", "mtu": 1500,
+        "podNamespace": "ns1", "podName": "web", "mtu": 1500, "budgetSeconds": 55.0,
     }
 
 

@@ -34,7 +34,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,7 @@ class Agent:
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
         self._plugin_installed = not settings.install_plugin
         self._last_full_mirror = 0.0
+        self._node_fields: Mapping[str, str] = {}  # the control plane's, as last read
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self.conflist_path = Path(settings.cni_conf_dir) / settings.cni_conf_name
@@ -138,7 +139,7 @@ class Agent:
             observe = observe_cni_request
         self._server = CniServer(
             self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready,
-            observe=observe,
+            observe=observe, can_grow=self.can_grow,
         )
         # Bind here, not in the thread: a second agent on the node must fail loudly.
         self._server.bind()
@@ -150,6 +151,19 @@ class Agent:
 
     def is_ready(self) -> bool:
         return self.ready
+
+    def can_grow(self) -> str:
+        """"" while the control plane can still add IPs to this node; else why not (what
+        an ADD that finds no IP coming reports instead of waiting)."""
+        fields = self._node_fields
+        if fields.get("error"):
+            return f"the control plane cannot provision this node: {fields['error']}"
+        if "no_growth" in fields:
+            return fields["no_growth"]
+        # A control plane that does not say: only warm and prefix mode grow the pool.
+        if fields.get("mode", "full") in ("warm", "prefix"):
+            return ""
+        return "full mode: every ENI and IP the instance type allows is already attached"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -212,6 +226,8 @@ class Agent:
 
     def _reconcile(self) -> None:
         state = self._read_state()
+        if state is not None:
+            self._node_fields = dict(state.node)
         identity = self._read_identity()
         if state is not None and state.configured:
             expected = state.node.get("instance_id")

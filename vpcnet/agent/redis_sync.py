@@ -8,7 +8,9 @@ periodically, so a missed message costs at most one resync interval.
 Writes: ``assigned`` / ``cooldown`` mirror the IPAM's changes, ``release-ok`` confirms
 released IPs, ``agent`` carries the readiness report (``vpcnet.state.records.AgentRecord``:
 the store version programmed and any rollback seen), and the node name is published on
-the cluster's ``agent-ready`` channel once per programmed write.
+the cluster's ``agent-ready`` channel once per programmed write. ``demand`` carries the
+number of ADDs waiting for the pool to grow; when it rises the node name is published on
+``agent-ready`` too, so that the watcher enqueues a provisioning pass at once.
 
 Redis may be unreachable at any time: ADD/DEL never wait on it. IPAM changes are
 queued (coalesced per IP, newest wins) and flushed by a mirror thread; after any
@@ -107,12 +109,15 @@ class RedisSync:
         self._pending_lock = threading.Lock()
         self._pending_event = threading.Event()
         self._full_resync = True  # the first flush rewrites the mirror from the IPAM
+        self._demand = 0  # the IPAM's, as last told
+        self._demand_written: int | None = None  # as Redis holds it (None: unknown)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._published: StoreVersion | None = None
         self.connected = False  # last Redis operation succeeded
         self.mirror_flushes = 0
         ipam.add_listener(self._on_ipam_change)
+        ipam.add_demand_listener(self.set_demand)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -213,6 +218,27 @@ class RedisSync:
             self._full_resync = True
         self._pending_event.set()
 
+    def set_demand(self, waiting: int) -> None:
+        """Called by the IPAM under its lock: queue, never block."""
+        with self._pending_lock:
+            self._demand = waiting
+        self._pending_event.set()
+
+    def _write_demand(self) -> None:
+        with self._pending_lock:
+            waiting = self._demand
+        if waiting == self._demand_written:
+            return
+        rising = waiting > (self._demand_written or 0)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.demand, mapping={"waiting": waiting, "at": f"{self._clock():.3f}"})
+            if rising:
+                pipe.publish(self.cluster_keys.agent_ready_channel, self.node_name)
+            pipe.execute()
+        self._demand_written = waiting
+        if rising:
+            log.info("%d ADDs wait for the pool to grow (demand published)", waiting)
+
     # -- mirror ------------------------------------------------------------------------
 
     def _on_ipam_change(self, change: IpamChange) -> None:
@@ -244,13 +270,16 @@ class RedisSync:
             full, self._full_resync = self._full_resync, False
         try:
             if full:
+                self._demand_written = None
                 self._write_full()
             elif batch:
                 self._write_changes(batch.values())
+            self._write_demand()
         except redis.RedisError as e:
             with self._pending_lock:
                 # Everything is rewritten from the IPAM once Redis answers again.
                 self._full_resync = True
+            self._demand_written = None
             self._mark(False)
             raise StateError(f"cannot mirror the pool to Redis: {e}") from e
         self._mark(True)

@@ -17,6 +17,8 @@ Plugin configuration (the first entry of the ``vpcnet`` conflist's ``plugins``):
       "logFile": "/var/log/vpcnet/cni.log",       # optional; one line per invocation
       "mtu": 9001,                                # optional, 576..9001; default: the agent's
       "timeoutSeconds": 60,                       # optional, budget for the agent's answer
+                                                  # (an ADD waits for a coming IP up to
+                                                  # this minus a margin for the reply)
       "pendingDir": "/run/vpcnet/pending-del",    # optional; default <socket dir>/pending-del
       "dns": {"nameservers": ["10.0.0.2"]}        # optional, copied into the ADD result
     }
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
+# Of the timeout, what an ADD leaves for the agent's reply after it stopped waiting for an
+# IP (programming the pod, the checkpoint): at most 5 s, a quarter of a short timeout.
+ADD_REPLY_MARGIN_SECONDS = 5.0
 LATEST = p.SUPPORTED_VERSIONS[-1]
 _ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 
@@ -260,6 +265,8 @@ class _Invocation:
         req["command"] = "ADD"
         if conf.get("mtu") is not None:
             req["mtu"] = conf["mtu"]
+        timeout = float(conf.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
+        req["budgetSeconds"] = timeout - min(ADD_REPLY_MARGIN_SECONDS, timeout / 4)
         reply = self._call(req, conf)
         try:
             result = _add_result(self.cni_version, reply, env, conf)

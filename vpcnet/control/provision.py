@@ -57,6 +57,7 @@ from vpcnet.plan import (
     SetDeleteOnTermination,
     UnassignIps,
     UnassignPrefixes,
+    growth_blocker,
     join_calls,
     managed_enis,
     plan_node,
@@ -152,6 +153,8 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
         "phase": phase.value,
         "error": "",
         "pass_epoch": "",
+        # Read by the agent: an ADD finding no IP coming fails at once when this says why.
+        "no_growth": growth_blocker(spec, enis),
     }
     if plan.touches_ec2:
         fields["plan_calls"] = json.dumps(join_calls(plan), sort_keys=True)

@@ -110,6 +110,17 @@ class WatcherState:
             raise StateError(f"dedup claim for {node}: {e}") from e
         return Claim(won=bool(won), remaining=max(0.0, int(pttl) / 1000))
 
+    def demand(self, node: str) -> tuple[int, str]:
+        """(ADDs waiting on the node for its pool to grow, when that was reported)."""
+        try:
+            waiting, at = self._r.hmget(self.keys.node(node).demand, "waiting", "at")
+        except redis.RedisError as e:
+            raise StateError(f"demand of {node}: {e}") from e
+        try:
+            return max(int(_s(waiting) or 0), 0), _s(at)
+        except ValueError:
+            return 0, ""
+
     def drop_claim(self, node: str, action: str) -> None:
         """Let the next enqueue of ``action`` through (e.g. after the send failed)."""
         try:
