@@ -345,7 +345,7 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
             actions.append(UnassignIps(e.eni_id, mine))
     if desired > kept:
         actions += _top_up(spec, enis, managed, desired - kept, prefixes=False)
-    elif kept - desired > hysteresis:
+    elif kept - desired > hysteresis and not usage.demand:  # never trim while ADDs wait
         surplus = kept - desired
         candidates = [ip for e, ip in _trim_order(managed) if ip not in busy and ip not in requested]
         chosen = tuple(sorted(candidates[:surplus]))
@@ -394,7 +394,7 @@ def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Pl
             actions.append(UnassignPrefixes(e.eni_id, done))
     if desired > kept:
         actions += _top_up(spec, enis, managed, desired - kept, prefixes=True)
-    elif kept > desired:
+    elif kept > desired and not usage.demand:
         free = [(e, p) for e, p in owned if p not in requested and p not in busy]
         free.sort(key=lambda ep: (-(ep[0].device_index or 0), -int(ep[1].network_address)))
         chosen = [ip for _, p in free[: kept - desired] for ip in p]

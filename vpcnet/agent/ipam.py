@@ -199,6 +199,12 @@ class Ipam:
         with self._lock:
             return self._demand
 
+    def demand_report(self) -> tuple[int, int]:
+        """(ADDs waiting for the pool to grow, IPs in the pool), read together."""
+        with self._lock:
+            s = self._s
+            return self._demand, len(s.slots) - len(s.released & set(s.slots))
+
     def poke(self) -> None:
         """Wake the waiters to look again (e.g. the node's growth outlook changed)."""
         with self._lock:

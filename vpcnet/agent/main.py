@@ -88,6 +88,10 @@ class Agent:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self.ready = False
+        # ADDs are served once the node was ready and while its pool has programmed ENIs:
+        # an ENI the control plane just added (its link not plugged yet) makes the report
+        # not-ready, but the IPs of the ENIs already programmed stay good to hand out.
+        self.serving = False
         self.error = ""
         self.programmed: Programmed | None = None
         self.checkpoint = Checkpoint(settings.checkpoint_path)
@@ -150,7 +154,7 @@ class Agent:
         log.info("CNI server listening on %s", self.settings.socket_path)
 
     def is_ready(self) -> bool:
-        return self.ready
+        return self.ready or self.serving
 
     def can_grow(self) -> str:
         """"" while the control plane can still add IPs to this node; else why not (what
@@ -210,7 +214,7 @@ class Agent:
             # The node cannot take pods until a human or the control plane fixes this.
             log.error("unrecoverable: %s", e)
             self.error = str(e)
-            self.ready = False
+            self.ready = self.serving = False
             if conflist.remove_conflist(self.conflist_path):
                 log.warning("conflist removed: the node takes no new pods")
         except VpcnetError as e:
@@ -256,7 +260,7 @@ class Agent:
             mark = self.mark
         else:
             log.info("node %s not configured yet", self.settings.node_name)
-            self.ready = False
+            self.ready = self.serving = False
             return
         present = tuple(e for e in desired if e.mac.lower() in links)
         missing = tuple(e for e in desired if e.mac.lower() not in links)
@@ -304,6 +308,7 @@ class Agent:
             if conflist.ensure_conflist(path, doc):
                 log.info("conflist written to %s", path)
         self.ready = ready
+        self.serving = bool(present) and (ready or self.serving)
 
     def _checked_against_node(
         self, desired: tuple[EniRecord, ...], links: dict[str, str]
@@ -387,6 +392,7 @@ class Agent:
     def _report(self) -> None:
         if self._server is not None and self._server.failure:  # nobody answers the plugin
             self.ready, self.error = False, f"CNI server stopped: {self._server.failure}"
+            self.serving = False
         programmed = self.programmed.version if self.programmed else StoreVersion()
         report = AgentReport(
             ready=self.ready,

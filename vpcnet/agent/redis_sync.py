@@ -109,8 +109,8 @@ class RedisSync:
         self._pending_lock = threading.Lock()
         self._pending_event = threading.Event()
         self._full_resync = True  # the first flush rewrites the mirror from the IPAM
-        self._demand = 0  # the IPAM's, as last told
         self._demand_written: int | None = None  # as Redis holds it (None: unknown)
+        self._demand_pool = -1  # the pool size when demand was last published
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._published: StoreVersion | None = None
@@ -220,23 +220,25 @@ class RedisSync:
 
     def set_demand(self, waiting: int) -> None:
         """Called by the IPAM under its lock: queue, never block."""
-        with self._pending_lock:
-            self._demand = waiting
         self._pending_event.set()
 
     def _write_demand(self) -> None:
-        with self._pending_lock:
-            waiting = self._demand
+        """Write ``demand``; publish when ADDs start waiting, or still wait after the pool
+        changed (a pass sized by an earlier count fell short): one provisioning pass per
+        episode, not one per waiting ADD."""
+        waiting, pool = self.ipam.demand_report()
         if waiting == self._demand_written:
             return
-        rising = waiting > (self._demand_written or 0)
+        publish = waiting > 0 and (not self._demand_written or pool != self._demand_pool)
         with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.demand, mapping={"waiting": waiting, "at": f"{self._clock():.3f}"})
-            if rising:
+            pipe.hset(self.keys.demand, mapping={
+                "waiting": waiting, "pool": pool, "at": f"{self._clock():.6f}"})
+            if publish:
                 pipe.publish(self.cluster_keys.agent_ready_channel, self.node_name)
             pipe.execute()
         self._demand_written = waiting
-        if rising:
+        if publish:
+            self._demand_pool = pool
             log.info("%d ADDs wait for the pool to grow (demand published)", waiting)
 
     # -- mirror ------------------------------------------------------------------------
