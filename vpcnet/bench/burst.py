@@ -20,6 +20,7 @@ Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ REF_PLUGIN_DIR = Path("/usr/lib/cni")
 REF_SPEC_VERSION = "1.0.0"  # Debian's ptp stops at 1.0.0
 PLUGIN_TIMEOUT_SECONDS = 120.0  # the exec's own bound: above the plugin's 60 s default budget
 JOIN_TIMEOUT_SECONDS = 180.0
+NODE_NAME = "burst-node"
 
 
 class BenchError(Exception):
@@ -70,7 +72,8 @@ class BurstResult:
     first: BurstStats
     second: BurstStats  # inside the cooldown
     reference: BurstStats
-    ec2_calls: dict[str, int] = field(default_factory=dict)
+    ec2_calls: dict[str, int] = field(default_factory=dict)  # node ready -> end of burst 2
+    ec2_calls_first: dict[str, int] = field(default_factory=dict)  # of which burst 1
     join_seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class BurstResult:
             "failed_cooldown": self.second.failed,
             "errors": (self.first.errors + self.second.errors)[:5],
             "ec2_calls": self.ec2_calls,
+            "ec2_calls_first": self.ec2_calls_first,
             "ref_add_wall_ms": self.reference.wall_ms,
             "ref_add_p50_ms": self.reference.p50_ms,
             "ref_add_p99_ms": self.reference.p99_ms,
@@ -130,33 +134,29 @@ def _concurrently(n: int, one: Callable[[int], tuple[float, float, int, str]],
         return list(pool.map(one, range(n)))
 
 
-def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
-              cooldown_seconds: float, workdir: Path,
-              say: Callable[[str], None] = lambda _: None) -> BurstResult:
+@contextlib.contextmanager
+def ready_node(mode: str, instance_type: str, warm_ip_target: int, cooldown_seconds: float,
+               workdir: Path, say: Callable[[str], None] = lambda _: None) -> Iterator[ReadyNode]:
+    """The embedded stack with one node of ``instance_type`` joined and ready; torn down
+    (processes and every namespace) on the way out."""
     from vpcnet.embedded.procs import wait_for
     from vpcnet.embedded.stack import EmbeddedStack, StackOptions
-    from vpcnet.sim.runtime import CniError, PodRuntime
+    from vpcnet.sim.runtime import PodRuntime
     from vpcnet.sim.vpc import teardown_prefix
 
     if os.geteuid() != 0:
         raise BenchError("needs root (network namespaces)")
-    for name in ("ptp", "host-local"):
-        if not (REF_PLUGIN_DIR / name).exists():
-            raise BenchError(f"reference plugin {REF_PLUGIN_DIR / name} missing "
-                             "(apt install containernetworking-plugins)")
     prefix = f"vpcbrst-{secrets.token_hex(3)}-"
     env = {"VPCNET_WARM_IP_TARGET": str(warm_ip_target)} if warm_ip_target else {}
     stack = EmbeddedStack(StackOptions(
         workdir=workdir, cluster="burst", mode=mode, ec2_latency="aws", flower=False,
         netns_prefix=prefix, ip_cooldown_seconds=cooldown_seconds, extra_env=env,
     ))
-    result = BurstResult(pods, mode, instance_type, warm_ip_target, cooldown_seconds,
-                         BurstStats(pods), BurstStats(pods), BurstStats(pods))
     try:
         with stack.running():
             stack.wait_processes_up()
             t0 = time.monotonic()
-            node = stack.launch_node("burst-node", instance_type)
+            node = stack.launch_node(NODE_NAME, instance_type)
             stack.register_node(node)
             assert node.conf_dir is not None and node.bin_dir is not None
             conf_dir, bin_dir = node.conf_dir, node.bin_dir
@@ -171,42 +171,93 @@ def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
                         and bool(list(conf_dir.glob("*.conflist"))))
 
             wait_for(ready, JOIN_TIMEOUT_SECONDS, f"{node.name} ready", interval=0.1)
-            result.join_seconds = round(time.monotonic() - t0, 2)
-            say(f"{node.name} ({instance_type}, {mode}) ready in {result.join_seconds}s")
-            stack.ec2.reset_counters()
+            join = round(time.monotonic() - t0, 2)
+            say(f"{node.name} ({instance_type}, {mode}) ready in {join}s")
             conflist = sorted(conf_dir.glob("*.conflist"))[0]
             runtime = PodRuntime(conflist, [bin_dir, REF_PLUGIN_DIR], f"{prefix}p-",
                                  timeout=PLUGIN_TIMEOUT_SECONDS)
-
-            def burst(label: str) -> tuple[BurstStats, list[Any]]:
-                batch = [runtime.new_pod("default", f"{label}-{i}") for i in range(pods)]
-
-                def add(i: int) -> tuple[float, float, int, str]:
-                    start = time.perf_counter()
-                    try:
-                        runtime.add(batch[i])
-                        return start, time.perf_counter(), 0, ""
-                    except CniError as e:
-                        return start, time.perf_counter(), e.code, str(e)[:300]
-
-                return _stats(pods, _concurrently(pods, add)), batch
-
-            say(f"burst 1: {pods} concurrent ADDs")
-            result.first, first_pods = burst("a")
-            say(f"  wall {result.first.wall_ms} ms, failed {result.first.failed}; DEL all")
-            _concurrently(pods, lambda i: _delete(runtime, first_pods[i]))
-            say(f"burst 2 (inside the {cooldown_seconds:g}s cooldown): {pods} concurrent ADDs")
-            result.second, second_pods = burst("b")
-            say(f"  wall {result.second.wall_ms} ms, failed {result.second.failed}")
-            counters = stack.ec2.counters()
-            result.ec2_calls = dict(sorted(counters.get("calls", {}).items()))
-            _concurrently(pods, lambda i: _delete(runtime, second_pods[i]))
-            for pod in first_pods + second_pods:
-                runtime.remove_netns(pod)
-            say(f"reference: {pods} concurrent ptp + host-local ADDs")
-            result.reference = _reference(pods, prefix, workdir)
+            yield ReadyNode(stack, runtime, prefix, join)
     finally:
         teardown_prefix(prefix)
+
+
+@dataclass
+class ReadyNode:
+    stack: Any  # vpcnet.embedded.stack.EmbeddedStack
+    runtime: Any  # vpcnet.sim.runtime.PodRuntime
+    prefix: str
+    join_seconds: float
+
+    def burst(self, pods: int, label: str) -> tuple[BurstStats, list[Any]]:
+        """``pods`` concurrent ADDs, each in a fresh pod namespace made beforehand."""
+        from vpcnet.sim.runtime import CniError
+
+        batch = [self.runtime.new_pod("default", f"{label}-{i}") for i in range(pods)]
+
+        def add(i: int) -> tuple[float, float, int, str]:
+            start = time.perf_counter()
+            try:
+                self.runtime.add(batch[i])
+                return start, time.perf_counter(), 0, ""
+            except CniError as e:
+                return start, time.perf_counter(), e.code, str(e)[:300]
+
+        return _stats(pods, _concurrently(pods, add)), batch
+
+    def delete(self, batch: Sequence[Any]) -> None:
+        _concurrently(len(batch), lambda i: _delete(self.runtime, batch[i]))
+
+    def status(self) -> tuple[int, str]:
+        """CNI STATUS of the node's network: (0 or the error code, message)."""
+        from vpcnet.sim.runtime import CniError, Pod
+
+        conflist = self.runtime.load_conflist()
+        probe = Pod("default", "status", "none", "0" * 64)
+        try:
+            self.runtime.exec_plugin(conflist, conflist["plugins"][0], "STATUS", probe, None)
+        except CniError as e:
+            return e.code, str(e)
+        return 0, ""
+
+    def taints(self) -> list[str]:
+        """The keys of the node's taints in Kubernetes."""
+        from kubernetes import client as k8s
+
+        api = k8s.CoreV1Api(self.stack.kube.api_client())
+        node = api.read_node(NODE_NAME)
+        return [t.key for t in (node.spec.taints if node.spec else None) or []]
+
+    def ec2_calls(self) -> dict[str, int]:
+        counters = self.stack.ec2.counters()
+        return dict(sorted(counters.get("calls", {}).items()))
+
+
+def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
+              cooldown_seconds: float, workdir: Path,
+              say: Callable[[str], None] = lambda _: None) -> BurstResult:
+    for name in ("ptp", "host-local"):
+        if not (REF_PLUGIN_DIR / name).exists():
+            raise BenchError(f"reference plugin {REF_PLUGIN_DIR / name} missing "
+                             "(apt install containernetworking-plugins)")
+    result = BurstResult(pods, mode, instance_type, warm_ip_target, cooldown_seconds,
+                         BurstStats(pods), BurstStats(pods), BurstStats(pods))
+    with ready_node(mode, instance_type, warm_ip_target, cooldown_seconds, workdir, say) as n:
+        result.join_seconds = n.join_seconds
+        n.stack.ec2.reset_counters()
+        say(f"burst 1: {pods} concurrent ADDs")
+        result.first, first_pods = n.burst(pods, "a")
+        result.ec2_calls_first = n.ec2_calls()
+        say(f"  wall {result.first.wall_ms} ms, failed {result.first.failed}; DEL all")
+        n.delete(first_pods)
+        say(f"burst 2 (inside the {cooldown_seconds:g}s cooldown): {pods} concurrent ADDs")
+        result.second, second_pods = n.burst(pods, "b")
+        say(f"  wall {result.second.wall_ms} ms, failed {result.second.failed}")
+        result.ec2_calls = n.ec2_calls()
+        n.delete(second_pods)
+        for pod in first_pods + second_pods:
+            n.runtime.remove_netns(pod)
+        say(f"reference: {pods} concurrent ptp + host-local ADDs")
+        result.reference = _reference(pods, n.prefix, workdir)
     return result
 
 
