@@ -66,8 +66,9 @@ from vpcnet.settings import AgentSettings
 log = logging.getLogger("vpcnet.agent.cni")
 
 READ_TIMEOUT_SECONDS = 10.0
-# An ADD from a plugin that names no budget (an older one) waits this long for a coming IP.
-DEFAULT_ADD_BUDGET_SECONDS = 20.0
+# An ADD (or STATUS) from a plugin that names no budget (an older one): the budget of the
+# plugin's default timeout (60 s, less its 5 s margin for the reply).
+DEFAULT_ADD_BUDGET_SECONDS = 55.0
 PENDING_SCAN_SECONDS = 5.0
 RESTART_SECONDS = 1.0  # between a failed serving loop and its restart
 _MAX_POD_FIELD = 253  # a Kubernetes name
@@ -111,8 +112,8 @@ def parse_request(raw: bytes) -> Request:
     command = doc.get("command")
     if command not in p.AGENT_COMMANDS:
         raise CniError(p.ERR_INVALID_ENV, f"unknown command {str(command)[:32]!r}")
-    if command in ("STATUS",):
-        return Request(command)
+    if command == "STATUS":
+        return Request(command, budget=_budget(doc))
     if command == "GC":
         valid = doc.get("validAttachments")
         if not isinstance(valid, list) or not all(
@@ -141,11 +142,15 @@ def parse_request(raw: bytes) -> Request:
             expect = ipaddress.IPv4Address(doc.get("expectIp"))
         except ValueError as e:
             raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 address") from e
+    return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect,
+                   budget=_budget(doc))
+
+
+def _budget(doc: dict[str, Any]) -> float:
     budget = doc.get("budgetSeconds", DEFAULT_ADD_BUDGET_SECONDS)
     if type(budget) not in (int, float) or not 0 <= budget <= p.MAX_ADD_BUDGET_SECONDS:
         raise CniError(p.ERR_INVALID_CONFIG, f"budgetSeconds must be a number in [0, {p.MAX_ADD_BUDGET_SECONDS:g}]")
-    return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect,
-                   budget=float(budget))
+    return float(budget)
 
 
 class _Gate:
@@ -468,7 +473,7 @@ class CniServer:
 
     def _dispatch(self, req: Request) -> dict[str, Any]:
         if req.command == "STATUS":
-            return self._status()
+            return self._status(req.budget)
         if req.command == "GC":
             with self._gate.exclusive():
                 return self._gc(req.valid)
@@ -482,10 +487,10 @@ class CniServer:
                 return {"ok": True}
             return self._check(req)
 
-    def _status(self) -> dict[str, Any]:
+    def _status(self, budget: float) -> dict[str, Any]:
         if not self.is_ready():
             raise CniError(p.ERR_NOT_AVAILABLE, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
-        why = self.ipam.outlook(DEFAULT_ADD_BUDGET_SECONDS, self.can_grow)
+        why = self.ipam.outlook(budget, self.can_grow)
         if why:
             raise CniError(p.ERR_NOT_AVAILABLE, "no IP can be had on this node", why)
         return {"ok": True}

@@ -144,7 +144,8 @@ class _Invocation:
         if cmd == "CHECK":
             return self._check(conf, env)
         if cmd == "STATUS":
-            self._call({"command": "STATUS"}, conf)
+            # The same budget an ADD gets: "can a pod start" means within that time.
+            self._call({"command": "STATUS", "budgetSeconds": _add_budget(conf)}, conf)
             return ""
         return self._gc(conf)
 
@@ -265,8 +266,7 @@ class _Invocation:
         req["command"] = "ADD"
         if conf.get("mtu") is not None:
             req["mtu"] = conf["mtu"]
-        timeout = float(conf.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
-        req["budgetSeconds"] = timeout - min(ADD_REPLY_MARGIN_SECONDS, timeout / 4)
+        req["budgetSeconds"] = _add_budget(conf)
         reply = self._call(req, conf)
         try:
             result = _add_result(self.cni_version, reply, env, conf)
@@ -345,6 +345,12 @@ class _Invocation:
                 posix.close(fd)
         except OSError:
             pass
+
+
+def _add_budget(conf: Mapping[str, Any]) -> float:
+    """How long the agent may wait for an IP: the timeout, less a margin for the reply."""
+    timeout = float(conf.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
+    return timeout - min(ADD_REPLY_MARGIN_SECONDS, timeout / 4)
 
 
 class _Spooled(Exception):
