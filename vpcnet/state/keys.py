@@ -21,8 +21,10 @@ Per node (writer in brackets):
                        (epoch in which the agent saw the store go back, or empty),
                        heartbeat, free, assigned, cooldown, version, error
 ``demand``       hash  [agent] ``waiting`` (ADDs waiting for the pool to grow, 0 when none),
-                       ``at`` (unix time of the change); the agent publishes its node name
-                       on ``agent-ready`` when it rises, the watcher then enqueues a
+                       ``pool`` (IPs in the agent's pool then), ``at`` (unix time of the
+                       change, also the watcher's dedup value); the agent publishes its node name
+                       on ``agent-ready`` when ADDs start waiting, or still wait after the
+                       pool changed; the watcher then enqueues a
                        provisioning pass that plans for it (``PoolUsage.demand``)
 ``lock``         str   [control plane] per-node lock (token), with TTL
 
