@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 _SOCKET_TIMEOUT = 2.0
 _CONNECT_TIMEOUT = 1.0
 _MAX_BACKOFF = 5.0
+# When ADDs start waiting, the demand is written this much later: the rest of a burst
+# arrives meanwhile, so the one provisioning pass it triggers is sized for all of it
+# (the pass takes far longer than this to reach EC2 anyway).
+DEMAND_COALESCE_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +260,8 @@ class RedisSync:
             if self._stop.is_set():
                 return
             self._pending_event.clear()
+            if not self._demand_written and self.ipam.demand:
+                self._stop.wait(DEMAND_COALESCE_SECONDS)
             try:
                 self.flush()
                 backoff = 0.1
