@@ -66,6 +66,7 @@ class PoolUsage:
     cooling: frozenset[IPv4] = frozenset()  # freed less than the cooldown ago
     release_requested: frozenset[IPv4] = frozenset()
     release_confirmed: frozenset[IPv4] = frozenset()
+    demand: int = 0  # ADDs waiting on the node for the pool to grow (the agent's ``demand``)
 
 
 # --- actions --------------------------------------------------------------------------
@@ -325,11 +326,14 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
     requested = (usage.release_requested & pool) - assigned
     busy = assigned | ((usage.cooling & pool) - requested)
     kept = len(pool) - len(requested)  # requested IPs are on their way out
+    # Waiting ADDs count as busy: the whole shortfall is assigned in one pass (one
+    # AssignPrivateIpAddresses per ENI it fills), and the warm target stays on top.
+    wanted = len(busy) + usage.demand
     if t.warm_ip_target or t.minimum_ip_target:
-        desired = max(len(busy) + t.warm_ip_target, t.minimum_ip_target)
+        desired = max(wanted + t.warm_ip_target, t.minimum_ip_target)
         hysteresis = 0
     else:
-        desired = (math.ceil(len(busy) / slots) + t.warm_eni_target) * slots if slots else 0
+        desired = (math.ceil(wanted / slots) + t.warm_eni_target) * slots if slots else 0
         hysteresis = slots - 1  # trim only a whole ENI's worth, against churn
     desired = min(desired, _capacity(spec, enis, managed))
 
@@ -341,7 +345,7 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
             actions.append(UnassignIps(e.eni_id, mine))
     if desired > kept:
         actions += _top_up(spec, enis, managed, desired - kept, prefixes=False)
-    elif kept - desired > hysteresis:
+    elif kept - desired > hysteresis and not usage.demand:  # never trim while ADDs wait
         surplus = kept - desired
         candidates = [ip for e, ip in _trim_order(managed) if ip not in busy and ip not in requested]
         chosen = tuple(sorted(candidates[:surplus]))
@@ -370,7 +374,10 @@ def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Pl
     requested = {p for _, p in owned if addrs(p) <= usage.release_requested}
     busy = {p for _, p in owned if addrs(p) & hot and p not in requested}
     kept = len(owned) - len(requested)
-    desired = max(len(busy) + t.warm_prefix_target, math.ceil(t.minimum_ip_target / PREFIX_SIZE))
+    # ADDs wait only when no address is free, so every kept prefix is busy then: the
+    # waiting ones need whole new prefixes, on top of the warm target.
+    desired = max(len(busy) + math.ceil(usage.demand / PREFIX_SIZE) + t.warm_prefix_target,
+                  math.ceil(t.minimum_ip_target / PREFIX_SIZE))
     desired = min(desired, _capacity(spec, enis, managed))
 
     actions: list[Action] = _dot_fixes(spec, managed)
@@ -387,7 +394,7 @@ def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Pl
             actions.append(UnassignPrefixes(e.eni_id, done))
     if desired > kept:
         actions += _top_up(spec, enis, managed, desired - kept, prefixes=True)
-    elif kept > desired:
+    elif kept > desired and not usage.demand:
         free = [(e, p) for e, p in owned if p not in requested and p not in busy]
         free.sort(key=lambda ep: (-(ep[0].device_index or 0), -int(ep[1].network_address)))
         chosen = [ip for _, p in free[: kept - desired] for ip in p]
@@ -402,6 +409,18 @@ def plan_node(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUs
     if spec.mode is Mode.WARM:
         return plan_warm(spec, enis, usage)
     return plan_prefix(spec, enis, usage)
+
+
+def growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
+    """Why the node's pool cannot grow any more ("" when it can): every ENI the instance
+    type allows is attached and each holds every address it allows."""
+    slots = slots_per_eni(spec.limits)
+    managed = managed_enis(spec.cluster, enis)
+    if free_device_indices(spec.limits, enis) or any(e.used_slots < slots for e in managed):
+        return ""
+    unit = "/28 prefixes" if spec.mode is Mode.PREFIX else "IPs"
+    return (f"ENI and IP limits reached: {len(managed)} of {spec.limits.max_enis} ENIs attached, "
+            f"each with its {slots} {unit} ({spec.limits.instance_type})")
 
 
 def join_calls(plan: Plan) -> dict[str, int]:

@@ -308,9 +308,29 @@ class Watcher:
 
     def _on_agent_ready(self, name: str) -> None:
         node = self._cache.get(name)
-        if node is not None and self._acting() and node.has_taint(NOT_READY_TAINT):
-            self._enqueue_ready(name)
+        if node is not None and self._acting():
+            if node.has_taint(NOT_READY_TAINT):
+                self._enqueue_ready(name)
+            else:
+                self._on_demand(node)
         self._summary_soon(name)
+
+    def _on_demand(self, node: NodeObj) -> None:
+        """ADDs wait on a ready node for its pool to grow: one provisioning pass plans for
+        all of them. Its claim is per demand report (``at``): a new report goes through
+        at once, a repeated message about the same one is deduplicated."""
+        try:
+            waiting, at = self._state.demand(node.name)
+        except VpcnetError as e:
+            log.warning("state.unavailable", node=node.name, error=str(e))
+            return
+        if waiting <= 0:
+            return
+        try:
+            az, instance_id = parse_provider_id(node.provider_id)
+        except ValueError:
+            return
+        self._enqueue(PROVISION_NODE, node.name, "demand", at or "-", (node.name, instance_id, az))
 
     # ------------------------------------------------------------------ acting
 

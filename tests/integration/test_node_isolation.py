@@ -39,6 +39,8 @@ def node_key_attempts(k: NodeKeys, who: str) -> dict[str, Attempt]:
         f"{who} release-ok: confirm in-use IP": lambda r: r.sadd(k.release_ok, "10.0.0.9"),
         f"{who} agent: read": lambda r: r.hgetall(k.agent),
         f"{who} agent: fake ready": lambda r: r.hset(k.agent, "ready", 1),
+        f"{who} demand: read": lambda r: r.hgetall(k.demand),
+        f"{who} demand: ask for IPs": lambda r: r.hset(k.demand, "waiting", 50),
         f"{who} lock: read": lambda r: r.get(k.lock),
         f"{who} lock: take": lambda r: r.set(k.lock, "evil", px=60_000),
         f"{who} lock: delete": lambda r: r.delete(k.lock),
@@ -52,7 +54,8 @@ def own_forbidden_attempts(k: NodeKeys) -> dict[str, Attempt]:
     every = node_key_attempts(k, "own")
     allowed = {"own node: read", "own enis: read", "own release-req: read",
                "own assigned: write", "own assigned: delete", "own cooldown: write",
-               "own release-ok: confirm in-use IP", "own agent: fake ready"}
+               "own release-ok: confirm in-use IP", "own agent: fake ready",
+               "own demand: ask for IPs"}
     return {name: f for name, f in every.items() if name not in allowed}
 
 

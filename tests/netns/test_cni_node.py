@@ -56,8 +56,11 @@ def test_200_concurrent_adds_then_dels(make_cni_node: Any) -> None:
     # The pool is exhausted while all 200+ IPs cool down... except the spare ones.
     spare = len(sim.pool_ips()) - 200
     extra = [sim.new_pod()[1] for _ in range(spare + 1)]
+    # A budget shorter than the cooldown: no IP can come in time, so the last one fails at
+    # once (with the default budget it would wait for the first IP to leave the cooldown).
+    short = sim.conf(timeoutSeconds=8)
     for i, netns in enumerate(extra):
-        rc, res, _ = exec_plugin(plugin, cni_env("ADD", f"x{i}", netns), sim.conf())
+        rc, res, _ = exec_plugin(plugin, cni_env("ADD", f"x{i}", netns), short)
         if i < spare:
             assert rc == 0 and ipaddress.IPv4Address(res["ips"][0]["address"][:-3]) not in ips
         else:

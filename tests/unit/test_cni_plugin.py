@@ -111,7 +111,7 @@ def test_add_result_per_spec_version(agent: ScriptedAgent, version: str) -> None
     (req,) = agent.requests
     assert req == {
         "v": 1, "command": "ADD", "containerId": "abc123", "ifname": "eth0", "netns": "/run/netns/pod",
-        "podNamespace": "ns1", "podName": "web", "mtu": 1500,
+        "podNamespace": "ns1", "podName": "web", "mtu": 1500, "budgetSeconds": 55.0,
     }
 
 
@@ -159,7 +159,7 @@ def test_agent_errors_are_passed_on_with_their_code(agent: ScriptedAgent) -> Non
 
 def test_status_and_gc(agent: ScriptedAgent) -> None:
     rc, out = run({"CNI_COMMAND": "STATUS"}, conf(agent.path))
-    assert (rc, out) == (0, None) and agent.requests[-1] == {"v": 1, "command": "STATUS"}
+    assert (rc, out) == (0, None) and agent.requests[-1] == {"v": 1, "command": "STATUS", "budgetSeconds": 55.0}
     valid = [{"containerID": "a", "ifname": "eth0"}, {"containerID": "b", "ifname": "net1"}]
     rc, out = run({"CNI_COMMAND": "GC", "CNI_PATH": "/x"}, conf(agent.path, **{"cni.dev/valid-attachments": valid}))
     assert (rc, out) == (0, None)

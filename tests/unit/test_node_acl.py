@@ -36,6 +36,7 @@ def test_the_rules_name_exactly_the_agents_keys_and_channels() -> None:
     assert {r for r in rules if "~" in r} == {
         f"%R~{k.node}", f"%R~{k.enis}", f"%R~{k.release_req}",
         f"%W~{k.assigned}", f"%W~{k.cooldown}", f"%W~{k.release_ok}", f"%W~{k.agent}",
+        f"%W~{k.demand}",
     }
     assert not any(r.startswith(("~", "allkeys", "&", "allchannels", "+@")) for r in rules)
     selectors = [r for r in rules if r.startswith("(")]

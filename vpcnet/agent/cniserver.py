@@ -13,7 +13,12 @@ per attachment key, and run against the IPAM and ``PodNetwork``:
 - DEL: removes the pod's veth and rules, then frees the IP into the cooldown; an IP is
   only freed once its rules are gone, so a failed DEL keeps it (the runtime retries).
 - CHECK: the IP the runtime recorded is still ours and ``PodNetwork.check`` passes.
-- STATUS: 50 when the node is not ready or the pool has no free IP.
+- ADD waits, within the budget the plugin names, for an IP that is coming (one leaving
+  the cooldown, or any while ``can_grow`` says the control plane can still add IPs: the
+  waiting ADDs are the node's demand); one that no IP can reach fails at once with code
+  11, saying why (limits reached, subnet exhausted, ...).
+- STATUS: 50 when the node is not ready, or when an ADD now could get no IP at all (none
+  free, none leaving the cooldown within an ADD's budget, and the pool cannot grow).
 - GC: tears down and frees attachments absent from ``cni.dev/valid-attachments``;
   runs exclusively (no ADD/DEL in flight), as the spec asks of runtimes anyway.
 
@@ -61,6 +66,9 @@ from vpcnet.settings import AgentSettings
 log = logging.getLogger("vpcnet.agent.cni")
 
 READ_TIMEOUT_SECONDS = 10.0
+# An ADD (or STATUS) from a plugin that names no budget (an older one): the budget of the
+# plugin's default timeout (60 s, less its 5 s margin for the reply).
+DEFAULT_ADD_BUDGET_SECONDS = 55.0
 PENDING_SCAN_SECONDS = 5.0
 RESTART_SECONDS = 1.0  # between a failed serving loop and its restart
 _MAX_POD_FIELD = 253  # a Kubernetes name
@@ -76,6 +84,7 @@ class Request:
     mtu: int | None = None
     expect_ip: ipaddress.IPv4Address | None = None
     valid: frozenset[AttachmentKey] = frozenset()
+    budget: float = DEFAULT_ADD_BUDGET_SECONDS  # ADD: seconds it may wait for an IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +112,8 @@ def parse_request(raw: bytes) -> Request:
     command = doc.get("command")
     if command not in p.AGENT_COMMANDS:
         raise CniError(p.ERR_INVALID_ENV, f"unknown command {str(command)[:32]!r}")
-    if command in ("STATUS",):
-        return Request(command)
+    if command == "STATUS":
+        return Request(command, budget=_budget(doc))
     if command == "GC":
         valid = doc.get("validAttachments")
         if not isinstance(valid, list) or not all(
@@ -133,7 +142,15 @@ def parse_request(raw: bytes) -> Request:
             expect = ipaddress.IPv4Address(doc.get("expectIp"))
         except ValueError as e:
             raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 address") from e
-    return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect)
+    return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect,
+                   budget=_budget(doc))
+
+
+def _budget(doc: dict[str, Any]) -> float:
+    budget = doc.get("budgetSeconds", DEFAULT_ADD_BUDGET_SECONDS)
+    if type(budget) not in (int, float) or not 0 <= budget <= p.MAX_ADD_BUDGET_SECONDS:
+        raise CniError(p.ERR_INVALID_CONFIG, f"budgetSeconds must be a number in [0, {p.MAX_ADD_BUDGET_SECONDS:g}]")
+    return float(budget)
 
 
 class _Gate:
@@ -242,8 +259,10 @@ class CniServer:
         on_change: Callable[[], None] | None = None,
         pending_dir: str | None = None,
         observe: Callable[[RequestTiming], None] | None = None,
+        can_grow: Callable[[], str] = lambda: "the pool cannot grow",
     ) -> None:
         self.settings = settings
+        self.can_grow = can_grow  # "" while the control plane can add IPs, else why not
         self.ipam = ipam
         self.podnet = podnet
         self.checkpoint = checkpoint
@@ -454,7 +473,7 @@ class CniServer:
 
     def _dispatch(self, req: Request) -> dict[str, Any]:
         if req.command == "STATUS":
-            return self._status()
+            return self._status(req.budget)
         if req.command == "GC":
             with self._gate.exclusive():
                 return self._gc(req.valid)
@@ -468,11 +487,12 @@ class CniServer:
                 return {"ok": True}
             return self._check(req)
 
-    def _status(self) -> dict[str, Any]:
+    def _status(self, budget: float) -> dict[str, Any]:
         if not self.is_ready():
             raise CniError(p.ERR_NOT_AVAILABLE, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
-        if self.ipam.stats().free == 0:
-            raise CniError(p.ERR_NOT_AVAILABLE, "no free IP on this node")
+        why = self.ipam.outlook(budget, self.can_grow)
+        if why:
+            raise CniError(p.ERR_NOT_AVAILABLE, "no IP can be had on this node", why)
         return {"ok": True}
 
     def _add(self, req: Request) -> dict[str, Any]:
@@ -483,7 +503,8 @@ class CniServer:
         self._await_dying(req.key)  # and the veth of its last DEL must be gone
         self._check_netns(req.netns)
         fresh = self.ipam.get(req.key) is None
-        alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name)
+        alloc = self.ipam.allocate(req.key, req.pod_namespace, req.pod_name,
+                                   wait=req.budget, can_grow=self.can_grow)
         spec = PodSpec(req.key, req.netns, alloc.ip, eni_table(alloc.eni), req.mtu or self.settings.mtu)
         # Durable first: nothing is programmed for an IP the checkpoint does not hold.
         # Should the agent die after the fsync, the restarted agent knows the IP is

@@ -12,6 +12,14 @@ On load, the time left is rebuilt from it and clamped to ``[0, cooldown_seconds]
 wall clock that stepped back while the agent was down cannot stretch a cooldown
 beyond its length.
 
+An allocation may wait (``allocate(..., wait=seconds)``) for an IP that is coming: one
+leaving the cooldown within the wait, or any IP while the pool can still grow
+(``can_grow`` returns "" — the control plane may add IPs). Waiters are served in
+arrival order; each sleeps on one condition until the next cooldown deadline, a new IP
+(``set_enis``) or its own deadline, never longer. One that no IP can reach in time
+fails at once, saying why (``PoolExhausted``). While the pool can grow, the number of
+waiters is the node's *demand*, reported to demand listeners (the Redis mirror).
+
 The key is the CNI attachment key (container id, ifname): allocating again for the
 same key returns the same IP. IPs the control plane asks back (``release-req``) are
 confirmed only when unused and then leave the pool until they leave the ENIs too.
@@ -31,6 +39,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -113,6 +122,22 @@ class IpamChange:
 
 
 Listener = Callable[[IpamChange], None]
+DemandListener = Callable[[int], None]
+GrowthCheck = Callable[[], str]  # "" when the control plane can still add IPs, else why not
+
+
+def _cannot_grow() -> str:
+    return "the pool cannot grow"
+
+
+class _Waiter:
+    """One waiting allocation (identity matters: the queue holds these objects)."""
+
+    __slots__ = ("deadline", "grows")
+
+    def __init__(self, deadline: float, grows: bool) -> None:
+        self.deadline = deadline
+        self.grows = grows  # waits for the pool to grow (counts as demand)
 
 
 @dataclass(slots=True)
@@ -150,6 +175,10 @@ class Ipam:
         self._monotonic = monotonic  # what cooldown decisions are made on
         self._s = _State()
         self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters: deque[_Waiter] = deque()
+        self._demand = 0
+        self._demand_listeners: list[DemandListener] = []
         self._listeners: list[Listener] = []
         self._generation = 0  # bumped on every change; the checkpoint writer follows it
 
@@ -158,6 +187,28 @@ class Ipam:
     def add_listener(self, callback: Listener) -> None:
         with self._lock:
             self._listeners.append(callback)
+
+    def add_demand_listener(self, callback: DemandListener) -> None:
+        """``callback(n)`` whenever the number of allocations waiting for the pool to grow
+        changes (under the lock: enqueue, never block)."""
+        with self._lock:
+            self._demand_listeners.append(callback)
+
+    @property
+    def demand(self) -> int:
+        with self._lock:
+            return self._demand
+
+    def demand_report(self) -> tuple[int, int]:
+        """(ADDs waiting for the pool to grow, IPs in the pool), read together."""
+        with self._lock:
+            s = self._s
+            return self._demand, len(s.slots) - len(s.released & set(s.slots))
+
+    def poke(self) -> None:
+        """Wake the waiters to look again (e.g. the node's growth outlook changed)."""
+        with self._lock:
+            self._cond.notify_all()
 
     @property
     def generation(self) -> int:
@@ -215,6 +266,7 @@ class Ipam:
                 self._generation += 1
             for alloc in diff.vanished:
                 self._emit(IpamChange(ChangeKind.VANISH, alloc.ip, alloc))
+            self._cond.notify_all()  # new IPs, or a new outlook for the waiters
             return diff
 
     def enis(self) -> list[EniRecord]:
@@ -223,29 +275,120 @@ class Ipam:
 
     # -- attachments -------------------------------------------------------------------
 
-    def allocate(self, key: AttachmentKey, pod_namespace: str = "", pod_name: str = "") -> Allocation:
-        """The IP of ``key``: the one it holds already, else a free one (PoolExhausted)."""
+    def allocate(
+        self,
+        key: AttachmentKey,
+        pod_namespace: str = "",
+        pod_name: str = "",
+        *,
+        wait: float = 0.0,
+        can_grow: GrowthCheck = _cannot_grow,
+    ) -> Allocation:
+        """The IP of ``key``: the one it holds already, else a free one, else one that
+        comes within ``wait`` seconds (see the module doc); PoolExhausted otherwise."""
         with self._lock:
             s = self._s
             held = s.by_key.get(key)
             if held is not None:
                 return held
             self._expire_cooldown()
-            while s.heap:
-                _, ip = heapq.heappop(s.heap)
-                if ip in s.free:
-                    break
-            else:
+            if not self._waiters and s.free:
+                return self._take(key, pod_namespace, pod_name)
+            now = self._monotonic()
+            me = _Waiter(now + max(0.0, wait), False)
+            why = self._hopeless(me, len(self._waiters), can_grow)
+            if why:
+                raise PoolExhausted(why)
+            self._waiters.append(me)
+            try:
+                return self._wait(me, key, pod_namespace, pod_name, can_grow)
+            finally:
+                if me in self._waiters:
+                    self._waiters.remove(me)
+                self._cond.notify_all()  # the next in line may take an IP now
+                self._update_demand()
+
+    def _wait(self, me: _Waiter, key: AttachmentKey, pod_namespace: str, pod_name: str,
+              can_grow: GrowthCheck) -> Allocation:
+        s = self._s
+        while True:
+            self._expire_cooldown()
+            position = self._waiters.index(me)
+            if position < len(s.free):  # the first ``len(free)`` in line take one each
+                self._waiters.remove(me)
+                return self._take(key, pod_namespace, pod_name)
+            why = self._hopeless(me, position, can_grow)
+            if why:
+                raise PoolExhausted(why)
+            now = self._monotonic()
+            timeout = me.deadline - now
+            if timeout <= 0:
                 raise PoolExhausted(
-                    f"no free IP on this node ({len(s.cooldown)} cooling down, "
-                    f"{len(s.by_ip)} assigned)"
+                    f"no IP came within the ADD's budget ({self._describe()}, "
+                    f"{len(self._waiters)} ADDs waiting)"
                 )
-            s.free.discard(ip)
-            alloc = Allocation(key, ip, s.slots[ip].eni, pod_namespace, pod_name, self._clock())
-            s.by_key[key] = alloc
-            s.by_ip[ip] = key
-            self._emit(IpamChange(ChangeKind.ASSIGN, ip, alloc))
-            return alloc
+            nxt = self._next_expiry()
+            if nxt is not None:
+                timeout = min(timeout, max(0.0, nxt - now) + 0.001)
+            self._update_demand()
+            self._cond.wait(timeout)
+
+    def _hopeless(self, me: _Waiter, position: int, can_grow: GrowthCheck) -> str:
+        """Why no IP can reach the waiter at ``position`` before its deadline ("" if one may)."""
+        s = self._s
+        coming = len(s.free) + sum(
+            1 for ip, until in s.cool_until.items()
+            if until <= me.deadline and ip in s.slots and ip not in s.released
+        )
+        blocker = can_grow()
+        me.grows = not blocker
+        if position < coming or not blocker:
+            return ""
+        return f"no free IP on this node ({self._describe()}) and none can come: {blocker}"
+
+    def _describe(self) -> str:
+        s = self._s
+        cooling = sum(1 for ip in s.cooldown if ip in s.slots)
+        text = f"{cooling} cooling down, {len(s.by_ip)} assigned"
+        nxt = self._next_expiry()
+        if nxt is not None:
+            text += f", next free in {max(0.0, nxt - self._monotonic()):.1f}s"
+        return text
+
+    def _next_expiry(self) -> float | None:
+        s = self._s
+        while s.cool_heap and s.cool_until.get(s.cool_heap[0][1]) != s.cool_heap[0][0]:
+            heapq.heappop(s.cool_heap)  # stale
+        return s.cool_heap[0][0] if s.cool_heap else None
+
+    def _update_demand(self) -> None:
+        demand = sum(1 for w in self._waiters if w.grows)
+        if demand != self._demand:
+            self._demand = demand
+            for cb in self._demand_listeners:
+                cb(demand)
+
+    def _take(self, key: AttachmentKey, pod_namespace: str, pod_name: str) -> Allocation:
+        s = self._s
+        while True:
+            _, ip = heapq.heappop(s.heap)
+            if ip in s.free:
+                break
+        s.free.discard(ip)
+        alloc = Allocation(key, ip, s.slots[ip].eni, pod_namespace, pod_name, self._clock())
+        s.by_key[key] = alloc
+        s.by_ip[ip] = key
+        self._emit(IpamChange(ChangeKind.ASSIGN, ip, alloc))
+        return alloc
+
+    def outlook(self, wait: float, can_grow: GrowthCheck = _cannot_grow) -> str:
+        """"" when an ADD arriving now would get an IP within ``wait`` seconds; else why not."""
+        with self._lock:
+            self._expire_cooldown()
+            if self._s.free:
+                return ""
+            probe = _Waiter(self._monotonic() + max(0.0, wait), False)
+            return self._hopeless(probe, len(self._waiters), can_grow)
 
     def get(self, key: AttachmentKey) -> Allocation | None:
         with self._lock:

@@ -34,7 +34,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,10 @@ class Agent:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self.ready = False
+        # ADDs are served once the node was ready and while its pool has programmed ENIs:
+        # an ENI the control plane just added (its link not plugged yet) makes the report
+        # not-ready, but the IPs of the ENIs already programmed stay good to hand out.
+        self.serving = False
         self.error = ""
         self.programmed: Programmed | None = None
         self.checkpoint = Checkpoint(settings.checkpoint_path)
@@ -110,6 +114,7 @@ class Agent:
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
         self._plugin_installed = not settings.install_plugin
         self._last_full_mirror = 0.0
+        self._node_fields: Mapping[str, str] = {}  # the control plane's, as last read
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self.conflist_path = Path(settings.cni_conf_dir) / settings.cni_conf_name
@@ -140,7 +145,7 @@ class Agent:
             observe = observe_cni_request
         self._server = CniServer(
             self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready,
-            observe=observe,
+            observe=observe, can_grow=self.can_grow,
         )
         # Bind here, not in the thread: a second agent on the node must fail loudly.
         self._server.bind()
@@ -151,7 +156,20 @@ class Agent:
         log.info("CNI server listening on %s", self.settings.socket_path)
 
     def is_ready(self) -> bool:
-        return self.ready
+        return self.ready or self.serving
+
+    def can_grow(self) -> str:
+        """"" while the control plane can still add IPs to this node; else why not (what
+        an ADD that finds no IP coming reports instead of waiting)."""
+        fields = self._node_fields
+        if fields.get("error"):
+            return f"the control plane cannot provision this node: {fields['error']}"
+        if "no_growth" in fields:
+            return fields["no_growth"]
+        # A control plane that does not say: only warm and prefix mode grow the pool.
+        if fields.get("mode", "full") in ("warm", "prefix"):
+            return ""
+        return "full mode: every ENI and IP the instance type allows is already attached"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -198,7 +216,7 @@ class Agent:
             # The node cannot take pods until a human or the control plane fixes this.
             log.error("unrecoverable: %s", e)
             self.error = str(e)
-            self.ready = False
+            self.ready = self.serving = False
             if conflist.remove_conflist(self.conflist_path):
                 log.warning("conflist removed: the node takes no new pods")
         except VpcnetError as e:
@@ -214,6 +232,8 @@ class Agent:
 
     def _reconcile(self) -> None:
         state = self._read_state()
+        if state is not None:
+            self._node_fields = dict(state.node)
         identity = self._read_identity()
         if state is not None and state.configured:
             expected = NodeRecord.from_redis(state.node).instance_id
@@ -242,7 +262,7 @@ class Agent:
             mark = self.mark
         else:
             log.info("node %s not configured yet", self.settings.node_name)
-            self.ready = False
+            self.ready = self.serving = False
             return
         present = tuple(e for e in desired if e.mac.lower() in links)
         missing = tuple(e for e in desired if e.mac.lower() not in links)
@@ -290,6 +310,7 @@ class Agent:
             if conflist.ensure_conflist(path, doc):
                 log.info("conflist written to %s", path)
         self.ready = ready
+        self.serving = bool(present) and (ready or self.serving)
 
     def _checked_against_node(
         self, desired: tuple[EniRecord, ...], links: dict[str, str]
@@ -373,6 +394,7 @@ class Agent:
     def _report(self) -> None:
         if self._server is not None and self._server.failure:  # nobody answers the plugin
             self.ready, self.error = False, f"CNI server stopped: {self._server.failure}"
+            self.serving = False
         programmed = self.programmed.version if self.programmed else StoreVersion()
         report = AgentReport(
             ready=self.ready,

@@ -8,7 +8,9 @@ periodically, so a missed message costs at most one resync interval.
 Writes: ``assigned`` / ``cooldown`` mirror the IPAM's changes, ``release-ok`` confirms
 released IPs, ``agent`` carries the readiness report (``vpcnet.state.records.AgentRecord``:
 the store version programmed and any rollback seen), and the node name is published on
-the cluster's ``agent-ready`` channel once per programmed write.
+the cluster's ``agent-ready`` channel once per programmed write. ``demand`` carries the
+number of ADDs waiting for the pool to grow; when it rises the node name is published on
+``agent-ready`` too, so that the watcher enqueues a provisioning pass at once.
 
 Redis may be unreachable at any time: ADD/DEL never wait on it. IPAM changes are
 queued (coalesced per IP, newest wins) and flushed by a mirror thread; after any
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 _SOCKET_TIMEOUT = 2.0
 _CONNECT_TIMEOUT = 1.0
 _MAX_BACKOFF = 5.0
+# When ADDs start waiting, the demand is written this much later: the rest of a burst
+# arrives meanwhile, so the one provisioning pass it triggers is sized for all of it
+# (the pass takes far longer than this to reach EC2 anyway).
+DEMAND_COALESCE_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +125,15 @@ class RedisSync:
         self._pending_lock = threading.Lock()
         self._pending_event = threading.Event()
         self._full_resync = True  # the first flush rewrites the mirror from the IPAM
+        self._demand_written: int | None = None  # as Redis holds it (None: unknown)
+        self._demand_pool = -1  # the pool size when demand was last published
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._published: StoreVersion | None = None
         self.connected = False  # last Redis operation succeeded
         self.mirror_flushes = 0
         ipam.add_listener(self._on_ipam_change)
+        ipam.add_demand_listener(self.set_demand)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -225,6 +234,29 @@ class RedisSync:
             self._full_resync = True
         self._pending_event.set()
 
+    def set_demand(self, waiting: int) -> None:
+        """Called by the IPAM under its lock: queue, never block."""
+        self._pending_event.set()
+
+    def _write_demand(self) -> None:
+        """Write ``demand``; publish when ADDs start waiting, or still wait after the pool
+        changed (a pass sized by an earlier count fell short): one provisioning pass per
+        episode, not one per waiting ADD."""
+        waiting, pool = self.ipam.demand_report()
+        if waiting == self._demand_written:
+            return
+        publish = waiting > 0 and (not self._demand_written or pool != self._demand_pool)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.demand, mapping={
+                "waiting": waiting, "pool": pool, "at": f"{self._clock():.6f}"})
+            if publish:
+                pipe.publish(self.cluster_keys.agent_ready_channel, self.node_name)
+            pipe.execute()
+        self._demand_written = waiting
+        if publish:
+            self._demand_pool = pool
+            log.info("%d ADDs wait for the pool to grow (demand published)", waiting)
+
     # -- mirror ------------------------------------------------------------------------
 
     def _on_ipam_change(self, change: IpamChange) -> None:
@@ -240,6 +272,8 @@ class RedisSync:
             if self._stop.is_set():
                 return
             self._pending_event.clear()
+            if not self._demand_written and self.ipam.demand:
+                self._stop.wait(DEMAND_COALESCE_SECONDS)
             try:
                 self.flush()
                 backoff = 0.1
@@ -256,13 +290,16 @@ class RedisSync:
             full, self._full_resync = self._full_resync, False
         try:
             if full:
+                self._demand_written = None
                 self._write_full()
             elif batch:
                 self._write_changes(batch.values())
+            self._write_demand()
         except redis.RedisError as e:
             with self._pending_lock:
                 # Everything is rewritten from the IPAM once Redis answers again.
                 self._full_resync = True
+            self._demand_written = None
             self._mark(False)
             raise StateError(f"cannot mirror the pool to Redis: {e}") from e
         self._mark(True)

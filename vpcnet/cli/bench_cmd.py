@@ -1,4 +1,4 @@
-"""``vpcnet bench cni|storm``: the benchmarks (see docs/benchmarks.md)."""
+"""``vpcnet bench cni|storm|burst``: the benchmarks (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,4 @@ from vpcnet.cli.group import register_group
 
 def register(sub: Any) -> None:
     register_group(sub, "bench", "run a benchmark", "BENCHMARK",
-                   ("vpcnet.bench.cni", "vpcnet.bench.storm"))
+                   ("vpcnet.bench.cni", "vpcnet.bench.storm", "vpcnet.bench.burst"))

@@ -17,6 +17,8 @@ Plugin configuration (the first entry of the ``vpcnet`` conflist's ``plugins``):
       "logFile": "/var/log/vpcnet/cni.log",       # optional; one line per invocation
       "mtu": 9001,                                # optional, 576..9001; default: the agent's
       "timeoutSeconds": 60,                       # optional, budget for the agent's answer
+                                                  # (an ADD waits for a coming IP up to
+                                                  # this minus a margin for the reply)
       "pendingDir": "/run/vpcnet/pending-del",    # optional; default <socket dir>/pending-del
       "dns": {"nameservers": ["10.0.0.2"]}        # optional, copied into the ADD result
     }
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
+# Of the timeout, what an ADD leaves for the agent's reply after it stopped waiting for an
+# IP (programming the pod, the checkpoint): at most 5 s, a quarter of a short timeout.
+ADD_REPLY_MARGIN_SECONDS = 5.0
 LATEST = p.SUPPORTED_VERSIONS[-1]
 _ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 
@@ -139,7 +144,8 @@ class _Invocation:
         if cmd == "CHECK":
             return self._check(conf, env)
         if cmd == "STATUS":
-            self._call({"command": "STATUS"}, conf)
+            # The same budget an ADD gets: "can a pod start" means within that time.
+            self._call({"command": "STATUS", "budgetSeconds": _add_budget(conf)}, conf)
             return ""
         return self._gc(conf)
 
@@ -260,6 +266,7 @@ class _Invocation:
         req["command"] = "ADD"
         if conf.get("mtu") is not None:
             req["mtu"] = conf["mtu"]
+        req["budgetSeconds"] = _add_budget(conf)
         reply = self._call(req, conf)
         try:
             result = _add_result(self.cni_version, reply, env, conf)
@@ -338,6 +345,12 @@ class _Invocation:
                 posix.close(fd)
         except OSError:
             pass
+
+
+def _add_budget(conf: Mapping[str, Any]) -> float:
+    """How long the agent may wait for an IP: the timeout, less a margin for the reply."""
+    timeout = float(conf.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
+    return timeout - min(ADD_REPLY_MARGIN_SECONDS, timeout / 4)
 
 
 class _Spooled(Exception):

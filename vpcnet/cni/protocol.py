@@ -14,7 +14,9 @@ one JSON object and shuts its write side; the agent reads until EOF (at most
 Request keys: ``v`` (``WIRE_VERSION``), ``command`` (ADD, DEL, CHECK, STATUS, GC),
 ``containerId``, ``ifname``, ``netns``, ``podNamespace``, ``podName``, ``mtu`` (int or
 absent), ``expectIp`` (CHECK: the address ``prevResult`` recorded), ``validAttachments``
-(GC: list of ``[containerId, ifname]``).
+(GC: list of ``[containerId, ifname]``), ``budgetSeconds`` (ADD: how long the agent may
+wait for an IP that is coming before it must answer; the plugin's own timeout minus a
+margin for the reply).
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "code": N, "msg": ..., "details": ...}``
 with a CNI error code. An ADD reply carries ``ip``, ``hostIf``, ``hostMac``, ``podMac``,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 WIRE_VERSION = 1
+MAX_ADD_BUDGET_SECONDS = 3600.0
 MAX_REQUEST_BYTES = 1 << 20  # a GC request lists every attachment; 1 MiB is ~20k of them
 MAX_REPLY_BYTES = 1 << 20
 

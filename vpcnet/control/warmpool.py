@@ -23,6 +23,17 @@ def free_ips(st: NodeState, usage: PoolUsage) -> int:
     return len(pool - usage.assigned - usage.cooling - usage.release_requested)
 
 
+def no_ip_can_be_had(st: NodeState, usage: PoolUsage) -> bool:
+    """What the agent's CNI STATUS answers with code 50: no IP free, none leaving the
+    cooldown (it ends well within an ADD's budget), and the pool cannot grow (the last
+    pass recorded why in ``no_growth``, or the node is in error). The no-free-IPs taint
+    follows this, so that it and STATUS agree."""
+    pool = {ip for r in st.enis for ip in r.pod_ips()}
+    if free_ips(st, usage) or (usage.cooling & pool) - usage.release_requested:
+        return False
+    return bool(st.fields.get("no_growth") or st.fields.get("error"))
+
+
 def warm_pool_scan(ctx: ControlContext) -> list[Followup]:
     out: list[Followup] = []
     for node in ctx.state.list_nodes():
@@ -39,7 +50,7 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
         return
     usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
     if st.phase is NodePhase.READY:
-        _no_free_ips_taint(ctx, st, free_ips(st, usage) == 0)
+        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st, usage))
     record = st.record
     mode = Mode(record.mode or ctx.settings.mode.value)
     if mode is Mode.FULL:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from vpcnet.control.inputs import ProvisionInputs
 from vpcnet.control.view import EniView
 from vpcnet.domain import EniRecord, IPv4, NodePhase
-from vpcnet.plan import Plan, RequestRelease, join_calls, managed_enis
+from vpcnet.plan import Plan, RequestRelease, growth_blocker, join_calls, managed_enis
 from vpcnet.state.records import NodeRecord
 
 
@@ -63,6 +63,7 @@ def plan_write_back(
         error="",
         pass_epoch="",  # the pass finished: the next one starts a new epoch
         plan_calls=json.dumps(join_calls(plan), sort_keys=True) if plan.touches_ec2 else "",
+        no_growth=growth_blocker(inputs.spec(), enis),
     )
     records = tuple(sorted(
         (e.to_record(inputs.cidr_of(e.subnet_id)) for e in managed_enis(inputs.cluster, enis)),

@@ -84,6 +84,17 @@ class WatcherState:
         """The dedup claim for enqueuing ``action`` with ``value`` (``vpcnet.state.claims``)."""
         return self._claims.claim(node, action, value)
 
+    def demand(self, node: str) -> tuple[int, str]:
+        """(ADDs waiting on the node for its pool to grow, when that was reported)."""
+        try:
+            waiting, at = self._r.hmget(self.keys.node(node).demand, "waiting", "at")
+        except redis.RedisError as e:
+            raise StateError(f"demand of {node}: {e}") from e
+        try:
+            return max(int(_s(waiting) or 0), 0), _s(at)
+        except ValueError:
+            return 0, ""
+
     def drop_claim(self, node: str, action: str) -> None:
         self._claims.drop(node, action)
 

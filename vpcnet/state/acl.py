@@ -63,7 +63,8 @@ def node_readable_keys(keys: NodeKeys) -> tuple[str, ...]:
 
 
 def node_writable_keys(keys: NodeKeys) -> tuple[str, ...]:
-    return (keys.assigned, keys.cooldown, keys.release_ok, keys.agent)
+    # ``demand``: ADDs waiting for an IP; it only asks for a provisioning pass of this node.
+    return (keys.assigned, keys.cooldown, keys.release_ok, keys.agent, keys.demand)
 
 
 def node_rules(cluster: str, node: str) -> tuple[str, ...]:

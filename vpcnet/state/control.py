@@ -308,15 +308,20 @@ class ControlState:
             pipe.zrangebyscore(k.cooldown, now - cooldown_seconds, "+inf")
             pipe.smembers(k.release_req)
             pipe.smembers(k.release_ok)
-            assigned, cooling, req, ok = pipe.execute()
+            pipe.hget(k.demand, "waiting")
+            assigned, cooling, req, ok, waiting = pipe.execute()
         except redis.RedisError as e:
             raise StateError(f"read usage {node}: {e}") from e
 
         def ips(raw: Any) -> frozenset[IPv4]:
             return frozenset(ipaddress.IPv4Address(_s(x)) for x in raw)
 
+        try:  # the agent's word: never below 0, never more than a node could hold
+            demand = min(max(int(_s(waiting)), 0), 10_000) if waiting is not None else 0
+        except ValueError:
+            demand = 0
         return PoolUsage(assigned=ips(assigned), cooling=ips(cooling),
-                         release_requested=ips(req), release_confirmed=ips(ok))
+                         release_requested=ips(req), release_confirmed=ips(ok), demand=demand)
 
     def agent(self, node: str) -> AgentRecord | None:
         """The agent's last report; None when it has written none."""

@@ -20,6 +20,12 @@ Per node (writer in brackets):
                        generation, write_id (the store version programmed), rollback
                        (epoch in which the agent saw the store go back, or empty),
                        heartbeat, free, assigned, cooldown, version, error
+``demand``       hash  [agent] ``waiting`` (ADDs waiting for the pool to grow, 0 when none),
+                       ``pool`` (IPs in the agent's pool then), ``at`` (unix time of the
+                       change, also the watcher's dedup value); the agent publishes its node name
+                       on ``agent-ready`` when ADDs start waiting, or still wait after the
+                       pool changed; the watcher then enqueues a
+                       provisioning pass that plans for it (``PoolUsage.demand``)
 ``lock``         str   [control plane] per-node lock (token), with TTL
 
 Channels: ``changed`` (per node; control plane publishes after any write of node/enis/
@@ -73,8 +79,10 @@ Added by the control plane (workers/beat):
 - node ``ec2-calls`` hash: EC2 action -> calls made on behalf of this node.
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
-  ``pass_epoch`` (ClientToken epoch of an unfinished pass) and ``queued:<task>`` (unix
-  time a scan enqueued that task; dedups beat's follow-ups, ``vpcnet.state.claims``).
+  ``pass_epoch`` (ClientToken epoch of an unfinished pass), ``queued:<task>`` (unix
+  time a scan enqueued that task; dedups beat's follow-ups, ``vpcnet.state.claims``) and
+  ``no_growth`` (why the pool cannot grow — ENI/IP limits reached — or empty when it can;
+  the agent fails an ADD at once instead of waiting when nothing else can give it an IP).
 """
 
 from __future__ import annotations
@@ -190,6 +198,10 @@ class NodeKeys:
         return f"{self._p}:agent"
 
     @property
+    def demand(self) -> str:
+        return f"{self._p}:demand"
+
+    @property
     def lock(self) -> str:
         return f"{self._p}:lock"
 
@@ -211,6 +223,7 @@ class NodeKeys:
             self.release_req,
             self.release_ok,
             self.agent,
+            self.demand,
             self.lock,
             self.ec2_calls,
         ]

@@ -200,6 +200,9 @@ class NodeRecord:
     pass_epoch: str = ""
     # JSON action -> minimum EC2 calls of the last pass that acted ("" = none recorded).
     plan_calls: str = ""
+    # Why the pool cannot grow (ENI/IP limits reached), "" when it can: read by the agent,
+    # which fails an ADD at once instead of waiting when no IP can come.
+    no_growth: str = ""
     no_free_ips: bool = False
     version: StoreVersion = StoreVersion()
 
@@ -217,6 +220,7 @@ class NodeRecord:
             error=f.get("error", ""),
             pass_epoch=f.get("pass_epoch", ""),
             plan_calls=f.get("plan_calls", ""),
+            no_growth=f.get("no_growth", ""),
             no_free_ips=f.get("no_free_ips") == "1",
             version=StoreVersion.from_fields(f),
         )
@@ -234,6 +238,7 @@ class NodeRecord:
             PHASE_FIELD: self.phase.value if self.phase else "",
             "error": self.error,
             "pass_epoch": self.pass_epoch,
+            "no_growth": self.no_growth,
         }
         if self.plan_calls:
             out["plan_calls"] = self.plan_calls
