@@ -94,6 +94,12 @@ def test_chaos_converges_with_every_invariant_holding(
     # No long-running pod changed IP; each passes CHECK and pings every other.
     assert report["ip_changed"] == [] and report["check_failed"] == []
     assert report["ping_failed"] == []
+    # The hostile agent (node ns-0's credential, on by default): refused every time it
+    # was answered, and logged in again after the restarts had dropped its ACL user.
+    hostile = report["hostile"]
+    assert hostile["successes"] == [] and hostile["attempts"] > 0
+    assert hostile["refused"] == hostile["attempts"] - hostile["unanswered"]
+    assert hostile["logins"] >= 2
     assert report["ok"] is True and proc.returncode == 0
 
     # Nothing left behind.

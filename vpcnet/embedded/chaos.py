@@ -529,10 +529,19 @@ class ChaosWorld:
             finally:
                 client.close()
 
+    def login_url(self) -> str:
+        """The stack's Redis URL without the control plane's password: for clients that
+        log in as a user of their own (a plain URL cannot carry both; a Sentinel URL's
+        password is replaced by the credential provider)."""
+        redis = self.stack.redis
+        if isinstance(redis, RedisServer):
+            return f"redis://127.0.0.1:{redis.port}/0"
+        return redis.url
+
     def issuer_client(self) -> Any:
         from redis.credentials import UsernamePasswordCredentialProvider
 
-        return connect(self.stack.redis.url, socket_timeout=5, socket_connect_timeout=1,
+        return connect(self.login_url(), socket_timeout=5, socket_connect_timeout=1,
                        credential_provider=UsernamePasswordCredentialProvider(
                            ISSUER_USER, self.issuer_password))
 
@@ -547,7 +556,7 @@ class ChaosWorld:
     def start_hostile(self) -> None:
         attacker = self.netns_nodes[0]
         self.hostile = HostileAgent(
-            self.stack.redis.url, self.opts.cluster, attacker.name, attacker.instance_id,
+            self.login_url(), self.opts.cluster, attacker.name, attacker.instance_id,
             self.issuer_client, lambda: self.victims(attacker.name),
         )
         self.hostile.start()
