@@ -7,6 +7,8 @@ kill -9'd, agents restart, EC2 answers 5xx and throttles, and:
   writes (the replica's link cut, the system writing on to the primary, the primary
   frozen, the replica promoted: vpcnet.embedded.sentinel). Right after each, no IP may be
   held by two agents and every long-running pod must keep its IP and ping;
+- the netns agents log in as their own node's ACL user, fetched from vpcnet's credential
+  issuer with a token of their own (the issuer's TokenReview is a table here);
 - a hostile agent logged in with node A's own ACL credential (issued by the issuer's ACL
   user) tries B's release-ok/release-req with B's in-use IPs, B's instance_id, B's lock,
   the queues, beat's lock, FLUSHALL … for the whole run: every attempt must be refused.
@@ -85,6 +87,11 @@ def test_chaos_with_lossy_failovers_and_a_hostile_agent(
     assert hostile["logins"] >= 1 + lost["failovers"] // 2
     kinds = set(attempts_on(ClusterKeys("chaos"), "u", "i", Victim("ns-1", "i", ())))
     assert set(hostile["by_attempt"]) == kinds
+
+    # The real agents logged in as their own node users (from the credential issuer), and
+    # the primary's ACL LOG holds refusals of the attacker's user only.
+    assert set(report["agent_credentials"]) == {f"ns-{i}" for i in range(NETNS_NODES)}
+    assert set(report["acl_denials"]) <= {"vpcnet-node:chaos:ns-0"}, report["acl_denials"]
 
     # Converged with every invariant holding; B's (every victim's) pods undisturbed.
     assert report["violations"] == [] and report["problems"] == []

@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--failover-every", type=float, default=20.0)
     parser.add_argument("--no-hostile", dest="hostile", action="store_false",
                         help="no hostile agent (by default node A's credential attacks the others)")
+    parser.add_argument("--shared-agent-login", dest="node_users", action="store_false",
+                        help="agents log in as the control plane does (by default each netns "
+                             "agent fetches its own node's ACL user from a credential issuer)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             redis=args.redis,
             failover_every=args.failover_every,
             hostile=args.hostile,
+            node_users=args.node_users,
         )
         report = run_chaos(opts, progress)
     doc = report.to_dict()

@@ -58,6 +58,7 @@ from vpcnet.embedded.churn import (
 from vpcnet.embedded.hostile import ISSUER_USER, HostileAgent, Victim, issuer_rules
 from vpcnet.embedded.known_crashes import KnownCrash, Outage, judge, match_known_crash, outage_of
 from vpcnet.embedded.procs import ManagedProcess, RedisServer, wait_for
+from vpcnet.embedded.sentinel import SERVICE as SENTINEL_SERVICE
 from vpcnet.embedded.sentinel import LostWriteFailover, SentinelGroup
 from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import VpcnetError
@@ -69,6 +70,7 @@ from vpcnet.state.records import PHASE_FIELD, parse_phase
 CNI_REFERENCE_DIR = Path("/usr/lib/cni")
 NOT_READY_TAINT = "vpcnet.io/not-ready"
 REDIS_KINDS = ("single", "sentinel")
+AGENT_SERVICE_ACCOUNT = "system:serviceaccount:vpcnet-system:vpcnet-agent"
 NETNS_TYPES = ("m5.large", "c5.xlarge", "m5.xlarge")
 API_TYPES = ("t3.medium", "m5.large")
 
@@ -111,6 +113,8 @@ class ChaosOptions:
     failover_every: float = 20.0
     failover_window: float = 2.0  # seconds the system writes to the cut-off primary
     hostile: bool = False  # a compromised node's credential attacks the others
+    # netns agents log in as their own node's ACL user, fetched from a credential issuer
+    node_users: bool = False
 
     def __post_init__(self) -> None:
         if self.redis not in REDIS_KINDS:
@@ -141,6 +145,9 @@ class ChaosReport:
     lost_writes: dict[str, int] = field(default_factory=dict)
     # the hostile agent's attempts and refusals (vpcnet.embedded.hostile)
     hostile: dict[str, Any] = field(default_factory=dict)
+    # node_users: credentials the issuer gave each netns agent; the primary's ACL LOG
+    agent_credentials: dict[str, int] = field(default_factory=dict)
+    acl_denials: dict[str, int] = field(default_factory=dict)
     violations: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # besides the audit's violations
     ip_changed: list[str] = field(default_factory=list)
@@ -160,6 +167,15 @@ class ChaosReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class _AgentIdentity:
+    """A reviewed agent token (vpcnet.credentials.review.ReviewedToken)."""
+
+    username: str
+    pod_name: str | None
+    node_name: str | None
 
 
 # -- the world ------------------------------------------------------------------------------
@@ -202,6 +218,9 @@ class ChaosWorld:
         self.failover_errors: list[str] = []
         self._failover_thread: threading.Thread | None = None
         self.hostile: HostileAgent | None = None
+        self.credential_server: Any = None  # vpcnet.credentials.server.CredentialServer
+        self._agent_tokens: dict[str, str] = {}  # token -> node (the issuer's TokenReview)
+        self.credentials_issued = Tally()  # by node: the agents' own logins
         self.tally = Tally()
         self.faults = Tally()
         self.add_failures = Tally()
@@ -227,8 +246,10 @@ class ChaosWorld:
 
     def start(self) -> None:
         self.stack.start_services()
-        if self.opts.hostile:
+        if self.opts.hostile or self.opts.node_users:
             self.install_issuer_user()
+        if self.opts.node_users:
+            self.start_credential_issuer()
         self.stack.start_vpc()
         self.stack.start_control_plane()
         self.stack.wait_processes_up()
@@ -255,6 +276,8 @@ class ChaosWorld:
             with contextlib.suppress(Exception):
                 self.runtime_by_name(tracked.node).destroy(tracked.pod)
         self.stack.stop()  # removes every namespace of the prefix, pods' included
+        if self.credential_server is not None:
+            self.credential_server.stop()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[ChaosWorld]:
@@ -437,7 +460,7 @@ class ChaosWorld:
     def redis_up(self) -> None:
         self.stack.redis.start()  # returns once it answers
         self.redis_outages.append(Outage(self._down_at, time.time()))
-        if self.opts.hostile:
+        if self.opts.hostile or self.opts.node_users:
             self.install_issuer_user()  # ACL users are not in the AOF
 
     # -- the lossy failover ---------------------------------------------------------------
@@ -529,6 +552,57 @@ class ChaosWorld:
             finally:
                 client.close()
 
+    # -- the agents' own logins -----------------------------------------------------------
+
+    def start_credential_issuer(self) -> None:
+        """vpcnet's credential issuer (HTTP on loopback), creating node users with the
+        issuer's ACL user; each netns agent presents a token of its own and gets its
+        node's credential. The TokenReview is a table (token -> node) here: the kube
+        emulator has no TokenReview (the real one is tested in test_node_isolation_apiserver)."""
+        from vpcnet.credentials.issuer import CredentialIssuer
+        from vpcnet.credentials.server import CredentialServer
+        from vpcnet.state.acl_users import NodeAclUsers
+
+        users = NodeAclUsers(self.issuer_client(), self.opts.cluster)
+        self.credential_server = CredentialServer(
+            CredentialIssuer(self._review_token, users, agent_username=AGENT_SERVICE_ACCOUNT))
+        self.credential_server.start()
+        self.stack.agent_env_overrides = self._agent_login_env
+
+    def _review_token(self, token: str, audiences: Any) -> _AgentIdentity:
+        from vpcnet.credentials.errors import CredentialDenied
+
+        node = self._agent_tokens.get(token)
+        if node is None:
+            raise CredentialDenied("unknown token", status=401)
+        self.credentials_issued.add(node)
+        return _AgentIdentity(AGENT_SERVICE_ACCOUNT, f"vpcnet-agent-{node}", node)
+
+    def _agent_login_env(self, node: SimNode) -> dict[str, str]:
+        token = secrets.token_urlsafe(24)
+        self._agent_tokens[token] = node.name
+        path = self.opts.workdir / "tokens" / node.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token + "\n")
+        return {"VPCNET_AGENT_REDIS_URL": self.login_url(),
+                "VPCNET_AGENT_CREDENTIALS_URL": self.credential_server.url,
+                "VPCNET_AGENT_CREDENTIALS_TOKEN_PATH": str(path)}
+
+    def acl_denials(self) -> dict[str, int]:
+        """ACL LOG of the current primary: refusals by user (Redis groups repeats)."""
+        client = self.stack.redis.client()
+        try:
+            entries = client.execute_command("ACL", "LOG", "128")
+        finally:
+            client.close()
+        out: Counter[str] = Counter()
+        for entry in entries:
+            fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
+            fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+            user = fields.get("username", b"")
+            out[user.decode() if isinstance(user, bytes) else str(user)] += int(fields.get("count", 1))
+        return dict(out)
+
     def login_url(self) -> str:
         """The stack's Redis URL without the control plane's password: for clients that
         log in as a user of their own (a plain URL cannot carry both; a Sentinel URL's
@@ -536,7 +610,9 @@ class ChaosWorld:
         redis = self.stack.redis
         if isinstance(redis, RedisServer):
             return f"redis://127.0.0.1:{redis.port}/0"
-        return redis.url
+        assert isinstance(redis, SentinelGroup)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in redis.sentinels)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}/0"
 
     def issuer_client(self) -> Any:
         from redis.credentials import UsernamePasswordCredentialProvider
@@ -794,6 +870,12 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
                 if report.hostile["refused"] == 0:
                     report.problems.append("hostile agent: no attempt was ever refused (never logged in?)")
             report.failovers, report.lost_writes = world.failover_report()
+            if opts.node_users:
+                report.agent_credentials = world.credentials_issued.snapshot()
+                report.problems += [f"{n.name}: its agent never fetched a node credential"
+                                    for n in world.netns_nodes if n.name not in report.agent_credentials]
+            if opts.hostile or opts.node_users:
+                report.acl_denials = world.acl_denials()
             report.problems += [f"after failover {i}: {p}" for i, row in enumerate(report.failovers)
                                 for p in row["safety_problems"]]
             report.problems += [f"failover failed: {e}" for e in world.failover_errors]

@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,6 +132,9 @@ class EmbeddedStack:
         self.flower_port = free_port()
         self.flower_password = secrets.token_urlsafe(12)
         self.keys = ClusterKeys(opts.cluster)
+        # Replaces entries of each agent's environment, e.g. its Redis login: a
+        # credential issuer's URL and a token instead of the control plane's password.
+        self.agent_env_overrides: Callable[[SimNode], dict[str, str]] | None = None
 
     # -- environment handed to every control-plane process -----------------------------
 
@@ -189,6 +192,8 @@ class EmbeddedStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.agent_env_overrides is not None:
+            env.update(self.agent_env_overrides(node))
         return env
 
     # -- start-up ------------------------------------------------------------------------
