@@ -22,6 +22,10 @@ each, the safety invariants are checked at once (no IP held twice by the agents'
 records, every long-running pod on its IP and pinging). With ``hostile`` a compromised
 node's credential (vpcnet.embedded.hostile) keeps trying the other nodes' keys, the
 queues and the locks for the whole run; every attempt must be refused.
+With ``node_users`` the netns agents log in as their own node's ACL user, fetched from
+vpcnet's credential issuer (``vpcnet.credentials``, HTTP on loopback, its TokenReview a
+token table) with a token of their own; the control plane and the stand-ins keep the
+password login.
 
 Then the faults stop, and ``wait_converged`` waits for: every node ready and untainted,
 ``audit`` clean, no unattached ENI of the cluster left, and each agent's Redis mirror
