@@ -1,7 +1,8 @@
 """The chaos suite at CI size, through the on-demand command `vpcnet chaos`.
 
 50 nodes (3 of them network namespaces with real agents and pods) join while pods churn,
-Celery workers are kill -9'd every few seconds, Redis restarts (clean and kill -9, AOF),
+Celery workers are kill -9'd every few seconds, Redis restarts (clean and kill -9, AOF;
+``--redis single``: tests/e2e/test_chaos_failover_hostile.py runs the Sentinel failover),
 agents are kill -9'd and restarted, and EC2 answers 10% 5xx plus injected throttling on
 top of its token buckets. Once the faults stop the system must converge: every node
 ready, the audit clean, no leaked ENI or IP, each agent's Redis mirror equal to its
@@ -44,6 +45,7 @@ def test_chaos_converges_with_every_invariant_holding(
     proc = subprocess.run(
         [vpcnet, "chaos", "--nodes", str(NODES), "--netns-nodes", str(NETNS_NODES),
          "--workers", str(WORKERS), "--seconds", "60", "--converge-timeout", "150", "--json",
+         "--redis", "single",
          "--netns-prefix", prefix, "--workdir", str(workdir)],
         capture_output=True, text=True, timeout=420,
     )
@@ -92,6 +94,12 @@ def test_chaos_converges_with_every_invariant_holding(
     # No long-running pod changed IP; each passes CHECK and pings every other.
     assert report["ip_changed"] == [] and report["check_failed"] == []
     assert report["ping_failed"] == []
+    # The hostile agent (node ns-0's credential, on by default): refused every time it
+    # was answered, and logged in again after the restarts had dropped its ACL user.
+    hostile = report["hostile"]
+    assert hostile["successes"] == [] and hostile["attempts"] > 0
+    assert hostile["refused"] == hostile["attempts"] - hostile["unanswered"]
+    assert hostile["logins"] >= 2
     assert report["ok"] is True and proc.returncode == 0
 
     # Nothing left behind.

@@ -1,7 +1,9 @@
 """``vpcnet chaos``: the chaos run at the size you ask for (see vpcnet.embedded.chaos).
 
-Nodes join and pods churn while workers are ``kill -9``'d, Redis restarts, agents restart
-and EC2 answers with 5xx and throttling; then the faults stop and the system must
+Nodes join and pods churn while workers are ``kill -9``'d, Redis fails over losing
+acknowledged writes (``--redis sentinel``, the default) or restarts (``--redis single``),
+agents restart, EC2 answers with 5xx and throttling, and a hostile agent with one node's
+credential keeps trying the other nodes' keys, the queues and the locks; then the faults stop and the system must
 converge with every invariant holding and no long-running pod having changed its IP.
 Exits 0 only then. ``--json`` prints one JSON object (the report) as the last line.
 """
@@ -30,6 +32,16 @@ def register(sub: Any) -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where logs and state go")
     parser.add_argument("--netns-prefix", default="",
                         help="name prefix of the run's network namespaces (default: a random one)")
+    parser.add_argument("--redis", choices=("sentinel", "single"), default="sentinel",
+                        help="sentinel (default): a Sentinel group and a failover that loses "
+                             "acknowledged writes every --failover-every seconds; single: one "
+                             "Redis, restarted (clean and kill -9)")
+    parser.add_argument("--failover-every", type=float, default=20.0)
+    parser.add_argument("--no-hostile", dest="hostile", action="store_false",
+                        help="no hostile agent (by default node A's credential attacks the others)")
+    parser.add_argument("--shared-agent-login", dest="node_users", action="store_false",
+                        help="agents log in as the control plane does (by default each netns "
+                             "agent fetches its own node's ACL user from a credential issuer)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -66,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
             converge_timeout=args.converge_timeout,
             seed=args.seed,
             netns_prefix=args.netns_prefix,
+            redis=args.redis,
+            failover_every=args.failover_every,
+            hostile=args.hostile,
+            node_users=args.node_users,
         )
         report = run_chaos(opts, progress)
     doc = report.to_dict()
@@ -74,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column("")
         table.add_column("")
         for key in ("ok", "nodes_ready", "seconds_chaos", "seconds_converge", "faults", "pods",
-                    "add_failures", "unexpected_exits", "worker_broker_loss_crashes", "violations", "problems", "ip_changed",
+                    "lost_writes", "hostile", "add_failures", "unexpected_exits", "worker_broker_loss_crashes", "violations", "problems", "ip_changed",
                     "check_failed", "ping_failed", "error"):
             value = doc[key]
             table.add_row(key, value if isinstance(value, str) else json.dumps(value))

@@ -14,6 +14,19 @@ faults start and, while they last, many API-only nodes join and pods churn:
 - API-only nodes' stand-in agents (the real IPAM and Redis mirror of ``vpcnet.agent``,
   without netlink) take and return IPs.
 
+With ``redis="sentinel"`` the world runs on a Sentinel group (a primary, a replica,
+three sentinels) instead of one Redis, and the Redis fault is a failover that loses
+acknowledged writes (``SentinelGroup.lose_writes_in_failover``: the replica's link cut,
+the system writing on to the primary, the primary frozen, the replica promoted); after
+each, the safety invariants are checked at once (no IP held twice by the agents' own
+records, every long-running pod on its IP and pinging). With ``hostile`` a compromised
+node's credential (vpcnet.embedded.hostile) keeps trying the other nodes' keys, the
+queues and the locks for the whole run; every attempt must be refused.
+With ``node_users`` the netns agents log in as their own node's ACL user, fetched from
+vpcnet's credential issuer (``vpcnet.credentials``, HTTP on loopback, its TokenReview a
+token table) with a token of their own; the control plane and the stand-ins keep the
+password login.
+
 Then the faults stop, and ``wait_converged`` waits for: every node ready and untainted,
 ``audit`` clean, no unattached ENI of the cluster left, and each agent's Redis mirror
 equal to its checkpoint with no IP held but by a live pod. Finally every long-running
@@ -24,6 +37,7 @@ Redis-loss and Redis-outage tests (``ChaosWorld``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import secrets
@@ -45,16 +59,22 @@ from vpcnet.embedded.churn import (
     Tally,
     TrackedPod,
 )
+from vpcnet.embedded.hostile import ISSUER_USER, HostileAgent, Victim, issuer_rules
 from vpcnet.embedded.known_crashes import KnownCrash, Outage, judge, match_known_crash, outage_of
 from vpcnet.embedded.procs import ManagedProcess, RedisServer, wait_for
+from vpcnet.embedded.sentinel import SERVICE as SENTINEL_SERVICE
+from vpcnet.embedded.sentinel import LostWriteFailover, SentinelGroup
 from vpcnet.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet.errors import VpcnetError
 from vpcnet.sim.netns import ping
 from vpcnet.sim.runtime import CniError, PodRuntime
+from vpcnet.state.connection import connect
 from vpcnet.state.records import PHASE_FIELD, parse_phase
 
 CNI_REFERENCE_DIR = Path("/usr/lib/cni")
 NOT_READY_TAINT = "vpcnet.io/not-ready"
+REDIS_KINDS = ("single", "sentinel")
+AGENT_SERVICE_ACCOUNT = "system:serviceaccount:vpcnet-system:vpcnet-agent"
 NETNS_TYPES = ("m5.large", "c5.xlarge", "m5.xlarge")
 API_TYPES = ("t3.medium", "m5.large")
 
@@ -91,6 +111,18 @@ class ChaosOptions:
     seed: int = 1
     cluster: str = "chaos"
     netns_prefix: str = ""  # "" = a fresh random one
+    # "single": one Redis, restarted (clean and kill -9) every redis_restart_every;
+    # "sentinel": a Sentinel group, a lossy failover every failover_every instead.
+    redis: str = "single"
+    failover_every: float = 20.0
+    failover_window: float = 2.0  # seconds the system writes to the cut-off primary
+    hostile: bool = False  # a compromised node's credential attacks the others
+    # netns agents log in as their own node's ACL user, fetched from a credential issuer
+    node_users: bool = False
+
+    def __post_init__(self) -> None:
+        if self.redis not in REDIS_KINDS:
+            raise ValueError(f"redis must be one of {', '.join(REDIS_KINDS)}, not {self.redis!r}")
 
 
 @dataclass
@@ -110,6 +142,16 @@ class ChaosReport:
     worker_broker_loss_crashes: dict[str, int] = field(default_factory=dict)
     known_crashes: list[dict[str, Any]] = field(default_factory=list)
     redis_outages: int = 0
+    redis: str = "single"
+    # each lossy failover, measured, with the safety problems found right after it
+    failovers: list[dict[str, Any]] = field(default_factory=list)
+    # totals over the failovers: markers lost everywhere, keys lost or stale, bytes
+    lost_writes: dict[str, int] = field(default_factory=dict)
+    # the hostile agent's attempts and refusals (vpcnet.embedded.hostile)
+    hostile: dict[str, Any] = field(default_factory=dict)
+    # node_users: credentials the issuer gave each netns agent; the primary's ACL LOG
+    agent_credentials: dict[str, int] = field(default_factory=dict)
+    acl_denials: dict[str, int] = field(default_factory=dict)
     violations: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # besides the audit's violations
     ip_changed: list[str] = field(default_factory=list)
@@ -129,6 +171,15 @@ class ChaosReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class _AgentIdentity:
+    """A reviewed agent token (vpcnet.credentials.review.ReviewedToken)."""
+
+    username: str
+    pod_name: str | None
+    node_name: str | None
 
 
 # -- the world ------------------------------------------------------------------------------
@@ -161,7 +212,19 @@ class ChaosWorld:
             )
         )
         # Redis with a password, as deployed: every component's URL carries it.
-        self.stack.redis = RedisServer(opts.workdir / "redis", password=self.redis_password)
+        self.stack.redis = (
+            SentinelGroup(opts.workdir / "redis", password=self.redis_password)
+            if opts.redis == "sentinel"
+            else RedisServer(opts.workdir / "redis", password=self.redis_password)
+        )
+        self.issuer_password = secrets.token_urlsafe(18)
+        self.failovers: list[tuple[LostWriteFailover, list[str]]] = []
+        self.failover_errors: list[str] = []
+        self._failover_thread: threading.Thread | None = None
+        self.hostile: HostileAgent | None = None
+        self.credential_server: Any = None  # vpcnet.credentials.server.CredentialServer
+        self._agent_tokens: dict[str, str] = {}  # token -> node (the issuer's TokenReview)
+        self.credentials_issued = Tally()  # by node: the agents' own logins
         self.tally = Tally()
         self.faults = Tally()
         self.add_failures = Tally()
@@ -187,6 +250,10 @@ class ChaosWorld:
 
     def start(self) -> None:
         self.stack.start_services()
+        if self.opts.hostile or self.opts.node_users:
+            self.install_issuer_user()
+        if self.opts.node_users:
+            self.start_credential_issuer()
         self.stack.start_vpc()
         self.stack.start_control_plane()
         self.stack.wait_processes_up()
@@ -196,6 +263,9 @@ class ChaosWorld:
         self.standin_driver.start()
 
     def stop(self) -> None:
+        self.stop_hostile()
+        if self._failover_thread is not None:
+            self._failover_thread.join(120)
         for churn in self.churners:
             churn.stop_event.set()
         for churn in self.churners:
@@ -210,6 +280,8 @@ class ChaosWorld:
             with contextlib.suppress(Exception):
                 self.runtime_by_name(tracked.node).destroy(tracked.pod)
         self.stack.stop()  # removes every namespace of the prefix, pods' included
+        if self.credential_server is not None:
+            self.credential_server.stop()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[ChaosWorld]:
@@ -392,6 +464,200 @@ class ChaosWorld:
     def redis_up(self) -> None:
         self.stack.redis.start()  # returns once it answers
         self.redis_outages.append(Outage(self._down_at, time.time()))
+        if self.opts.hostile or self.opts.node_users:
+            self.install_issuer_user()  # ACL users are not in the AOF
+
+    # -- the lossy failover ---------------------------------------------------------------
+
+    def failing_over(self) -> bool:
+        return self._failover_thread is not None and self._failover_thread.is_alive()
+
+    def start_failover(self) -> None:
+        """A lossy failover in the background (it takes seconds; the other faults go on)."""
+        if self.failing_over():
+            return
+        self._failover_thread = threading.Thread(target=self.lose_writes, name="chaos-failover",
+                                                 daemon=True)
+        self._failover_thread.start()
+
+    def lose_writes(self) -> None:
+        """One failover that loses acknowledged writes, then the safety check."""
+        group = self.stack.redis
+        assert isinstance(group, SentinelGroup)
+        try:
+            fo = group.lose_writes_in_failover(window=self.opts.failover_window,
+                                               cluster_prefix=f"vpcnet:{{{self.opts.cluster}")
+        except Exception as e:
+            self.failover_errors.append(f"{type(e).__name__}: {e}"[:400])
+            return
+        # The outage, for the known-crash judge: from the freeze to the old primary's rejoin.
+        now_mono, now_unix = time.monotonic(), time.time()
+        self.redis_outages.append(Outage(now_unix - (now_mono - fo.frozen_at), now_unix))
+        self.faults.add("sentinel-failover-lost-writes")
+        self.failovers.append((fo, self.safety_problems()))
+
+    def safety_problems(self) -> list[str]:
+        """What must hold at every moment, not only once converged: no IP held by two
+        agents (their own records: checkpoints, stand-ins' pools), every long-running pod
+        on its IP and reaching the next one."""
+        problems = []
+        holders: dict[str, list[str]] = {}
+        for node in self.netns_nodes:
+            for ip in self.checkpoint_assigned(node):
+                holders.setdefault(ip, []).append(node.name)
+        for name, pool in self.standin_driver.pools().items():
+            for ip in pool:
+                holders.setdefault(ip, []).append(name)
+        twice = {ip: names for ip, names in holders.items() if len(names) > 1}
+        if twice:
+            problems.append(f"IPs held twice: {twice}")
+        by_node = {n.name: n for n in self.netns_nodes}
+        for tracked in self.long_running:
+            held = {cid: ip for ip, cid in self.checkpoint_assigned(by_node[tracked.node]).items()}
+            if held.get(tracked.pod.container_id) != tracked.ip:
+                problems.append(f"{tracked.pod.name}: {tracked.ip} -> {held.get(tracked.pod.container_id)}")
+        ring = self.long_running
+        for a, b in zip(ring, [*ring[1:], *ring[:1]], strict=True):
+            if a is not b and not ping(a.pod.netns_name, b.ip, count=1, timeout=3):
+                problems.append(f"ping {a.pod.name} -> {b.pod.name} ({b.ip}) failed")
+        return problems
+
+    def failover_report(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        rows = []
+        for fo, problems in self.failovers:
+            row = {k: v for k, v in asdict(fo).items() if k not in ("frozen_at", "promoted_at")}
+            rows.append({**row, "safety_problems": problems})
+        totals = {
+            "failovers": len(self.failovers),
+            "markers_lost": sum(1 for fo, _ in self.failovers
+                                if not fo.marker_on_new_primary and not fo.marker_on_old_primary),
+            "keys_lost_or_stale": sum(fo.keys_lost_or_stale for fo, _ in self.failovers),
+            "unreplicated_bytes": sum(fo.unreplicated_bytes for fo, _ in self.failovers),
+        }
+        return rows, totals
+
+    # -- the hostile agent ----------------------------------------------------------------
+
+    def redis_servers(self) -> list[Any]:
+        """Admin clients of every Redis server (ACL users live per server)."""
+        redis = self.stack.redis
+        if isinstance(redis, SentinelGroup):
+            return [redis.direct(s) for s in redis.servers]
+        return [redis.client()]
+
+    def install_issuer_user(self) -> None:
+        """The credential issuer's ACL user (docs/deploy.md's ``credentials``) on every
+        server: it is what creates the node users. The control plane keeps its login."""
+        digest = hashlib.sha256(self.issuer_password.encode()).hexdigest()
+        for client in self.redis_servers():
+            try:
+                client.execute_command("ACL", "SETUSER", ISSUER_USER,
+                                       *issuer_rules(self.opts.cluster, digest))
+            finally:
+                client.close()
+
+    # -- the agents' own logins -----------------------------------------------------------
+
+    def start_credential_issuer(self) -> None:
+        """vpcnet's credential issuer (HTTP on loopback), creating node users with the
+        issuer's ACL user; each netns agent presents a token of its own and gets its
+        node's credential. The TokenReview is a table (token -> node) here: the kube
+        emulator has no TokenReview (the real one is tested in test_node_isolation_apiserver)."""
+        from vpcnet.credentials.issuer import CredentialIssuer
+        from vpcnet.credentials.server import CredentialServer
+        from vpcnet.state.acl_users import NodeAclUsers
+
+        users = NodeAclUsers(self.issuer_client(), self.opts.cluster)
+        self.credential_server = CredentialServer(
+            CredentialIssuer(self._review_token, users, agent_username=AGENT_SERVICE_ACCOUNT))
+        self.credential_server.start()
+        self.stack.agent_env_overrides = self._agent_login_env
+
+    def _review_token(self, token: str, audiences: Any) -> _AgentIdentity:
+        from vpcnet.credentials.errors import CredentialDenied
+
+        node = self._agent_tokens.get(token)
+        if node is None:
+            raise CredentialDenied("unknown token", status=401)
+        self.credentials_issued.add(node)
+        return _AgentIdentity(AGENT_SERVICE_ACCOUNT, f"vpcnet-agent-{node}", node)
+
+    def _agent_login_env(self, node: SimNode) -> dict[str, str]:
+        token = secrets.token_urlsafe(24)
+        self._agent_tokens[token] = node.name
+        path = self.opts.workdir / "tokens" / node.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token + "\n")
+        return {"VPCNET_AGENT_REDIS_URL": self.login_url(),
+                "VPCNET_AGENT_CREDENTIALS_URL": self.credential_server.url,
+                "VPCNET_AGENT_CREDENTIALS_TOKEN_PATH": str(path)}
+
+    def acl_denials(self) -> dict[str, int]:
+        """ACL LOG of the current primary: refusals by user (Redis groups repeats)."""
+        client = self.stack.redis.client()
+        try:
+            entries = client.execute_command("ACL", "LOG", "128")
+        finally:
+            client.close()
+        out: Counter[str] = Counter()
+        for entry in entries:
+            fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
+            fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+            user = fields.get("username", b"")
+            out[user.decode() if isinstance(user, bytes) else str(user)] += int(fields.get("count", 1))
+        return dict(out)
+
+    def login_url(self) -> str:
+        """The stack's Redis URL without the control plane's password: for clients that
+        log in as a user of their own (a plain URL cannot carry both; a Sentinel URL's
+        password is replaced by the credential provider)."""
+        redis = self.stack.redis
+        if isinstance(redis, RedisServer):
+            return f"redis://127.0.0.1:{redis.port}/0"
+        assert isinstance(redis, SentinelGroup)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in redis.sentinels)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}/0"
+
+    def issuer_client(self) -> Any:
+        from redis.credentials import UsernamePasswordCredentialProvider
+
+        return connect(self.login_url(), socket_timeout=5, socket_connect_timeout=1,
+                       credential_provider=UsernamePasswordCredentialProvider(
+                           ISSUER_USER, self.issuer_password))
+
+    def victims(self, attacker: str) -> list[Victim]:
+        out = []
+        for node in self.netns_nodes:
+            if node.name != attacker:
+                out.append(Victim(node.name, node.instance_id,
+                                  tuple(sorted(self.checkpoint_assigned(node)))))
+        return out
+
+    def start_hostile(self) -> None:
+        attacker = self.netns_nodes[0]
+        self.hostile = HostileAgent(
+            self.login_url(), self.opts.cluster, attacker.name, attacker.instance_id,
+            self.issuer_client, lambda: self.victims(attacker.name),
+        )
+        self.hostile.start()
+
+    def stop_hostile(self) -> None:
+        if self.hostile is not None and self.hostile.is_alive():
+            self.hostile.stop_event.set()
+            self.hostile.join(30)
+
+    def victims_intact(self) -> list[str]:
+        """Problems with what the attacker aimed at: each victim's instance_id as its own."""
+        client = self.stack.redis.client()
+        try:
+            out = []
+            for node in self.netns_nodes[1:]:
+                iid = client.hget(self.stack.keys.node(node.name).node, "instance_id")
+                if (iid or b"").decode() != node.instance_id:
+                    out.append(f"{node.name}: instance_id {iid!r} in Redis, not {node.instance_id}")
+            return out
+        finally:
+            client.close()
 
     def known_crash_report(self) -> tuple[dict[str, int], list[dict[str, Any]], list[str]]:
         """(crashes by worker, each crash with its outage, problems: see known_crashes.judge)."""
@@ -531,6 +797,7 @@ class ChaosWorld:
         password, the AWS secret key or Flower's password: there must be none."""
         found = []
         needles = {"redis password": self.redis_password, "AWS secret key": self.aws_secret,
+                   "issuer password": self.issuer_password,
                    "Flower password": self.stack.flower_password}
         files = [p for p in sorted(self.stack.log_dir.rglob("*")) if p.is_file()]
         if not any(p.name.startswith("cni-") for p in files) or len(files) < 4:
@@ -566,7 +833,7 @@ class ChaosWorld:
 def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None) -> ChaosReport:
     say = progress or (lambda _msg: None)
     report = ChaosReport(nodes=opts.nodes, netns_nodes=opts.netns_nodes,
-                         api_nodes=opts.nodes - opts.netns_nodes)
+                         api_nodes=opts.nodes - opts.netns_nodes, redis=opts.redis)
     if opts.netns_nodes < 2 or opts.nodes < opts.netns_nodes:
         raise ValueError("need at least 2 netns nodes and nodes >= netns nodes")
     world = ChaosWorld(opts)
@@ -581,6 +848,8 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
             say(f"{opts.netns_nodes} netns nodes ready, {len(world.long_running)} "
                 f"long-running pods in {report.seconds_join_before}s; faults on")
             errors_before = world.ec2_errors()
+            if opts.hostile:
+                world.start_hostile()
             _chaos_phase(world, opts, say)
             report.seconds_chaos = round(time.monotonic() - t0 - report.seconds_join_before, 1)
             errors = Counter(world.ec2_errors())
@@ -596,6 +865,26 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
             report.problems, report.violations = problems, violations
             report.nodes_ready = len(world.nodes_ready(world.node_names()))
             world.verify_long_running(report)
+            if world.hostile is not None:
+                world.stop_hostile()
+                report.hostile = world.hostile.snapshot()
+                report.violations += [{"invariant": 8, "rule": "node-isolation", "detail": s}
+                                      for s in report.hostile["successes"]]
+                report.problems += [f"hostile agent: {p}" for p in world.victims_intact()]
+                if report.hostile["refused"] == 0:
+                    report.problems.append("hostile agent: no attempt was ever refused (never logged in?)")
+            report.failovers, report.lost_writes = world.failover_report()
+            if opts.node_users:
+                report.agent_credentials = world.credentials_issued.snapshot()
+                report.problems += [f"{n.name}: its agent never fetched a node credential"
+                                    for n in world.netns_nodes if n.name not in report.agent_credentials]
+            if opts.hostile or opts.node_users:
+                report.acl_denials = world.acl_denials()
+            report.problems += [f"after failover {i}: {p}" for i, row in enumerate(report.failovers)
+                                for p in row["safety_problems"]]
+            report.problems += [f"failover failed: {e}" for e in world.failover_errors]
+            if opts.redis == "sentinel" and not report.failovers:
+                report.problems.append("no lossy failover happened")
             report.problems += [f"secret in a log: {f}" for f in world.secrets_in_logs()]
             report.pods = {
                 "long_running": len(world.long_running),
@@ -609,6 +898,9 @@ def run_chaos(opts: ChaosOptions, progress: Callable[[str], None] | None = None)
             report.problems += world.exit_notes + crash_problems
     except Exception as e:
         report.error = f"{type(e).__name__}: {e}"
+        if world.hostile is not None:
+            report.hostile = world.hostile.snapshot()
+        report.failovers, report.lost_writes = world.failover_report()
         report.unexpected_exits = world.unexpected.snapshot()
         report.faults = report.faults or world.faults.snapshot()
     return report
@@ -622,7 +914,8 @@ def _chaos_phase(world: ChaosWorld, opts: ChaosOptions, say: Callable[[str], Non
     start = time.monotonic()
     due = {
         "worker": start + opts.worker_kill_every,
-        "redis": start + opts.redis_restart_every,
+        "redis": start + (opts.failover_every / 2 if opts.redis == "sentinel"
+                          else opts.redis_restart_every),
         "agent": start + opts.agent_restart_every / 2,
     }
     crash = False
@@ -631,7 +924,11 @@ def _chaos_phase(world: ChaosWorld, opts: ChaosOptions, say: Callable[[str], Non
             if now >= due["worker"]:
                 world.kill_worker()
                 due["worker"] = now + opts.worker_kill_every
-            if now >= due["redis"]:
+            if now >= due["redis"] and opts.redis == "sentinel":
+                if not world.failing_over():  # the next one once the last has rejoined
+                    world.start_failover()
+                    due["redis"] = now + opts.failover_every
+            elif now >= due["redis"]:
                 world.restart_redis(crash)
                 crash = not crash
                 due["redis"] = time.monotonic() + opts.redis_restart_every
@@ -641,6 +938,11 @@ def _chaos_phase(world: ChaosWorld, opts: ChaosOptions, say: Callable[[str], Non
             world.supervise()
             time.sleep(0.2)
     finally:
+        # The last failover completes (and is checked) before the faults stop.
+        deadline = time.monotonic() + 120
+        while world.failing_over() and time.monotonic() < deadline:
+            world.supervise()
+            time.sleep(0.2)
         world.ec2_faults(False)
         # What a Deployment restarts comes back even if its restart was not due yet.
         world._restarts = [(0.0, p) for _, p in world._restarts]

@@ -159,6 +159,11 @@ class StandInDriver(threading.Thread):
         with self._lock:
             agent.restart()
 
+    def pools(self) -> dict[str, dict[str, str]]:
+        """Each stand-in's held IPs (ip -> container id), between two steps."""
+        with self._lock:
+            return {name: a.assigned() for name, a in list(self.world.standins.items())}
+
 
 # -- pod churn on netns nodes --------------------------------------------------------------
 

@@ -16,10 +16,12 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import redis
 
 from vpcnet.domain import NodePhase
 from vpcnet.embedded.procs import ManagedProcess, RedisServer, free_port, wait_for
@@ -31,6 +33,22 @@ VPC_CIDR = "10.0.0.0/16"
 SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 KUBE_SERVERS = ("emulator", "apiserver")
+
+
+class StackRedis(Protocol):
+    """What the stack needs of its Redis: a ``RedisServer`` or a ``SentinelGroup``
+    (vpcnet.embedded.sentinel), whose URL every component is given."""
+
+    @property
+    def url(self) -> str: ...
+
+    def client(self) -> redis.Redis[bytes]: ...
+
+    def start(self, timeout: float = ...) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,7 @@ class EmbeddedStack:
         self.opts = opts
         self.workdir = opts.workdir
         self.log_dir = opts.workdir / "logs"
-        self.redis = RedisServer(opts.workdir / "redis")
+        self.redis: StackRedis = RedisServer(opts.workdir / "redis")
         self.procs: list[ManagedProcess] = []
         self.nodes: dict[str, SimNode] = {}
         self.ec2: Any = None  # vpcnet.sim.ec2.Ec2Emulator
@@ -117,6 +135,9 @@ class EmbeddedStack:
         self.flower_port = free_port()
         self.flower_password = secrets.token_urlsafe(12)
         self.keys = ClusterKeys(opts.cluster)
+        # Replaces entries of each agent's environment, e.g. its Redis login: a
+        # credential issuer's URL and a token instead of the control plane's password.
+        self.agent_env_overrides: Callable[[SimNode], dict[str, str]] | None = None
 
     # -- environment handed to every control-plane process -----------------------------
 
@@ -174,6 +195,8 @@ class EmbeddedStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.agent_env_overrides is not None:
+            env.update(self.agent_env_overrides(node))
         return env
 
     # -- start-up ------------------------------------------------------------------------
