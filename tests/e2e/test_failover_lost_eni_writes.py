@@ -26,12 +26,14 @@ from typing import Any
 
 import pytest
 
-from vpcnet.embedded.chaos import ChaosOptions, ChaosWorld, TrackedPod
+from vpcnet.agent.conflist import PLUGIN_TYPE
+from vpcnet.embedded.chaos import ChaosOptions, ChaosWorld
+from vpcnet.embedded.churn import POD_NAMESPACE, TrackedPod
 from vpcnet.embedded.sentinel import SentinelGroup
 from vpcnet.embedded.stack import SimNode
 from vpcnet.ops.collect import collect
 from vpcnet.sim.netns import ping
-from vpcnet.sim.runtime import CniError
+from vpcnet.sim.runtime import CniError, PodRuntime
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -68,14 +70,49 @@ def egress_problem(world: ChaosWorld, node: SimNode, pod_ip: str) -> str | None:
     return None
 
 
-def _until_full(world: ChaosWorld, node: SimNode) -> list[TrackedPod]:
-    """Pods until the node's pool, unable to grow by an ENI, has no IP left for 5 s."""
+# The plugin timeout of the fill's and the burst's ADDs (the node's conflist has 60 s):
+# an ADD waits that long, less a second, for an IP that is coming (issue 13). With the
+# default, "the pool is full" would take a 55 s refusal, and a burst ADD waiting for the
+# new ENI could outlast the cut the sentinels still promote from.
+SHORT_ADD_TIMEOUT_SECONDS = 4
+
+
+def short_add_runtime(world: ChaosWorld, node: SimNode, workdir: Path) -> PodRuntime:
+    """The node's runtime, with a copy of its conflist whose plugin gives up after
+    ``SHORT_ADD_TIMEOUT_SECONDS`` (as a kubelet with a short timeout would)."""
+    runtime = world.runtime(node)
+    conflist = runtime.load_conflist()
+    for plugin in conflist["plugins"]:
+        if plugin["type"] == PLUGIN_TYPE:
+            plugin["timeoutSeconds"] = SHORT_ADD_TIMEOUT_SECONDS
+    path = workdir / f"short-{node.name}.conflist"
+    path.write_text(json.dumps(conflist))
+    return PodRuntime(path, runtime.cni_path, runtime.netns_prefix)
+
+
+def create_pod(world: ChaosWorld, runtime: PodRuntime, node: SimNode, name: str) -> TrackedPod:
+    """One pod through ``runtime``, registered as ``world.create_pods`` does (its DEL goes
+    through the node's own runtime: only the timeout differs)."""
+    pod = runtime.new_pod(POD_NAMESPACE, f"{name}-{node.name}")
+    try:
+        runtime.add(pod)
+    except Exception:
+        runtime.remove_netns(pod)
+        raise
+    tracked = TrackedPod(node.name, pod, pod.ip)
+    world.register_pod(tracked)
+    return tracked
+
+
+def _until_full(world: ChaosWorld, runtime: PodRuntime, node: SimNode) -> list[TrackedPod]:
+    """Pods until the node's pool, unable to grow by an ENI, has no IP left for 5 s (ADDs
+    through ``runtime``, refused once their short budget is spent)."""
     out: list[TrackedPod] = []
     refused_since: float | None = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            out += world.create_pods(node, 1, f"fill{len(out)}")
+            out.append(create_pod(world, runtime, node, f"fill{len(out)}"))
             refused_since = None
         except CniError:
             refused_since = refused_since or time.monotonic()
@@ -106,7 +143,8 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
         # pool's next growth, once EC2 answers again during the cut, is a new ENI.
         world.stack.ec2.set_faults(rules=[{"action": "CreateNetworkInterface",
                                            "code": "RequestLimitExceeded", "rate": 1.0}])
-        world.long_running += _until_full(world, node)
+        short = short_add_runtime(world, node, tmp_path)
+        world.long_running += _until_full(world, short, node)
         enis_before = len(world.stack.ec2.instance_view(node.instance_id)["enis"])
 
         burst: list[TrackedPod] = []
@@ -126,11 +164,11 @@ def test_pods_on_enis_whose_records_the_failover_lost_keep_their_network(
             by a new ENI whose record only the doomed primary has, and a pod came after it (14 s at most: the
             sentinels promote no replica cut off for much longer)."""
             world.stack.ec2.set_faults()
-            deadline = time.monotonic() + 14
+            deadline = time.monotonic() + 14 - SHORT_ADD_TIMEOUT_SECONDS
             i = 0
             while time.monotonic() < deadline and not (lost_enis and len(burst) > i_at_loss[0]):
                 try:  # as kubelet does, a failed ADD (the pool not grown yet) is retried
-                    burst.extend(world.create_pods(node, 1, f"burst{i}"))
+                    burst.append(create_pod(world, short, node, f"burst{i}"))
                     i += 1
                 except CniError as e:
                     world.add_failures.add(f"burst ADD retried: {e.error.get('msg')}")

@@ -57,6 +57,12 @@ class Pod:
         return ""
 
 
+# How long one plugin exec may run before the runtime kills it: as kubelet's runtime
+# request timeout (2 min), above the plugin's own default timeout (60 s), so an ADD that
+# waits its whole budget for an IP that is coming answers instead of being killed.
+DEFAULT_EXEC_TIMEOUT_SECONDS = 120.0
+
+
 def _run_ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
@@ -69,7 +75,7 @@ class PodRuntime:
         conflist_path: Path,
         cni_path: Sequence[Path],
         netns_prefix: str,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_EXEC_TIMEOUT_SECONDS,
     ) -> None:
         self.conflist_path = conflist_path
         self.cni_path = [Path(p) for p in cni_path]
