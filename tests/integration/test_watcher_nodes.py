@@ -272,7 +272,9 @@ def test_status_annotation_follows_vpcnet_state(
         lambda: (s := status()) and s["phase"] == "error" and s, what="the error summary"
     )
     assert failed["error"] == "UnknownInstanceType: x1.weird"
-    # Another node event makes the watcher compare again: same view, so no write.
+    # Another node event makes the watcher compare again: same view, so no write. (The
+    # watcher counts a write after its patch returns: wait for both writes to be counted.)
+    wait_for(lambda: w.stats.summaries_written >= 2, what="both writes counted")
     written, checks = w.stats.summaries_written, w.stats.summary_checks
     kube.set_labels("n1", {"poke": "2"})
     wait_for(lambda: w.stats.summary_checks > checks, what="another comparison")
