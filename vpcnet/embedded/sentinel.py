@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 
-from vpcnet.embedded.procs import RedisServer, free_port, wait_for
+from vpcnet.embedded.procs import RedisServer, free_port, stop_process, wait_for
 
 SERVICE = "vpcnet"
 DOWN_AFTER_MS = 1000
@@ -111,13 +111,7 @@ class SentinelProcess:
                            socket_connect_timeout=1)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 
