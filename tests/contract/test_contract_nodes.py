@@ -10,7 +10,8 @@ import pytest
 
 from tests.contract.conftest import Server
 from vpcnet.errors import ConfigError, KubeConflict, KubePermanentError, NotFoundError
-from vpcnet.kube.client import MERGE_PATCH, KubeClient
+from vpcnet.kube.client import KubeClient
+from vpcnet.kube.client.api import MERGE_PATCH
 from vpcnet.kube.types import STATUS_ANNOTATION, Taint
 
 SMP = "application/strategic-merge-patch+json"

@@ -10,7 +10,8 @@ import pytest
 
 from tests.fixtures import watcher as fx
 from vpcnet.errors import ConfigError, KubeConflict, NotFoundError, WatchExpired
-from vpcnet.kube.client import MERGE_PATCH, KubeClient
+from vpcnet.kube.client import KubeClient
+from vpcnet.kube.client.api import MERGE_PATCH
 from vpcnet.kube.types import LeaseSpec, Taint, WatchEventType
 from vpcnet.settings import Settings
 from vpcnet.sim.kube import KubeEmulator

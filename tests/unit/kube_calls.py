@@ -1,6 +1,7 @@
 """Static analysis for the RBAC test: which Kubernetes API calls each component makes.
 
-1. ``vpcnet/kube/client.py``: for every ``KubeClient`` method, the HTTP requests it sends
+1. ``vpcnet/kube/client/``: for every ``KubeClient`` method (found through its bases, the
+   per-resource parts, across the package's modules), the HTTP requests it sends
    (``self._json``/``self._open`` with a method and a path template), followed through
    its calls to other methods of the class; each request maps to an RBAC
    (apiGroup, resource, verb).
@@ -19,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CLIENT = REPO / "vpcnet" / "kube" / "client.py"
+CLIENT = REPO / "vpcnet" / "kube" / "client"  # the adapter package, one module per resource
+CLIENT_PACKAGE = "vpcnet.kube.client"
 FIRST_PARTY = ("vpcnet", "workers", "beat")
 TRANSPORT = ("_json", "_open")  # KubeClient's HTTP core: (method, path, ...)
 _PATH_RE = re.compile(
@@ -77,11 +79,59 @@ class _Str:
         return None
 
 
-def _methods(tree: ast.Module, cls: str) -> dict[str, ast.FunctionDef]:
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            return {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
-    raise AssertionError(f"class {cls} not found")
+def client_sources() -> dict[str, str]:
+    """Module name -> source, for every module of the client package."""
+    return {
+        CLIENT_PACKAGE if f.stem == "__init__" else f"{CLIENT_PACKAGE}.{f.stem}": f.read_text()
+        for f in sorted(CLIENT.glob("*.py"))
+    }
+
+
+def _classes(sources: Mapping[str, str]) -> dict[str, tuple[str, ast.ClassDef]]:
+    """Class name -> (module, definition), over all modules (names must be unique)."""
+    out: dict[str, tuple[str, ast.ClassDef]] = {}
+    for module, source in sources.items():
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef):
+                assert node.name not in out, f"class {node.name} defined in two modules"
+                out[node.name] = (module, node)
+    return out
+
+
+def _composed(
+    classes: Mapping[str, tuple[str, ast.ClassDef]], cls: str
+) -> list[tuple[str, ast.ClassDef]]:
+    """``cls`` and, transitively, its bases among ``classes`` (each once)."""
+    assert cls in classes, f"class {cls} not found"
+    found: dict[str, tuple[str, ast.ClassDef]] = {}
+    todo = [cls]
+    while todo:
+        name = todo.pop()
+        if name in found or name not in classes:
+            continue
+        found[name] = classes[name]
+        for base in classes[name][1].bases:
+            todo.append(base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", ""))
+    return list(found.values())
+
+
+def _methods(
+    parts: Iterable[tuple[str, ast.ClassDef]],
+) -> tuple[dict[str, ast.FunctionDef], dict[str, str]]:
+    """The methods of the composed class (name -> definition) and the module of each.
+
+    A name defined by two parts would leave the winner to the MRO, which this analysis
+    does not model: refuse it.
+    """
+    methods: dict[str, ast.FunctionDef] = {}
+    modules: dict[str, str] = {}
+    for module, node in parts:
+        for f in node.body:
+            if isinstance(f, ast.FunctionDef):
+                assert f.name not in methods, f"{f.name} defined by two parts of the client"
+                methods[f.name] = f
+                modules[f.name] = module
+    return methods, modules
 
 
 def _locals(
@@ -115,10 +165,13 @@ def _to_triple(method: str, path: str, watch: bool) -> Triple:
     return (m["group"] or "", resource, verb)
 
 
-def client_requests(source: str | None = None) -> dict[str, set[Triple]]:
-    """``KubeClient`` method name -> the RBAC triples it needs (transitively)."""
-    tree = ast.parse(source if source is not None else CLIENT.read_text())
-    methods = _methods(tree, "KubeClient")
+def client_requests(sources: Mapping[str, str] | None = None) -> dict[str, set[Triple]]:
+    """``KubeClient`` method name -> the RBAC triples it needs (transitively).
+
+    ``sources`` (module -> text) defaults to the client package.
+    """
+    parts = _composed(_classes(client_sources() if sources is None else sources), "KubeClient")
+    methods, _ = _methods(parts)
     direct: dict[str, set[Triple]] = {}
     calls: dict[str, set[str]] = {}
     for name, fn in methods.items():
@@ -154,6 +207,44 @@ def client_requests(source: str | None = None) -> dict[str, set[Triple]]:
         return out
 
     return {name: closure(name, {name}) for name in methods if not name.startswith("_")}
+
+
+def request_methods_by_module(sources: Mapping[str, str] | None = None) -> dict[str, set[str]]:
+    """Module -> the public ``KubeClient`` methods it defines that send requests."""
+    sources = client_sources() if sources is None else sources
+    _, modules = _methods(_composed(_classes(sources), "KubeClient"))
+    out: dict[str, set[str]] = {}
+    for name, needs in client_requests(sources).items():
+        if needs:
+            out.setdefault(modules[name], set()).add(name)
+    return out
+
+
+def unattributed_requests(sources: Mapping[str, str] | None = None) -> list[str]:
+    """Requests (``_json``/``_open`` calls) in the package that no ``KubeClient`` method
+    makes on ``self``, as ``module:line``: a part not composed into the client, or a
+    module-level function, would send them unseen by the RBAC and contract checks."""
+    sources = client_sources() if sources is None else sources
+    seen = {
+        (module, node.lineno, node.col_offset)
+        for module, cls in _composed(_classes(sources), "KubeClient")
+        for node in ast.walk(cls)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in TRANSPORT
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "self"
+    }
+    missed = sorted(
+        (module, node.lineno)
+        for module, source in sources.items()
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in TRANSPORT
+        and (module, node.lineno, node.col_offset) not in seen
+    )
+    return [f"{module}:{line}" for module, line in missed]
 
 
 def _module_file(module: str) -> Path | None:
@@ -205,7 +296,7 @@ def methods_defined_elsewhere(names: Iterable[str]) -> set[str]:
     out: set[str] = set()
     for root in FIRST_PARTY:
         for path in (REPO / root).rglob("*.py"):
-            if path == CLIENT:
+            if path.is_relative_to(CLIENT):
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ClassDef):

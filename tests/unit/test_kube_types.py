@@ -15,7 +15,8 @@ from vpcnet.errors import (
     NotFoundError,
     WatchExpired,
 )
-from vpcnet.kube.client import _parse_watch_line, _status_error, _translate_status
+from vpcnet.kube.client.errors import status_error, translate_status
+from vpcnet.kube.client.node_watch import parse_watch_line
 from vpcnet.kube.types import (
     KubeEvent,
     Lease,
@@ -136,31 +137,31 @@ def test_pod_and_event_from_api() -> None:
     ],
 )
 def test_status_codes_map_to_the_error_hierarchy(status: int, kind: type[Exception]) -> None:
-    assert isinstance(_status_error(status, "R", "m", None), kind)
+    assert isinstance(status_error(status, "R", "m", None), kind)
 
 
 def test_translation_keeps_reason_message_and_retry_after() -> None:
-    err = _translate_status(
+    err = translate_status(
         429, b'{"kind":"Status","reason":"TooManyRequests","message":"slow down"}', "3"
     )
     assert isinstance(err, KubeTemporaryError)
     assert (err.status, err.reason, err.delay) == (429, "TooManyRequests", 3.0)
     assert "slow down" in str(err)
-    assert isinstance(_translate_status(500, b"<html>oops</html>", None), KubeTemporaryError)
+    assert isinstance(translate_status(500, b"<html>oops</html>", None), KubeTemporaryError)
 
 
 def test_watch_lines() -> None:
-    ev = _parse_watch_line(json.dumps({"type": "MODIFIED", "object": NODE}).encode())
+    ev = parse_watch_line(json.dumps({"type": "MODIFIED", "object": NODE}).encode())
     assert ev is not None and ev.type is WatchEventType.MODIFIED and ev.node is not None
     assert ev.resource_version == "42"
-    bm = _parse_watch_line(
+    bm = parse_watch_line(
         b'{"type":"BOOKMARK","object":{"kind":"Node","metadata":{"resourceVersion":"99"}}}'
     )
     assert bm is not None and bm.node is None and bm.resource_version == "99"
-    assert _parse_watch_line(b'{"type":"SOMETHING_NEW","object":{}}') is None
+    assert parse_watch_line(b'{"type":"SOMETHING_NEW","object":{}}') is None
     with pytest.raises(WatchExpired):
-        _parse_watch_line(
+        parse_watch_line(
             b'{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}'
         )
     with pytest.raises(KubeTemporaryError):
-        _parse_watch_line(b"not json")
+        parse_watch_line(b"not json")

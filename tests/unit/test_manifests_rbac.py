@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.unit.kube_calls import Triple, client_requests, component_needs
+from tests.unit.kube_calls import (
+    Triple,
+    client_requests,
+    component_needs,
+    request_methods_by_module,
+    unattributed_requests,
+)
 from tests.unit.manifests_render import BASE, find, pod_spec, render, workloads
 
 NAMESPACE = "vpcnet-system"
@@ -113,11 +119,56 @@ class KubeClient:
         path = self._p(ns, n)
         return self._json("PUT", path)
 '''
-    got = client_requests(src)
+    got = client_requests({"client": src})
     assert got["a"] == {("", "nodes", "patch")}
     assert got["b"] == {("", "nodes", "watch")}
     assert got["c"] == {("coordination.k8s.io", "leases", "create"), ("", "nodes", "patch")}
     assert got["d"] == {("coordination.k8s.io", "leases", "update")}
+
+
+def test_client_analysis_follows_kubeclient_bases_across_modules() -> None:
+    sources = {
+        "c.api": "class Core:\n    def _json(self, method, path, **kw): ...\n",
+        "c.nodes": (
+            "class Nodes(api.Core):\n"
+            "    def read(self, n):\n"
+            "        return self._json('GET', f'/api/v1/nodes/{n}')\n"
+        ),
+        "c.taints": (
+            "class Taints(Nodes):\n"
+            "    def taint(self, n):\n"
+            "        self.read(n)\n"
+            "        return self._json('PATCH', f'/api/v1/nodes/{n}')\n"
+        ),
+        "c.pods": "class Pods(Core):\n    def pods(self):\n        return self._json('GET', '/api/v1/pods')\n",
+        "c.orphan": (
+            "class Orphan(Core):\n"
+            "    def nodes(self):\n"
+            "        return self._json('GET', '/api/v1/nodes')\n"
+            "def helper(api):\n"
+            "    return api._json('GET', '/api/v1/pods')\n"
+        ),
+        "c.client": "class KubeClient(Taints, Pods):\n    pass\n",
+    }
+    assert client_requests(sources) == {
+        "read": {("", "nodes", "get")},
+        "taint": {("", "nodes", "get"), ("", "nodes", "patch")},
+        "pods": {("", "pods", "list")},
+    }
+    assert request_methods_by_module(sources) == {
+        "c.nodes": {"read"}, "c.taints": {"taint"}, "c.pods": {"pods"}
+    }
+    assert unattributed_requests(sources) == ["c.orphan:3", "c.orphan:5"]
+
+
+def test_client_analysis_refuses_a_method_two_parts_define() -> None:
+    sources = {
+        "c.a": "class A:\n    def get(self): ...\n",
+        "c.b": "class B:\n    def get(self): ...\n",
+        "c.client": "class KubeClient(A, B):\n    pass\n",
+    }
+    with pytest.raises(AssertionError, match="get defined by two parts"):
+        client_requests(sources)
 
 
 def test_every_component_has_its_row() -> None:

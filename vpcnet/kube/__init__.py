@@ -1,6 +1,6 @@
 """Kubernetes-facing parts of the control plane.
 
-- ``client``: :class:`KubeClient`, the only module importing ``kubernetes``.
+- ``client``: :class:`KubeClient`, the only package importing ``kubernetes``.
 - ``types``: frozen values converted from API objects at the edge.
 - ``leader``: Lease-based leader election.
 - ``tokenreview``: who a ServiceAccount token belongs to (pod, node), by TokenReview.
