@@ -54,7 +54,7 @@ from typing import Any
 import structlog
 
 from vpcnet.agent.checkpoint import Checkpoint
-from vpcnet.agent.cnispool import Spool
+from vpcnet.agent.cniserver.spool import Spool
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.nlbatch import InvalidNetns
 from vpcnet.agent.podnet import PodNetwork, PodSpec, eni_table
