@@ -114,7 +114,7 @@ class CniService:
         }
 
     def delete(self, key: AttachmentKey) -> None:
-        """The DEL of the plugin: a DEL it spooled for the key is then done too."""
+        """The DEL the plugin sent; one it spooled earlier for the key is then done with too."""
         self._delete(key)
         self.spool.remove(key)
 
@@ -134,7 +134,7 @@ class CniService:
         the kernel): once its route and rules are gone and it is down, the pod is
         unreachable, and its IP stays in the cooldown far longer than the destruction
         takes. A later ADD or DEL of the same key waits for it (``_await_dying``), and
-        shutdown waits for all of them.
+        ``close`` waits for all of them.
         """
         self._await_dying(key)
         alloc = self.ipam.get(key)
