@@ -215,16 +215,16 @@ def test_an_unparseable_spool_file_is_quarantined_and_the_server_serves(node: No
 def test_a_failing_serving_loop_is_restarted(node: Node) -> None:
     srv = node.server()
     srv.bind()
-    assert srv._server is not None
+    assert srv.transport._server is not None
     failures = [RuntimeError("injected: the loop's selector broke")]
-    original = srv._server.service_actions
+    original = srv.transport._server.service_actions
 
     def service_actions() -> None:
         if failures:
             raise failures.pop()
         original()
 
-    srv._server.service_actions = service_actions  # type: ignore[method-assign]
+    srv.transport._server.service_actions = service_actions  # type: ignore[method-assign]
     node.start(srv)
     wait_for(lambda: srv.restarts == 1 and srv.serving, "the loop restarted")
     assert ask(node.settings.socket_path, {"command": "STATUS"}) == {"ok": True}
@@ -235,12 +235,12 @@ def test_a_failing_serving_loop_is_restarted(node: Node) -> None:
 def test_a_dead_server_thread_leaves_no_socket_to_wait_on(node: Node) -> None:
     srv = node.server()
     srv.bind()
-    assert srv._server is not None
+    assert srv.transport._server is not None
 
     def service_actions() -> None:
         raise SystemExit("injected: the thread is ending")
 
-    srv._server.service_actions = service_actions  # type: ignore[method-assign]
+    srv.transport._server.service_actions = service_actions  # type: ignore[method-assign]
     thread = node.start(srv)
     thread.join(30)
     assert not thread.is_alive()
@@ -256,12 +256,12 @@ def test_the_agent_reports_not_ready_when_its_cni_server_died(node: Node) -> Non
     """What kubelet's readiness probe (``vpcnet agent --check-ready``) reads."""
     srv = node.server()
     srv.bind()
-    assert srv._server is not None
+    assert srv.transport._server is not None
 
     def service_actions() -> None:
         raise SystemExit("injected: the thread is ending")
 
-    srv._server.service_actions = service_actions  # type: ignore[method-assign]
+    srv.transport._server.service_actions = service_actions  # type: ignore[method-assign]
     node.start(srv).join(30)
     settings = dataclasses.replace(node.settings, redis_url="redis://127.0.0.1:9/0")  # nothing listens
     agent = Agent(settings)

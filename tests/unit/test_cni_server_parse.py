@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vpcnet.agent.cniserver import Request, parse_request
+from vpcnet.agent.cniserver.request import Request, parse_request
 from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.podnet import eni_table, host_ifname, veth_macs
 from vpcnet.cni.protocol import CniError

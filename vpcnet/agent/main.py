@@ -134,7 +134,8 @@ class Agent:
         return ipam
 
     def _start_cni_server(self) -> None:
-        from vpcnet.agent.cniserver import CniServer, RequestTiming
+        from vpcnet.agent.cniserver import CniServer
+        from vpcnet.agent.cniserver.timing import RequestTiming
         from vpcnet.agent.podnet import PodNetwork
 
         podnet = PodNetwork(self.settings)

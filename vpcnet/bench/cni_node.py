@@ -237,7 +237,8 @@ def serve(config_path: str) -> int:
     import logging
 
     from vpcnet.agent.checkpoint import Checkpoint
-    from vpcnet.agent.cniserver import CniServer, RequestTiming
+    from vpcnet.agent.cniserver import CniServer
+    from vpcnet.agent.cniserver.timing import RequestTiming
     from vpcnet.agent.ipam import Ipam
     from vpcnet.agent.podnet import PodNetwork
     from vpcnet.settings import AgentSettings

@@ -20,7 +20,7 @@ from vpcnet.observability.metrics import CNI_LATENCY, CNI_REQUESTS, serve_metric
 
 
 class _Timing(Protocol):
-    """What the CNI server reports per request (``vpcnet.agent.cniserver.RequestTiming``)."""
+    """What the CNI server reports per request (``vpcnet.agent.cniserver.timing.RequestTiming``)."""
 
     @property
     def command(self) -> str: ...
