@@ -34,6 +34,7 @@ VIOLATIONS = {
     "celery": ("vpcnet/state/lock.py", "import celery"),
     "kombu": ("vpcnet/kube/watchstate.py", "import kombu"),
     "moto": ("vpcnet/aws/ec2.py", "import moto"),
+    "programs": ("vpcnet/control/release.py", "import vpcnet.agent.ipam"),
     "cni-plugin": ("vpcnet/cni/plugin.py", "import vpcnet.domain"),
     "agent": ("vpcnet/agent/checkpoint.py", "import vpcnet.kube.types"),
     "watcher": ("vpcnet/cli/watcher_cmd.py", "import workers"),
