@@ -37,7 +37,7 @@ def beat_schedule(s: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-class LockedScheduler(Scheduler):  # type: ignore[misc]
+class LockedScheduler(Scheduler):
     """The in-memory beat scheduler, active only while it holds the Redis beat lock."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

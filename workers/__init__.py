@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue
 
 from beat import beat_schedule
 from vpcnet.observability.celery_hooks import install as install_observability
@@ -73,7 +73,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # Each queue its own exchange and key: with Celery's defaults both would bind to
         # the default exchange under one key and every message would land in both.
         "task_queues": tuple(
-            Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
+            Queue(q, Exchange(q, type="direct"), routing_key=q)
             for q in (EC2_QUEUE, SCAN_QUEUE)
         ),
         "task_default_exchange": EC2_QUEUE,

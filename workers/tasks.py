@@ -57,7 +57,7 @@ def backoff(retries: int, floor: float | None) -> float:
     return max(random.uniform(0, cap), floor or 0.0)
 
 
-def _run(task: Task, fn: Callable[[], T], node: str | None = None,
+def _run(task: Task[Any, Any], fn: Callable[[], T], node: str | None = None,
          priority: contextlib.AbstractContextManager[None] | None = None) -> T | dict[str, str]:
     """``priority``: the EC2 priority of the task's calls (background when not given)."""
     if node is not None:
@@ -100,14 +100,14 @@ def _provision_priority(node_name: str, sent_by_scan: bool) -> contextlib.Abstra
 
 
 @_task("vpcnet.provision_node")
-def provision_node(self: Task, node_name: str, instance_id: str, az: str,
+def provision_node(self: Task[Any, Any], node_name: str, instance_id: str, az: str,
                    background_scan: bool = False) -> Any:
     return _run(self, lambda: provision.provision_node(context(), node_name, instance_id, az).as_dict(),
                 node_name, _provision_priority(node_name, background_scan))
 
 
 @_task("vpcnet.release_node")
-def release_node(self: Task, node_name: str, instance_id: str) -> Any:
+def release_node(self: Task[Any, Any], node_name: str, instance_id: str) -> Any:
     def go() -> dict[str, Any]:
         out = release.release_node(context(), node_name, instance_id)
         return {"node": out.node, "deleted": list(out.deleted), "note": out.note}
@@ -116,7 +116,7 @@ def release_node(self: Task, node_name: str, instance_id: str) -> Any:
 
 
 @_task("vpcnet.node_ready")
-def node_ready(self: Task, node_name: str) -> Any:
+def node_ready(self: Task[Any, Any], node_name: str) -> Any:
     return _run(self, lambda: ready.node_ready(context(), node_name), node_name,
                 foreground(node_name))
 
@@ -140,17 +140,17 @@ def _send(followups: list[Followup], *, background_scan: bool = False) -> int:
 
 
 @_task("vpcnet.reconcile_all")
-def reconcile_all(self: Task) -> Any:
+def reconcile_all(self: Task[Any, Any]) -> Any:
     return _run(self, lambda: _send(reconcile.reconcile_scan(context()), background_scan=True))
 
 
 @_task("vpcnet.warm_pool")
-def warm_pool(self: Task) -> Any:
+def warm_pool(self: Task[Any, Any]) -> Any:
     return _run(self, lambda: _send(warmpool.warm_pool_scan(context())))
 
 
 @_task("vpcnet.gc_enis")
-def gc_enis(self: Task) -> Any:
+def gc_enis(self: Task[Any, Any]) -> Any:
     def go() -> dict[str, Any]:
         report = gc.gc_enis(context())
         return {"available": report.available, "deleted": list(report.deleted)}
@@ -159,5 +159,5 @@ def gc_enis(self: Task) -> Any:
 
 
 @_task("vpcnet.refresh_limits")
-def refresh_limits(self: Task) -> Any:
+def refresh_limits(self: Task[Any, Any]) -> Any:
     return _run(self, lambda: refresh_limits_of(context()))

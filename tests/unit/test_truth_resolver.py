@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from vpcnet.agent.imds import ImdsInterface
+from vpcnet.agent.metadata import ImdsInterface
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.domain import EniRecord
 

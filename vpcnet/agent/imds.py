@@ -14,39 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from vpcnet.agent.metadata import ImdsInterface, InstanceIdentity
 from vpcnet.errors import ImdsError
 
 TOKEN_TTL_SECONDS = 21600  # the maximum IMDS allows; refreshed well before expiry
 _TOKEN_REFRESH_MARGIN = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class ImdsInterface:
-    """One attached ENI as the instance sees it (``network/interfaces/macs/<mac>/``)."""
-
-    mac: str
-    device_number: int
-    interface_id: str
-    subnet_id: str
-    subnet_cidr: ipaddress.IPv4Network
-    local_ipv4s: tuple[ipaddress.IPv4Address, ...]  # the ENI's primary address first
-    ipv4_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
-    vpc_cidrs: tuple[ipaddress.IPv4Network, ...] = ()
-
-    @property
-    def primary_ip(self) -> ipaddress.IPv4Address:
-        if not self.local_ipv4s:
-            raise ImdsError(f"interface {self.mac} has no IPv4 address in metadata")
-        return self.local_ipv4s[0]
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceIdentity:
-    instance_id: str
-    primary_mac: str
-    primary_ip: ipaddress.IPv4Address
 
 
 class ImdsClient:

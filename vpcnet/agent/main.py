@@ -44,8 +44,9 @@ from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.history import HistoryFile, HistoryMark, observe
 from vpcnet.agent.hostnet import HostNetwork
 from vpcnet.agent.hostplan import HostPlan, plan_host
-from vpcnet.agent.imds import ImdsClient, InstanceIdentity
+from vpcnet.agent.imds import ImdsClient
 from vpcnet.agent.ipam import Ipam
+from vpcnet.agent.metadata import InstanceIdentity
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.credentials.provider import node_credentials

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from vpcnet.agent.imds import ImdsInterface
+from vpcnet.agent.metadata import ImdsInterface
 from vpcnet.domain import EniRecord
 
 

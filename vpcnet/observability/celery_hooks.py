@@ -110,7 +110,7 @@ def _on_worker_init(**_: Any) -> None:
 # -- worker: tasks --------------------------------------------------------------------------
 
 
-def _on_prerun(task_id: str = "", task: Task | None = None, args: Any = None, **_: Any) -> None:
+def _on_prerun(task_id: str = "", task: Task[Any, Any] | None = None, args: Any = None, **_: Any) -> None:
     if task is None:
         return
     structlog.contextvars.clear_contextvars()  # a pool thread runs one task at a time
@@ -123,7 +123,7 @@ def _on_prerun(task_id: str = "", task: Task | None = None, args: Any = None, **
         _started[task_id] = (time.monotonic(), time.time())
 
 
-def _on_postrun(task_id: str = "", task: Task | None = None, retval: Any = None,
+def _on_postrun(task_id: str = "", task: Task[Any, Any] | None = None, retval: Any = None,
                 state: str | None = None, **_: Any) -> None:
     if task is None:
         return
@@ -143,7 +143,7 @@ def _on_postrun(task_id: str = "", task: Task | None = None, retval: Any = None,
     structlog.contextvars.clear_contextvars()
 
 
-def _on_retry(sender: Task | None = None, reason: Any = None, **_: Any) -> None:
+def _on_retry(sender: Task[Any, Any] | None = None, reason: Any = None, **_: Any) -> None:
     if sender is None:
         return
     cause = getattr(reason, "exc", None) or reason  # celery's Retry wraps the error
