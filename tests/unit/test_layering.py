@@ -17,6 +17,7 @@ PURE = (
     "vpcnet.aws.buckets", "vpcnet.state.keys", "vpcnet.control.view", "vpcnet.ops.audit",
     "vpcnet.agent.ipam", "vpcnet.agent.hostplan", "vpcnet.kube.nodeplan",
     "vpcnet.state.records", "vpcnet.control.inputs", "vpcnet.control.writeback",
+    "vpcnet.watcher.decisions", "vpcnet.watcher.timers",
 )
 
 # library -> the only product modules allowed to import it (the emulators, the embedded
