@@ -37,7 +37,7 @@ from vpcnet.sim.ec2.config import Latency
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.broker import celery_broker_config
 from vpcnet.state.keys import ClusterKeys
-from vpcnet.watcher import Watcher
+from vpcnet.watcher.loop import Watcher
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -33,7 +33,7 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, Lease
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.watcher import Watcher
+from vpcnet.watcher.loop import Watcher
 
 Spawn = Callable[[], subprocess.Popen[bytes]]
 

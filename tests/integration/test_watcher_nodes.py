@@ -20,7 +20,7 @@ from vpcnet.settings import Settings
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.sim.kube import resources as kube_resources
 from vpcnet.state.keys import ClusterKeys
-from vpcnet.watcher import Watcher
+from vpcnet.watcher.loop import Watcher
 
 # Fixtures of tests/fixtures/watcher.py used here.
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube

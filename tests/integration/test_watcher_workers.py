@@ -19,7 +19,7 @@ from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTAT
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
-from vpcnet.watcher import Watcher
+from vpcnet.watcher.loop import Watcher
 
 
 @pytest.fixture

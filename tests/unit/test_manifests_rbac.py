@@ -27,7 +27,7 @@ from tests.unit.manifests_render import BASE, find, pod_spec, render, workloads
 NAMESPACE = "vpcnet-system"
 # component -> (its ServiceAccount, the entry modules its process runs)
 COMPONENTS: dict[str, tuple[str, list[str]]] = {
-    "watcher": ("vpcnet-watcher", ["vpcnet.cli.watcher_cmd", "vpcnet.watcher"]),
+    "watcher": ("vpcnet-watcher", ["vpcnet.cli.watcher_cmd", "vpcnet.watcher.loop"]),
     "workers": ("vpcnet-workers", ["workers", "workers.tasks"]),
     "agent": ("vpcnet-agent", ["vpcnet.cli.agent_cmd", "vpcnet.agent.main"]),
     # beat and flower load the Celery app but never run a task; only their own code counts

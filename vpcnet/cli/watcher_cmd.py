@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         # Imported here: `vpcnet --help` must not pay for the Kubernetes client.
-        from vpcnet.watcher import Watcher
+        from vpcnet.watcher.loop import Watcher
 
         watcher = Watcher.from_settings(
             settings, leader_election=not args.no_leader_election, identity=args.identity
