@@ -11,7 +11,8 @@ import pytest
 from tests.contract.conftest import Server
 from vpcnet.errors import ConfigError, KubeConflict, KubePermanentError, NotFoundError
 from vpcnet.kube.client import MERGE_PATCH, KubeClient
-from vpcnet.kube.types import STATUS_ANNOTATION, Taint
+from vpcnet.kube.types import Taint
+from vpcnet.wellknown import STATUS_ANNOTATION
 
 SMP = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -15,13 +15,11 @@ from typing import Any
 
 from vpcnet.domain import NodeRef, parse_provider_id
 
-# The taint that keeps pods off a node until its agent has programmed the ENIs
-# (the seed's k8s-vpcnet/no-interface-configured).
-NOT_READY_TAINT = "vpcnet.io/not-ready"
-NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
-INSTANCE_ID_LABEL = "vpcnet.io/instance-id"
-# vpcnet's own summary of the node (phase, ENIs, IPs, last error), JSON.
-STATUS_ANNOTATION = "vpcnet.io/status"
+# TEMPORARY (issue 15): vpcnet/watcher.py and vpcnet/kube/client.py, being split right
+# now, still import these two keys from here. At the merge the lead points their
+# importers at vpcnet.wellknown and deletes these two lines.
+from vpcnet.wellknown import NOT_READY_TAINT as NOT_READY_TAINT
+from vpcnet.wellknown import STATUS_ANNOTATION as STATUS_ANNOTATION
 
 
 class TaintEffect(enum.StrEnum):
