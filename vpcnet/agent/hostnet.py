@@ -39,7 +39,7 @@ from vpcnet.agent.hostplan import (
     expected_save_lines,
     render_restore,
 )
-from vpcnet.agent.routing import NODE_RULE_PRIORITIES, is_eni_table
+from vpcnet.agent.routing import MAIN_TABLE, NODE_RULE_PRIORITIES, is_eni_table
 from vpcnet.errors import HostNetworkError
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def _ensure_address(
             "del",
             dst=str(addr.network),
             oif=link.index,
-            table=254,
+            table=MAIN_TABLE,
             proto=RT_PROTO_KERNEL,
             scope=RT_SCOPE_LINK,
         )

@@ -36,6 +36,7 @@ from vpcnet.agent.routing import ENI_TABLE_BASE, MAIN_TABLE, PRIO_FROM_POD, PRIO
 from vpcnet.cni.protocol import POD_GATEWAY
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import PodNetworkError
+from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD
 from vpcnet.settings import AgentSettings
 
 IFNAMSIZ = 16  # including the terminating NUL
@@ -146,7 +147,7 @@ class PodNetwork:
 
     def ensure_forwarding(self) -> None:
         """net.ipv4.ip_forward=1 in the node namespace: pods' traffic is routed through it."""
-        _write_sysctl(self._host_fd, "net/ipv4/ip_forward", "1")
+        _write_sysctl(self._host_fd, IP_FORWARD, FORWARDING_ON)
 
     # -- ADD -----------------------------------------------------------------------------
 
