@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vpcnet.control.view import TAG_CLUSTER, EniView
+from vpcnet.control.view import EniView
 from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, Mode
 from vpcnet.errors import ConfigError
 from vpcnet.limits import PREFIX_SIZE, slots_per_eni
+from vpcnet.wellknown import TAG_CLUSTER
 
 # --- inputs ---------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from tests.contract.conftest import Server
 from vpcnet.errors import ConfigError, KubeConflict, KubePermanentError, NotFoundError
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.client.api import MERGE_PATCH
-from vpcnet.kube.types import STATUS_ANNOTATION, Taint
+from vpcnet.kube.types import Taint
+from vpcnet.wellknown import STATUS_ANNOTATION
 
 SMP = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

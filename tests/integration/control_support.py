@@ -8,20 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import (
-    TAG_CLUSTER,
-    TAG_CREATED_AT,
-    TAG_INSTANCE,
-    TAG_NODE,
-    created_at,
-    created_at_tag,
-)
+from vpcnet.control.view import created_at, created_at_tag
 from vpcnet.domain import Assignment, NodePhase
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.control import NodeState
 from vpcnet.state.records import AgentRecord
+from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT, TAG_INSTANCE, TAG_NODE
 
 
 def join(

@@ -30,7 +30,8 @@ from tests.unit.kube_calls import ALIASES, client_requests, module_closure, used
 from tests.unit.test_manifests_rbac import COMPONENTS
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.leader import ElectionConfig, LeaderElector
-from vpcnet.kube.types import NOT_READY_TAINT, WatchEventType
+from vpcnet.kube.types import WatchEventType
+from vpcnet.wellknown import NOT_READY_TAINT
 
 EVENTS_NS = CONFIG["VPCNET_EVENT_NAMESPACE"]
 LEASE_NS = CONFIG["VPCNET_LEASE_NAMESPACE"]

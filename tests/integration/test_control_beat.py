@@ -17,13 +17,14 @@ from tests.fixtures.celery import CeleryProcs, wait_until
 from tests.fixtures.watcher import FAST_QUEUE, QUEUE, queued
 from tests.integration.control_support import agent_ready, all_cluster_enis, context_for, join
 from vpcnet.control.provision import provision_node
-from vpcnet.control.ready import NOT_READY_TAINT, node_ready
-from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, created_at_tag
+from vpcnet.control.ready import node_ready
+from vpcnet.control.view import created_at_tag
 from vpcnet.domain import NodePhase
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.wellknown import NOT_READY_TAINT, TAG_CLUSTER, TAG_CREATED_AT
 
 # Beat's schedule (refresh-limits is hourly: it never comes up in a test).
 SCHEDULED = {"vpcnet.reconcile_all", "vpcnet.gc_enis", "vpcnet.warm_pool"}

@@ -30,10 +30,11 @@ from vpcnet.embedded.kubeaccess import deploy_access
 from vpcnet.embedded.kubeapi import KubeApiServer
 from vpcnet.errors import KubePermanentError, NotFoundError
 from vpcnet.kube.client import KubeClient
-from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, Lease
+from vpcnet.kube.types import Lease
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.watcher.loop import Watcher
+from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT
 
 Spawn = Callable[[], subprocess.Popen[bytes]]
 

@@ -15,11 +15,11 @@ from tests.fixtures.celery import CeleryProcs, wait_until
 from tests.integration.control_support import agent_ready, context_for, join, vpcnet_enis
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
-from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.watcher.loop import Watcher
+from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 
 
 @pytest.fixture

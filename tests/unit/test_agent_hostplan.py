@@ -8,18 +8,21 @@ import pytest
 
 from vpcnet.agent.hostplan import (
     IMDS_CHAIN,
-    PRIO_FROM_POD,
-    PRIO_LEAVE_VPC,
-    PRIO_POD_ANCHOR,
-    PRIO_VPC_GOTO,
     SNAT_CHAIN,
     RuleSpec,
     chain_rules_from_save,
-    eni_table,
     expected_save_lines,
     plan_host,
     plan_rules,
     render_restore,
+)
+from vpcnet.agent.routing import (
+    PRIO_FROM_POD,
+    PRIO_LEAVE_VPC,
+    PRIO_POD_ANCHOR,
+    PRIO_VPC_GOTO,
+    eni_table,
+    is_eni_table,
 )
 from vpcnet.domain import EniRecord
 
@@ -145,3 +148,4 @@ def test_eni_tables_are_bounded() -> None:
         eni_table(0)
     with pytest.raises(ValueError):
         eni_table(101)
+    assert [t for t in range(300) if is_eni_table(t)] == [eni_table(i) for i in range(1, 101)]

@@ -6,7 +6,8 @@ from ipaddress import IPv4Address as A
 from ipaddress import IPv4Network as N
 
 from vpcnet.domain import Assignment, EniRecord
-from vpcnet.ops.audit import NOT_READY_TAINT, Ec2Eni, NodeView, PodView, Snapshot, audit
+from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, audit
+from vpcnet.wellknown import NOT_READY_TAINT
 
 
 def eni(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vpcnet.control.view import TAG_CREATED_AT, created_at, created_at_tag
+from vpcnet.control.view import created_at, created_at_tag
+from vpcnet.wellknown import TAG_CREATED_AT
 
 
 def test_round_trip_to_the_second() -> None:

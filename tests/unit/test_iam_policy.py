@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vpcnet.control.view import TAG_CLUSTER
+from vpcnet.wellknown import TAG_CLUSTER
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "manifests" / "iam-policy.json"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpcnet.control.view import TAG_CLUSTER, EniView
+from vpcnet.control.view import EniView
 from vpcnet.domain import InstanceLimits, IPv4, Mode
 from vpcnet.errors import ConfigError
 from vpcnet.limits import bundled_limits
@@ -29,6 +29,7 @@ from vpcnet.plan import (
     min_join_calls,
     plan_node,
 )
+from vpcnet.wellknown import TAG_CLUSTER
 
 CLUSTER = "c1"
 CFG = EniConfig("subnet-0123456789abcdef0", ("sg-0123456789abcdef0",))

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from vpcnet.kube.nodeplan import NodeWarning, projection_of
-from vpcnet.kube.types import NOT_READY_TAINT, STATUS_ANNOTATION, NodeObj, Taint
+from vpcnet.kube.types import NodeObj, Taint
 from vpcnet.watcher.decisions import (
     DEMAND,
     PROVISION,
@@ -28,6 +28,7 @@ from vpcnet.watcher.decisions import (
     warning_key,
     with_status,
 )
+from vpcnet.wellknown import NOT_READY_TAINT, STATUS_ANNOTATION
 
 NODE = NodeObj(name="n1", provider_id="aws:///us-east-1a/i-0abc", labels={"role": "worker"})
 TAINTED = replace(NODE, taints=(Taint(NOT_READY_TAINT, "NoSchedule"),))

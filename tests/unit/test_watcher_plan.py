@@ -14,8 +14,9 @@ from vpcnet.kube.nodeplan import (
     plan_status_summary,
     projection_of,
 )
-from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION, NodeObj, Taint
+from vpcnet.kube.types import NodeObj, Taint
 from vpcnet.state.records import AgentRecord
+from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 
 TAINT = Taint(NOT_READY_TAINT, "NoSchedule")
 NODE = NodeObj(name="n1", provider_id="aws:///us-east-1a/i-0abc", labels={"role": "worker"})

@@ -9,13 +9,14 @@ import json
 import pytest
 
 from vpcnet.control.inputs import ProvisionInputs, pass_epoch
-from vpcnet.control.view import TAG_CLUSTER, EniView, InstanceView
+from vpcnet.control.view import EniView, InstanceView
 from vpcnet.control.writeback import intent_fields, plan_write_back
 from vpcnet.domain import IPv4, Mode, NodePhase
 from vpcnet.errors import StateError
 from vpcnet.limits import bundled_limits
 from vpcnet.plan import EniConfig, PoolUsage, Targets, plan_node
 from vpcnet.state.records import NodeRecord, StoreVersion
+from vpcnet.wellknown import TAG_CLUSTER
 
 CLUSTER = "c1"
 SUBNET = "subnet-0123456789abcdef0"

@@ -1,8 +1,10 @@
 """The agent's local checkpoint: its pool and assignments, written atomically.
 
 Redis is a mirror; this file is what lets the agent restart (or run while Redis is
-down) without handing an IP out twice. A write is temp file + fsync + rename +
-directory fsync, so a crash leaves either the old or the new file, never a torn one.
+down) without handing an IP out twice. A write is temp file + fdatasync + rename +
+directory fsync (``vpcnet.atomicfile``), so a crash leaves either the old or the new
+file, never a torn one, and a write that returned is on disk: the agent programs a
+pod's network only after the checkpoint holding its IP was written.
 
 Loading is tolerant of a missing file (first start) and strict on a corrupt one: a
 checkpoint that exists but does not parse raises ``CheckpointError`` instead of
@@ -19,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from vpcnet.atomicfile import Sync, atomic_write_bytes
 from vpcnet.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -66,29 +69,11 @@ class Checkpoint:
         """Replace the checkpoint atomically and durably."""
         doc = {"format": FORMAT_VERSION, "written_at": time.time(), "payload": payload}
         data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-        directory = self.path.parent
-        tmp = directory / f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fdatasync(fd)  # data and size; the rename is made durable below
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)  # make the rename itself durable
-            finally:
-                os.close(dfd)
+            # fdatasync (data and size) is enough: mkstemp creates the file 0600. The
+            # directory fsync makes the rename itself durable before this returns.
+            atomic_write_bytes(self.path, data, 0o600, sync=Sync.DATA, dir_mode=0o700)
         except OSError as e:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise CheckpointError(f"cannot write checkpoint {self.path}: {e}") from e
         self.writes += 1
 

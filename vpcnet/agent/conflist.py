@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vpcnet.atomicfile import atomic_write_bytes, fsync_dir
 from vpcnet.errors import ConfigError, TemporaryError
-from vpcnet.install.atomic import atomic_write_bytes, fsync_dir
 
 CNI_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
 NETWORK_NAME = "vpcnet"

@@ -29,16 +29,17 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vpcnet.agent.hostplan import (
-    NODE_RULE_PRIORITIES,
+    IMDS_CHAIN,
+    SNAT_CHAIN,
     HostPlan,
     IptablesChain,
     RouteSpec,
     RuleSpec,
     chain_rules_from_save,
     expected_save_lines,
-    is_eni_table,
     render_restore,
 )
+from vpcnet.agent.routing import MAIN_TABLE, NODE_RULE_PRIORITIES, is_eni_table
 from vpcnet.errors import HostNetworkError
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ RT_SCOPE_LINK = 253
 RT_PROTO_KERNEL = 2
 RT_PROTO_STATIC = 4
 RTN_UNICAST = 1
-_OUR_CHAINS = {"nat": ("VPCNET-SNAT", "VPCNET-IMDS")}
-_CHAIN_HOOKS = {"VPCNET-SNAT": "POSTROUTING", "VPCNET-IMDS": "PREROUTING"}
+_OUR_CHAINS = {"nat": (SNAT_CHAIN, IMDS_CHAIN)}
+_CHAIN_HOOKS = {SNAT_CHAIN: "POSTROUTING", IMDS_CHAIN: "PREROUTING"}
 _IPTABLES_TIMEOUT = 20.0
 
 
@@ -277,7 +278,7 @@ def _ensure_address(
             "del",
             dst=str(addr.network),
             oif=link.index,
-            table=254,
+            table=MAIN_TABLE,
             proto=RT_PROTO_KERNEL,
             scope=RT_SCOPE_LINK,
         )

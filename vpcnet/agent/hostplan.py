@@ -6,10 +6,11 @@ chains. ``vpcnet.agent.hostnet`` then converges the kernel to it.
 
 Routing (the pod half lives in ``vpcnet.agent.podnet``):
 
-- every non-primary ENI gets route table ``100 + device_index`` holding a scope-link
-  route to its subnet gateway and a default route via that gateway; pods whose IP
-  belongs to that ENI are sent there by ``from <pod> lookup <table>`` (priority 1536);
-  the primary ENI's pods use the main table.
+- every non-primary ENI gets its route table (``vpcnet.agent.routing.eni_table``, the
+  tables and priorities both halves share) holding a scope-link route to its subnet
+  gateway and a default route via that gateway; pods whose IP belongs to that ENI are
+  sent there by ``from <pod> lookup <table>`` (priority 1536); the primary ENI's pods
+  use the main table.
 - with SNAT on, traffic leaving the VPC must leave by the primary ENI (the source
   check of a secondary ENI would drop a packet carrying the primary IP): rules at
   1024 send destinations inside the VPC (and the SNAT exclusions) on to the pod
@@ -26,36 +27,19 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from vpcnet.agent.routing import (
+    MAIN_TABLE,
+    PRIO_LEAVE_VPC,
+    PRIO_POD_ANCHOR,
+    PRIO_VPC_GOTO,
+    eni_table,
+)
 from vpcnet.domain import EniRecord, IPv4, IPv4Net
-
-ENI_TABLE_BASE = 100
-MAX_DEVICE_INDEX = 100  # tables 101..200 belong to vpcnet
-MAIN_TABLE = 254
-
-# Policy-rule priorities. 512 (to pod -> main) and 1536 (from pod -> ENI table) are
-# written per pod by podnet; the ones below are per node and owned here.
-PRIO_TO_POD = 512
-PRIO_VPC_GOTO = 1024
-PRIO_LEAVE_VPC = 1025
-PRIO_POD_ANCHOR = 1535
-PRIO_FROM_POD = 1536
-NODE_RULE_PRIORITIES = frozenset({PRIO_VPC_GOTO, PRIO_LEAVE_VPC, PRIO_POD_ANCHOR})
+from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD, RP_FILTER_LOOSE, rp_filter
 
 SNAT_CHAIN = "VPCNET-SNAT"
 IMDS_CHAIN = "VPCNET-IMDS"
 IMDS_ADDRESS = "169.254.169.254"
-
-RP_FILTER_LOOSE = "2"
-
-
-def eni_table(device_index: int) -> int:
-    if not 0 < device_index <= MAX_DEVICE_INDEX:
-        raise ValueError(f"device index {device_index} has no vpcnet route table")
-    return ENI_TABLE_BASE + device_index
-
-
-def is_eni_table(table: int) -> bool:
-    return ENI_TABLE_BASE < table <= ENI_TABLE_BASE + MAX_DEVICE_INDEX
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +108,7 @@ class IptablesChain:
 @dataclass(frozen=True, slots=True)
 class HostPlan:
     links: tuple[EniLinkSpec, ...]
-    rules: tuple[RuleSpec, ...]  # node rules, priorities in NODE_RULE_PRIORITIES
+    rules: tuple[RuleSpec, ...]  # node rules, priorities in routing.NODE_RULE_PRIORITIES
     sysctls: dict[str, str] = field(default_factory=dict)  # "net/ipv4/..." -> value
     chains: tuple[IptablesChain, ...] = ()  # present chains (others of ours are removed)
 
@@ -207,7 +191,7 @@ def plan_host(
     if snat and not vpc_cidrs:
         raise ValueError("SNAT needs the VPC CIDRs (from metadata or settings)")
     links: list[EniLinkSpec] = []
-    sysctls = {"net/ipv4/ip_forward": "1"}
+    sysctls = {IP_FORWARD: FORWARDING_ON}
     for eni in sorted(enis, key=lambda e: e.device_index):
         ifname = link_names.get(eni.mac.lower())
         if ifname is None:
@@ -225,7 +209,7 @@ def plan_host(
             )
         )
         # Replies to pods of one ENI may arrive on another: strict rp_filter would drop them.
-        sysctls[f"net/ipv4/conf/{ifname}/rp_filter"] = RP_FILTER_LOOSE
+        sysctls[rp_filter(ifname)] = RP_FILTER_LOOSE
     no_snat = [*vpc_cidrs, *snat_exclusions]
     chains: list[IptablesChain] = []
     if snat:

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.metadata import InstanceIdentity
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
+from vpcnet.atomicfile import Sync, atomic_write_bytes
 from vpcnet.credentials.provider import node_credentials
 from vpcnet.domain import EniRecord, IPv4Net
 from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
@@ -434,11 +434,8 @@ def write_status(path: Path, report: AgentReport, now: float) -> None:
         "pid": os.getpid(),
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
+        # Atomic for the probe, not synced: a crash loses only a heartbeat.
+        atomic_write_bytes(path, json.dumps(doc).encode(), 0o600, sync=Sync.NONE)
     except OSError as e:
         log.warning("cannot write status file %s: %s", path, e)
 

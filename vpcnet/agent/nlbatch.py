@@ -30,6 +30,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from vpcnet.agent.routing import MAIN_TABLE
 from vpcnet.errors import PodNetworkError
 
 # rtnetlink message types and constants (linux/rtnetlink.h; stable kernel ABI)
@@ -42,7 +43,6 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NETLINK_CAP_ACK = 10  # acks without a copy of the request
 SOL_NETLINK = 270
 AF_INET = socket.AF_INET
-RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
@@ -342,7 +342,7 @@ def address(index: int, ip: str, prefixlen: int = 32) -> Request:
 
 
 def route(
-    dst: str, dst_len: int, oif: int, gateway: str | None = None, table: int = RT_TABLE_MAIN,
+    dst: str, dst_len: int, oif: int, gateway: str | None = None, table: int = MAIN_TABLE,
     delete: bool = False,
 ) -> Request:
     msg = rtmsg()

@@ -6,8 +6,8 @@ MAC, so the pod never ARPs for its gateway. Host side (the node's netns: the cur
 one, or ``AgentSettings.host_netns`` in simulation): the veth named ``veth_prefix`` +
 hash of (container id, ifname), a ``/32`` route to the pod through it, the rule
 ``to <ip> lookup main`` (priority 512) and, for an IP of a non-primary ENI,
-``from <ip> lookup <100 + device index>`` (priority 1536) so replies leave by the ENI
-that owns the address.
+``from <ip> lookup <the ENI's table>`` (priority 1536) so replies leave by the ENI
+that owns the address (tables and priorities: ``vpcnet.agent.routing``).
 
 ADD opens CNI_NETNS only when it is a pod's network namespace (never blocking; never the
 node's own), refuses an IP that an interface routes already (a live sandbox outranks
@@ -32,14 +32,13 @@ from pyroute2 import netns as pr_netns
 
 from vpcnet.agent import nlbatch as nl
 from vpcnet.agent.ipam import AttachmentKey
+from vpcnet.agent.routing import ENI_TABLE_BASE, MAIN_TABLE, PRIO_FROM_POD, PRIO_TO_POD
 from vpcnet.cni.protocol import POD_GATEWAY
 from vpcnet.domain import EniRecord, IPv4
 from vpcnet.errors import PodNetworkError
+from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD
 from vpcnet.settings import AgentSettings
 
-RULE_TO_POD_PRIORITY = 512
-RULE_FROM_POD_PRIORITY = 1536
-ENI_TABLE_BASE = 100
 IFNAMSIZ = 16  # including the terminating NUL
 
 
@@ -148,7 +147,7 @@ class PodNetwork:
 
     def ensure_forwarding(self) -> None:
         """net.ipv4.ip_forward=1 in the node namespace: pods' traffic is routed through it."""
-        _write_sysctl(self._host_fd, "net/ipv4/ip_forward", "1")
+        _write_sysctl(self._host_fd, IP_FORWARD, FORWARDING_ON)
 
     # -- ADD -----------------------------------------------------------------------------
 
@@ -214,14 +213,14 @@ class PodNetwork:
         # `from <ip>` rule into another ENI's table would misroute this pod's replies.
         # One batch: delete one of each (whatever its table), then add ours.
         batch = [
-            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=0, delete=True),
-            nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=0, delete=True),
-            nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN),
+            nl.rule(PRIO_TO_POD, dst=ip, table=0, delete=True),
+            nl.rule(PRIO_FROM_POD, src=ip, table=0, delete=True),
+            nl.rule(PRIO_TO_POD, dst=ip, table=MAIN_TABLE),
         ]
-        undo = [nl.rule(RULE_TO_POD_PRIORITY, dst=ip, table=nl.RT_TABLE_MAIN, delete=True)]
+        undo = [nl.rule(PRIO_TO_POD, dst=ip, table=MAIN_TABLE, delete=True)]
         if spec.table is not None:
-            batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table))
-            undo.append(nl.rule(RULE_FROM_POD_PRIORITY, src=ip, table=spec.table, delete=True))
+            batch.append(nl.rule(PRIO_FROM_POD, src=ip, table=spec.table))
+            undo.append(nl.rule(PRIO_FROM_POD, src=ip, table=spec.table, delete=True))
         codes = host.request(batch)
         made.extend(u for u, c in zip(undo, codes[2:], strict=True) if c == 0)  # the route goes with the veth
         for code in codes[:2]:
@@ -239,9 +238,9 @@ class PodNetwork:
         for r in host.dump(*nl.dump_request("rule")):
             prio = _attr(r, "FRA_PRIORITY")
             rule_table = _attr(r, "FRA_TABLE") or r["table"]
-            if prio == RULE_TO_POD_PRIORITY and _attr(r, "FRA_DST") == ip and rule_table != nl.RT_TABLE_MAIN:
+            if prio == PRIO_TO_POD and _attr(r, "FRA_DST") == ip and rule_table != MAIN_TABLE:
                 stale.append(nl.rule(prio, dst=ip, table=rule_table, delete=True))
-            elif prio == RULE_FROM_POD_PRIORITY and _attr(r, "FRA_SRC") == ip and rule_table != table:
+            elif prio == PRIO_FROM_POD and _attr(r, "FRA_SRC") == ip and rule_table != table:
                 stale.append(nl.rule(prio, src=ip, table=rule_table, delete=True))
         host.check(stale, f"removing leftover rules of {ip}", ok=(errno.ENOENT,))
 
@@ -269,8 +268,8 @@ class PodNetwork:
         if ip is not None:
             if keep_link:  # otherwise the route goes with the link
                 batch.append(nl.route(str(ip), 32, 0, delete=True))
-            batch.append(nl.rule(RULE_TO_POD_PRIORITY, dst=str(ip), table=nl.RT_TABLE_MAIN, delete=True))
-            batch.append(nl.rule(RULE_FROM_POD_PRIORITY, src=str(ip), table=table or 0, delete=True))
+            batch.append(nl.rule(PRIO_TO_POD, dst=str(ip), table=MAIN_TABLE, delete=True))
+            batch.append(nl.rule(PRIO_FROM_POD, src=str(ip), table=table or 0, delete=True))
         with self._host() as host:
             host.check(batch, f"removing the pod network of {key}", ok=(errno.ENODEV, errno.ENOENT, errno.ESRCH))
 
@@ -333,12 +332,12 @@ class PodNetwork:
             )
             rules = host.dump(*nl.dump_request("rule"))
             _expect(
-                any(_rule_is(r, RULE_TO_POD_PRIORITY, "FRA_DST", ip, nl.RT_TABLE_MAIN) for r in rules),
+                any(_rule_is(r, PRIO_TO_POD, "FRA_DST", ip, MAIN_TABLE) for r in rules),
                 f"rule to {ip} lookup main missing",
             )
             if spec.table is not None:
                 _expect(
-                    any(_rule_is(r, RULE_FROM_POD_PRIORITY, "FRA_SRC", ip, spec.table) for r in rules),
+                    any(_rule_is(r, PRIO_FROM_POD, "FRA_SRC", ip, spec.table) for r in rules),
                     f"rule from {ip} lookup {spec.table} missing",
                 )
 
@@ -367,9 +366,9 @@ class PodNetwork:
             for r in host.dump(*nl.dump_request("rule")):
                 prio = _attr(r, "FRA_PRIORITY")
                 table = _attr(r, "FRA_TABLE") or r["table"]
-                if prio == RULE_TO_POD_PRIORITY and r["dst_len"] == 32 and _attr(r, "FRA_DST") in wanted:
+                if prio == PRIO_TO_POD and r["dst_len"] == 32 and _attr(r, "FRA_DST") in wanted:
                     stale.append(nl.rule(prio, dst=_attr(r, "FRA_DST"), table=table, delete=True))
-                elif prio == RULE_FROM_POD_PRIORITY and r["src_len"] == 32 and _attr(r, "FRA_SRC") in wanted:
+                elif prio == PRIO_FROM_POD and r["src_len"] == 32 and _attr(r, "FRA_SRC") in wanted:
                     stale.append(nl.rule(prio, src=_attr(r, "FRA_SRC"), table=table, delete=True))
             host.check(stale, "removing leftover pod rules", ok=(errno.ENOENT,))
         return len(stale)
@@ -385,7 +384,7 @@ def _expect(ok: bool, what: str) -> None:
 
 
 def _main_routes(routes: list[Any]) -> list[Any]:
-    return [r for r in routes if (_attr(r, "RTA_TABLE") or r["table"]) == nl.RT_TABLE_MAIN]
+    return [r for r in routes if (_attr(r, "RTA_TABLE") or r["table"]) == MAIN_TABLE]
 
 
 def _rule_is(r: Any, priority: int, attr: str, ip: str, table: int) -> bool:

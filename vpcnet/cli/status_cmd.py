@@ -37,6 +37,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     from vpcnet.ops.collect import collect, node_view
     from vpcnet.settings import Settings
+    from vpcnet.wellknown import KEY_PREFIX
 
     settings = Settings.from_env()
     world = collect(settings)
@@ -73,7 +74,7 @@ def run_status(args: argparse.Namespace) -> int:
         table.add_row(
             v["name"], v["instance_type"], v["phase"], f"{v['ips_assigned']}/{v['ips_total']}",
             str(v["ips_free"]), "ready" if v["agent_ready"] else "-",
-            ",".join(t.removeprefix("vpcnet.io/") for t in v["taints"]) or "-", v["error"] or "",
+            ",".join(t.removeprefix(KEY_PREFIX) for t in v["taints"]) or "-", v["error"] or "",
         )
     console.print(table)
     if world.errors:

@@ -14,16 +14,7 @@ import structlog
 
 from vpcnet.aws.ec2 import Ec2
 from vpcnet.control.common import Deadline
-from vpcnet.control.view import (
-    TAG_CLUSTER,
-    TAG_CREATED_AT,
-    TAG_INSTANCE,
-    TAG_NODE,
-    EniView,
-    InstanceView,
-    created_at_tag,
-    eni_description,
-)
+from vpcnet.control.view import EniView, InstanceView, created_at_tag, eni_description
 from vpcnet.domain import IPv4
 from vpcnet.errors import Ec2PermanentError, PermanentError, TemporaryError
 from vpcnet.plan import (
@@ -37,6 +28,7 @@ from vpcnet.plan import (
     UnassignIps,
     UnassignPrefixes,
 )
+from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT, TAG_INSTANCE, TAG_NODE
 
 log = structlog.get_logger("vpcnet.control")
 

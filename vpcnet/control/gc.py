@@ -18,9 +18,10 @@ from vpcnet.aws.calls import attributed_to
 from vpcnet.aws.fence import fenced_by
 from vpcnet.control.common import log
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, created_at
+from vpcnet.control.view import EniView, created_at
 from vpcnet.errors import Ec2PermanentError, LockHeld
 from vpcnet.state.lock import RedisLock
+from vpcnet.wellknown import TAG_CLUSTER, TAG_NODE
 
 
 @dataclass(frozen=True, slots=True)

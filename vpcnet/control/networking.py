@@ -23,12 +23,13 @@ from typing import Any
 from vpcnet.control.view import SubnetView
 from vpcnet.domain import Mode
 from vpcnet.errors import ConfigError
-
-ANN_MODE = "vpcnet.io/mode"
-ANN_SUBNET = "vpcnet.io/subnet-id"
-ANN_SUBNET_TAGS = "vpcnet.io/subnet-tags"  # "k=v,k2=v2": the matching subnet with most free IPs
-ANN_SECURITY_GROUPS = "vpcnet.io/security-groups"  # "sg-1,sg-2"
-ANN_PROFILE = "vpcnet.io/profile"
+from vpcnet.wellknown import (
+    MODE_ANNOTATION,
+    PROFILE_ANNOTATION,
+    SECURITY_GROUPS_ANNOTATION,
+    SUBNET_ANNOTATION,
+    SUBNET_TAGS_ANNOTATION,
+)
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SG_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
@@ -149,10 +150,10 @@ def node_networking(
 ) -> NodeNetworking:
     """The node's choices: annotations override the profile, which overrides defaults."""
     profile: Profile | None = None
-    if ANN_PROFILE in annotations:
-        name = annotations[ANN_PROFILE]
+    if PROFILE_ANNOTATION in annotations:
+        name = annotations[PROFILE_ANNOTATION]
         if name not in profiles:
-            raise ConfigError(f"annotation {ANN_PROFILE}: no profile named {_show(name)}")
+            raise ConfigError(f"annotation {PROFILE_ANNOTATION}: no profile named {_show(name)}")
         profile = profiles[name]
     else:
         profile = next((p for p in profiles.values() if p.selects(labels)), None)
@@ -161,14 +162,15 @@ def node_networking(
     subnet_id = profile.subnet_id if profile else None
     subnet_tags = profile.subnet_tags if profile else None
     groups = profile.security_groups if profile else None
-    if ANN_MODE in annotations:
-        mode = _mode(annotations[ANN_MODE], f"annotation {ANN_MODE}")
-    if ANN_SUBNET in annotations:
-        subnet_id, subnet_tags = _subnet(annotations[ANN_SUBNET], f"annotation {ANN_SUBNET}"), None
-    elif ANN_SUBNET_TAGS in annotations:
-        subnet_id, subnet_tags = None, _tags(annotations[ANN_SUBNET_TAGS], f"annotation {ANN_SUBNET_TAGS}")
-    if ANN_SECURITY_GROUPS in annotations:
-        groups = _groups(annotations[ANN_SECURITY_GROUPS].split(","), f"annotation {ANN_SECURITY_GROUPS}")
+    if MODE_ANNOTATION in annotations:
+        mode = _mode(annotations[MODE_ANNOTATION], f"annotation {MODE_ANNOTATION}")
+    if SUBNET_ANNOTATION in annotations:
+        subnet_id, subnet_tags = _subnet(annotations[SUBNET_ANNOTATION], f"annotation {SUBNET_ANNOTATION}"), None
+    elif SUBNET_TAGS_ANNOTATION in annotations:
+        subnet_tags = _tags(annotations[SUBNET_TAGS_ANNOTATION], f"annotation {SUBNET_TAGS_ANNOTATION}")
+        subnet_id = None
+    if SECURITY_GROUPS_ANNOTATION in annotations:
+        groups = _groups(annotations[SECURITY_GROUPS_ANNOTATION].split(","), f"annotation {SECURITY_GROUPS_ANNOTATION}")
     return NodeNetworking(mode, subnet_id, subnet_tags, groups, profile.name if profile else None)
 
 

@@ -13,9 +13,7 @@ from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
 from vpcnet.errors import PermanentError, TemporaryError
 from vpcnet.state.control import NodeState
-
-NOT_READY_TAINT = "vpcnet.io/not-ready"  # same key as vpcnet.kube.types.NOT_READY_TAINT
-NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
+from vpcnet.wellknown import NOT_READY_TAINT
 
 
 def agent_has_programmed(ctx: ControlContext, st: NodeState) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from vpcnet.aws.calls import attributed_to
 from vpcnet.control.common import log, node_lock
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_INSTANCE
 from vpcnet.domain import NodePhase
 from vpcnet.errors import ConfigError, Ec2PermanentError, TemporaryError
+from vpcnet.wellknown import TAG_CLUSTER, TAG_INSTANCE
 
 
 @dataclass(frozen=True, slots=True)

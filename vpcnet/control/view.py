@@ -10,11 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vpcnet.domain import EniRecord, IPv4, IPv4Net
+from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT
 
-TAG_CLUSTER = "vpcnet.io/cluster"
-TAG_NODE = "vpcnet.io/node"
-TAG_INSTANCE = "vpcnet.io/instance-id"
-TAG_CREATED_AT = "vpcnet.io/created-at"
 _CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # ISO 8601, UTC, as AWS writes its own times
 
 

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpcnet.atomicfile import atomic_write_bytes, fsync_dir
 from vpcnet.errors import InstallError
-from vpcnet.install.atomic import atomic_write_bytes, fsync_dir
 from vpcnet.install.launcher import embed_argv, launcher_template
 from vpcnet.install.runtime import (
     RuntimeBundle,

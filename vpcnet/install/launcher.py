@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vpcnet.atomicfile import atomic_write_bytes
 from vpcnet.errors import InstallError
-from vpcnet.install.atomic import atomic_write_bytes
 
 SOURCE = Path(__file__).with_name("launcher.c")
 # Must match VPCNET_MARKER and BLOB_SIZE in launcher.c.

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
 
+from vpcnet.atomicfile import fsync_file
 from vpcnet.errors import InstallError
-from vpcnet.install.atomic import fsync_file
 
 # Bump when the layout or the launcher argv changes, so a new install is a new version.
 FORMAT = 1

@@ -17,17 +17,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from vpcnet.errors import InstallError
-
-RP_FILTER_LOOSE = "2"
+from vpcnet.host_sysctls import (
+    DEFAULT_LINK,
+    FORWARDING_ON,
+    IP_FORWARD,
+    RP_FILTER_LOOSE,
+    rp_filter,
+)
 
 
 def plan_host_sysctls(device_links: Iterable[str]) -> dict[str, str]:
     """The sysctl values to hold (keys relative to /proc/sys)."""
-    values = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/default/rp_filter": RP_FILTER_LOOSE}
+    values = {IP_FORWARD: FORWARDING_ON, rp_filter(DEFAULT_LINK): RP_FILTER_LOOSE}
     for name in sorted(device_links):
         if not name or "/" in name or name in (".", ".."):
             raise InstallError(f"invalid interface name {name!r}")
-        values[f"net/ipv4/conf/{name}/rp_filter"] = RP_FILTER_LOOSE
+        values[rp_filter(name)] = RP_FILTER_LOOSE
     return values
 
 

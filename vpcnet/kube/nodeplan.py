@@ -13,19 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vpcnet.domain import EniRecord, NodePhase, parse_provider_id
-from vpcnet.kube.types import (
-    INSTANCE_ID_LABEL,
-    NOT_READY_TAINT,
-    STATUS_ANNOTATION,
-    NodeObj,
-    TaintEffect,
-)
+from vpcnet.kube.types import NodeObj, TaintEffect
 from vpcnet.state.records import AgentRecord, NodeRecord
+from vpcnet.wellknown import INSTANCE_ID_LABEL, KEY_PREFIX, NOT_READY_TAINT, STATUS_ANNOTATION
 
 # Annotations vpcnet writes itself: a change to them must not trigger provisioning.
 _OWN_ANNOTATIONS = frozenset({STATUS_ANNOTATION})
 _OWN_LABELS = frozenset({INSTANCE_ID_LABEL})
-_VPCNET_PREFIX = "vpcnet.io/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +70,7 @@ def projection_of(node: NodeObj) -> str:
     annotations = {
         k: v
         for k, v in node.annotations.items()
-        if k.startswith(_VPCNET_PREFIX) and k not in _OWN_ANNOTATIONS
+        if k.startswith(KEY_PREFIX) and k not in _OWN_ANNOTATIONS
     }
     labels = {k: v for k, v in node.labels.items() if k not in _OWN_LABELS}
     raw = json.dumps([node.provider_id, annotations, labels], sort_keys=True)

@@ -15,14 +15,6 @@ from typing import Any
 
 from vpcnet.domain import NodeRef, parse_provider_id
 
-# The taint that keeps pods off a node until its agent has programmed the ENIs
-# (the seed's k8s-vpcnet/no-interface-configured).
-NOT_READY_TAINT = "vpcnet.io/not-ready"
-NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
-INSTANCE_ID_LABEL = "vpcnet.io/instance-id"
-# vpcnet's own summary of the node (phase, ENIs, IPs, last error), JSON.
-STATUS_ANNOTATION = "vpcnet.io/status"
-
 
 class TaintEffect(enum.StrEnum):
     NO_SCHEDULE = "NoSchedule"

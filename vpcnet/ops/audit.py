@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vpcnet.domain import Assignment, EniRecord, IPv4, IPv4Net
-
-NOT_READY_TAINT = "vpcnet.io/not-ready"
-NO_FREE_IPS_TAINT = "vpcnet.io/no-free-ips"
+from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
 
 
 @dataclass(frozen=True, slots=True)

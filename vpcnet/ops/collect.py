@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpcnet.control.context import ControlContext
-from vpcnet.control.view import TAG_CLUSTER, TAG_NODE, EniView, InstanceView, created_at
+from vpcnet.control.view import EniView, InstanceView, created_at
 from vpcnet.domain import Assignment, IPv4
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import NodeObj, PodObj
@@ -24,6 +24,7 @@ from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, aud
 from vpcnet.settings import Settings
 from vpcnet.state.control import NodeState
 from vpcnet.state.records import AgentRecord, NodeRecord
+from vpcnet.wellknown import TAG_CLUSTER, TAG_NODE
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from vpcnet.errors import VpcnetError
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.metrics import ACTION_ERRORS, NODE_WARNINGS
 from vpcnet.kube.nodeplan import ControlView, NodePlan, plan_node, projection_of
-from vpcnet.kube.types import NOT_READY_TAINT, EventType, NodeObj, TaintEffect
+from vpcnet.kube.types import EventType, NodeObj, TaintEffect
 from vpcnet.kube.watchstate import NODE_READY, PROVISION_NODE, RELEASE_NODE, WatcherState
 from vpcnet.watcher.decisions import (
     Enqueue,
@@ -36,6 +36,7 @@ from vpcnet.watcher.decisions import (
 from vpcnet.watcher.enqueue import TaskEnqueuer
 from vpcnet.watcher.stats import WatcherStats
 from vpcnet.watcher.timers import RETRY, RetryBackoff, TimerQueue
+from vpcnet.wellknown import NOT_READY_TAINT
 
 log = structlog.get_logger("vpcnet.watcher")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 from vpcnet.domain import parse_provider_id
 from vpcnet.kube.nodeplan import NodeWarning, projection_of
-from vpcnet.kube.types import NOT_READY_TAINT, STATUS_ANNOTATION, NodeObj
+from vpcnet.kube.types import NodeObj
+from vpcnet.wellknown import NOT_READY_TAINT, STATUS_ANNOTATION
 
 # The dedup claims' actions, one claim per node and action (``vpcnet.state.claims``).
 PROVISION = "provision"

@@ -13,11 +13,12 @@ import structlog
 from vpcnet.errors import VpcnetError
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.metrics import ACTION_ERRORS
-from vpcnet.kube.types import STATUS_ANNOTATION, NodeObj
+from vpcnet.kube.types import NodeObj
 from vpcnet.kube.watchstate import WatcherState
 from vpcnet.watcher.decisions import plan_status_write, with_status
 from vpcnet.watcher.stats import WatcherStats
 from vpcnet.watcher.timers import SUMMARY, SWEEP, TimerQueue
+from vpcnet.wellknown import STATUS_ANNOTATION
 
 log = structlog.get_logger("vpcnet.watcher")
 

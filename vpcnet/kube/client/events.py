@@ -9,6 +9,7 @@ from vpcnet.errors import KubeConflict, NotFoundError
 from vpcnet.kube.client.api import MERGE_PATCH, KubeApi
 from vpcnet.kube.client.conflicts import CONFLICT_RETRIES, conflict_pause
 from vpcnet.kube.types import EventType, KubeEvent, format_time
+from vpcnet.wellknown import KEY_PREFIX
 
 _MAX_MESSAGE = 1024  # the apiserver truncates Event messages beyond this anyway
 
@@ -47,7 +48,7 @@ class EventsApi(KubeApi):
             "firstTimestamp": now,
             "lastTimestamp": now,
             "source": {"component": self.component, "host": self._host},
-            "reportingComponent": f"vpcnet.io/{self.component}",
+            "reportingComponent": f"{KEY_PREFIX}{self.component}",
             "reportingInstance": self._host,
         }
         path = f"/api/v1/namespaces/{ns}/events"

@@ -9,7 +9,8 @@ from typing import Any
 from vpcnet.domain import NodeRef
 from vpcnet.errors import ConfigError, NotFoundError, WatchExpired
 from vpcnet.kube.client.api import LIST_PAGE, MERGE_PATCH, KubeApi
-from vpcnet.kube.types import STATUS_ANNOTATION, NodeObj
+from vpcnet.kube.types import NodeObj
+from vpcnet.wellknown import STATUS_ANNOTATION
 
 
 class NodesApi(KubeApi):
