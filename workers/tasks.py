@@ -26,9 +26,18 @@ from vpcnet.aws.priority import background, foreground
 from vpcnet.control import gc, provision, ready, reconcile, release, warmpool
 from vpcnet.control.common import refresh_limits as refresh_limits_of
 from vpcnet.control.context import ControlContext
-from vpcnet.control.followup import PROVISION_NODE, Followup
+from vpcnet.control.followup import Followup
 from vpcnet.domain import NodePhase
 from vpcnet.errors import PermanentError, TemporaryError, VpcnetError
+from vpcnet.tasknames import (
+    GC_ENIS,
+    NODE_READY,
+    PROVISION_NODE,
+    RECONCILE_ALL,
+    REFRESH_LIMITS,
+    RELEASE_NODE,
+    WARM_POOL,
+)
 from workers import app, settings
 
 log = structlog.get_logger("vpcnet.tasks")
@@ -99,14 +108,14 @@ def _provision_priority(node_name: str, sent_by_scan: bool) -> contextlib.Abstra
     return foreground(node_name)
 
 
-@_task("vpcnet.provision_node")
+@_task(PROVISION_NODE)
 def provision_node(self: Task, node_name: str, instance_id: str, az: str,
                    background_scan: bool = False) -> Any:
     return _run(self, lambda: provision.provision_node(context(), node_name, instance_id, az).as_dict(),
                 node_name, _provision_priority(node_name, background_scan))
 
 
-@_task("vpcnet.release_node")
+@_task(RELEASE_NODE)
 def release_node(self: Task, node_name: str, instance_id: str) -> Any:
     def go() -> dict[str, Any]:
         out = release.release_node(context(), node_name, instance_id)
@@ -115,7 +124,7 @@ def release_node(self: Task, node_name: str, instance_id: str) -> Any:
     return _run(self, go, node_name)
 
 
-@_task("vpcnet.node_ready")
+@_task(NODE_READY)
 def node_ready(self: Task, node_name: str) -> Any:
     return _run(self, lambda: ready.node_ready(context(), node_name), node_name,
                 foreground(node_name))
@@ -139,17 +148,17 @@ def _send(followups: list[Followup], *, background_scan: bool = False) -> int:
     return sent
 
 
-@_task("vpcnet.reconcile_all")
+@_task(RECONCILE_ALL)
 def reconcile_all(self: Task) -> Any:
     return _run(self, lambda: _send(reconcile.reconcile_scan(context()), background_scan=True))
 
 
-@_task("vpcnet.warm_pool")
+@_task(WARM_POOL)
 def warm_pool(self: Task) -> Any:
     return _run(self, lambda: _send(warmpool.warm_pool_scan(context())))
 
 
-@_task("vpcnet.gc_enis")
+@_task(GC_ENIS)
 def gc_enis(self: Task) -> Any:
     def go() -> dict[str, Any]:
         report = gc.gc_enis(context())
@@ -158,6 +167,6 @@ def gc_enis(self: Task) -> Any:
     return _run(self, go)
 
 
-@_task("vpcnet.refresh_limits")
+@_task(REFRESH_LIMITS)
 def refresh_limits(self: Task) -> Any:
     return _run(self, lambda: refresh_limits_of(context()))

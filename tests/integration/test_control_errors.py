@@ -23,6 +23,7 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import PROVISION_NODE, RELEASE_NODE
 
 task_events = te.task_events
 
@@ -106,7 +107,7 @@ def test_permanent_error_task_does_not_retry(
                annotations={"vpcnet.io/mode": "turbo"})
     celery_procs.start_worker("w1")
     ec2_emulator.reset_counters()
-    sent = task_client.send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]])
+    sent = task_client.send_task(PROVISION_NODE, args=["n1", iid, ec2_world.azs[0]])
     result = sent.get(timeout=60)
     assert result["error"] == "ConfigError" and "turbo" in result["message"], result
     # task-succeeded is the last event of the task's last run: any retry came before it.
@@ -130,12 +131,12 @@ def test_node_deleted_mid_provisioning_leaves_nothing_after_gc(
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "big", "c5.18xlarge")
     ctx = context_for(control_settings)
     celery_procs.start_worker("w1")
-    provision = task_client.send_task("vpcnet.provision_node", args=["big", iid, az])
+    provision = task_client.send_task(PROVISION_NODE, args=["big", iid, az])
     wait_until(lambda: len(vpcnet_enis(ec2_emulator, iid)) >= 3, 60, "provisioning under way")
     # the node goes away: Kubernetes deletes it, the watcher enqueues release, the
     # cloud terminates the instance
     k8s.CoreV1Api(kube_api).delete_node("big")
-    release = task_client.send_task("vpcnet.release_node", args=["big", iid])
+    release = task_client.send_task(RELEASE_NODE, args=["big", iid])
     ec2_emulator.terminate_instance(iid)
     provision.get(timeout=120, propagate=False)
     release.get(timeout=120)

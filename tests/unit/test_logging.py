@@ -16,6 +16,7 @@ from celery import Celery
 
 from vpcnet.observability import celery_hooks
 from vpcnet.observability.logs import MASK, configure_logging, mask_secrets
+from vpcnet.tasknames import GC_ENIS, PROVISION_NODE
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def logs() -> Iterator[Callable[..., list[dict[str, Any]]]]:
 def test_structlog_events_are_json_lines_with_bound_node_eni_task_and_container(logs: Any) -> None:
     logs.setup("worker", static={"node": "static-node"})
     log = structlog.get_logger("vpcnet.test")
-    with structlog.contextvars.bound_contextvars(task="vpcnet.provision_node", task_id="t-1"):
+    with structlog.contextvars.bound_contextvars(task=PROVISION_NODE, task_id="t-1"):
         log.info("eni attached", node="n1", eni="eni-0abc", device_index=2)
     with structlog.contextvars.bound_contextvars(container="c0ffee", ifname="eth0"):
         log.warning("slow ADD", ms=120.5)
@@ -58,7 +59,7 @@ def test_structlog_events_are_json_lines_with_bound_node_eni_task_and_container(
     assert first["event"] == "eni attached" and first["level"] == "info"
     assert first["logger"] == "vpcnet.test" and first["component"] == "worker"
     assert (first["node"], first["eni"], first["device_index"]) == ("n1", "eni-0abc", 2)
-    assert (first["task"], first["task_id"]) == ("vpcnet.provision_node", "t-1")
+    assert (first["task"], first["task_id"]) == (PROVISION_NODE, "t-1")
     assert first["timestamp"].endswith("Z")
     assert second["container"] == "c0ffee" and second["level"] == "warning"
     assert second["node"] == "static-node"  # the process-wide field, unless bound
@@ -152,11 +153,11 @@ def test_fields_bound_in_one_thread_stay_out_of_another(logs: Any) -> None:
 def test_a_celery_task_run_binds_task_id_name_and_node(logs: Any) -> None:
     app = Celery("t", set_as_current=False)
 
-    @app.task(name="vpcnet.provision_node", bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=PROVISION_NODE, bind=True)  # type: ignore[untyped-decorator]
     def provision(self: Any, node: str, iid: str, az: str) -> None:
         return None
 
-    @app.task(name="vpcnet.gc_enis")  # type: ignore[untyped-decorator]
+    @app.task(name=GC_ENIS)  # type: ignore[untyped-decorator]
     def gc() -> None:
         return None
 
@@ -169,7 +170,7 @@ def test_a_celery_task_run_binds_task_id_name_and_node(logs: Any) -> None:
     log.info("cluster-wide")
     celery_hooks._on_postrun(task_id="id-2", task=gc, retval=None, state="SUCCESS")
     inside, between, cluster = logs()
-    assert (inside["task"], inside["task_id"], inside["node"]) == ("vpcnet.provision_node", "id-1", "n7")
+    assert (inside["task"], inside["task_id"], inside["node"]) == (PROVISION_NODE, "id-1", "n7")
     assert not {"task", "task_id", "node"} & set(between)
-    assert (cluster["task"], cluster["task_id"]) == ("vpcnet.gc_enis", "id-2")
+    assert (cluster["task"], cluster["task_id"]) == (GC_ENIS, "id-2")
     assert "node" not in cluster
