@@ -9,8 +9,9 @@ are ``vpcnet.tasknames``:
   it here) and beat's scans, reconcile and warm pool, which read Redis/Kubernetes (and
   batched describes) and enqueue per-node tasks.
 
-Every task is idempotent, so: ``acks_late`` + ``reject_on_worker_lost`` (a killed worker's
-task is redelivered), prefetch 1, and a time limit below the broker's visibility timeout.
+Every task is idempotent and runs on ``workers.base.ControlTask`` (retries, acks late,
+a permanent error fails the task); prefetch 1, and a time limit below the broker's
+visibility timeout.
 EC2 work is I/O-bound (EC2 latency and waiting for rate-limit tokens), so the default
 pool is threads: one process runs ``VPCNET_WORKER_CONCURRENCY`` tasks at once on a small
 machine. Settings come from ``VPCNET_*`` (``vpcnet.settings.Settings``).

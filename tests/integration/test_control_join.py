@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from celery import Celery
 
@@ -52,8 +51,8 @@ def test_twenty_mixed_nodes_join_in_full_mode(
     ec2_emulator.reset_counters()
     pending = [task_client.send_task(PROVISION_NODE, args=[n, iid, az])
                for n, (iid, az, _) in nodes.items()]
-    results: list[Any] = [r.get(timeout=180) for r in pending]
-    assert all("error" not in r for r in results), results
+    for r in pending:
+        r.get(timeout=180)  # a failed task raises here
 
     ctx = context_for(control_settings)
     expected_total: Counter[str] = Counter()

@@ -100,6 +100,25 @@ def test_exceptions_are_rendered_inside_the_json_object(logs: Any) -> None:
     assert "RuntimeError: boom" in b["exception"]
 
 
+def test_a_celery_task_error_carries_a_traceback_only_when_celery_asks_for_one(logs: Any) -> None:
+    """Celery's tracer logs every task error with its traceback in ``extra["data"]`` and
+    passes ``exc_info`` only for unexpected ones; an expected error (a task's ``throws``)
+    must stay one line without a traceback."""
+    trace = logging.getLogger("celery.app.trace")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        context = {"name": PROVISION_NODE, "exc": "RuntimeError('boom')",
+                   "traceback": "Traceback (most recent call last): ..."}
+        trace.info("Task %(name)s raised expected: %(exc)s", context, extra={"data": context})
+        trace.error("Task %(name)s raised unexpected: %(exc)s", context, exc_info=True,
+                    extra={"data": context})
+    expected, unexpected = logs()
+    assert "raised expected" in expected["event"] and "Traceback" not in json.dumps(expected)
+    assert expected["data"]["exc"] == "RuntimeError('boom')"
+    assert "Traceback" in unexpected["exception"] and "Traceback" in unexpected["data"]["traceback"]
+
+
 @pytest.mark.parametrize(
     ("raw", "masked"),
     [

@@ -49,16 +49,10 @@ _started: dict[str, tuple[float, float]] = {}  # task id -> (monotonic, wall) at
 _started_lock = threading.Lock()
 
 
-def task_outcome(state: str | None, retval: Any) -> str:
-    """success / retry / failure; a task that returned a surfaced permanent error (the
-    ``{"error": ...}`` of ``workers.tasks``) failed as far as an operator is concerned."""
-    if state == "SUCCESS":
-        return "failure" if isinstance(retval, dict) and "error" in retval else "success"
-    if state == "RETRY":
-        return "retry"
-    if state == "FAILURE":
-        return "failure"
-    return (state or "unknown").lower()
+def task_outcome(state: str | None) -> str:
+    """success / retry / failure (a permanent error fails its task: ``workers.base``)."""
+    return {"SUCCESS": "success", "RETRY": "retry", "FAILURE": "failure"}.get(
+        state or "", (state or "unknown").lower())
 
 
 def provisioned_at_end(task_name: str, state: str | None, retval: Any) -> bool:
@@ -129,7 +123,7 @@ def _on_postrun(task_id: str = "", task: Task | None = None, retval: Any = None,
         started = _started.pop(task_id, None)
     name = task.name
     TASKS_ACTIVE.labels(name).dec()
-    TASKS.labels(name, task_outcome(state, retval)).inc()
+    TASKS.labels(name, task_outcome(state)).inc()
     if started is not None:
         TASK_DURATION.labels(name).observe(time.monotonic() - started[0])
     if provisioned_at_end(name, state, retval):
