@@ -21,6 +21,7 @@ from vpcnet.settings import Settings
 from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.lock import RedisLock, new_token
+from vpcnet.tasknames import GC_ENIS, RECONCILE_ALL, REFRESH_LIMITS, WARM_POOL
 
 log = structlog.get_logger("vpcnet.beat")
 
@@ -30,10 +31,10 @@ REFRESH_LIMITS_SECONDS = 3600.0
 
 def beat_schedule(s: Settings) -> dict[str, dict[str, Any]]:
     return {
-        "reconcile": {"task": "vpcnet.reconcile_all", "schedule": s.reconcile_interval_seconds},
-        "gc-enis": {"task": "vpcnet.gc_enis", "schedule": s.gc_interval_seconds},
-        "warm-pool": {"task": "vpcnet.warm_pool", "schedule": s.warm_pool_interval_seconds},
-        "refresh-limits": {"task": "vpcnet.refresh_limits", "schedule": REFRESH_LIMITS_SECONDS},
+        "reconcile": {"task": RECONCILE_ALL, "schedule": s.reconcile_interval_seconds},
+        "gc-enis": {"task": GC_ENIS, "schedule": s.gc_interval_seconds},
+        "warm-pool": {"task": WARM_POOL, "schedule": s.warm_pool_interval_seconds},
+        "refresh-limits": {"task": REFRESH_LIMITS, "schedule": REFRESH_LIMITS_SECONDS},
     }
 
 

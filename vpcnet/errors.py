@@ -4,6 +4,9 @@ Adapters translate library errors (botocore, redis, kubernetes, pyroute2) into t
 with ``raise ... from e``. Retry semantics live in the type: a ``TemporaryError`` is
 worth retrying (throttling, 5xx, conflicts), a ``PermanentError`` is not and must be
 surfaced (Kubernetes Event on the node, error in Redis) instead of crash-looping.
+
+An error's ``args`` are its constructor's positional arguments: a Celery result backend
+(and pickle) rebuilds a task's error as ``type(*args)``.
 """
 
 from __future__ import annotations
@@ -41,8 +44,13 @@ class Ec2Error(VpcnetError):
     """An EC2 API error, with the AWS error code kept for matching."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
+        # Not super(): next in a subclass's MRO is TemporaryError's (message, *, delay).
+        Exception.__init__(self, code, message)
         self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class Ec2TemporaryError(Ec2Error, TemporaryError):
@@ -97,9 +105,13 @@ class KubeError(VpcnetError):
     """A Kubernetes API error; ``status`` is the HTTP code, ``reason`` the Status reason."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+        Exception.__init__(self, status, reason, message)  # as Ec2Error
         self.status = status
         self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.message}"
 
 
 class KubeTemporaryError(KubeError, TemporaryError):

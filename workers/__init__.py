@@ -1,17 +1,17 @@
 """The Celery app of vpcnet's control plane: ``celery -A workers worker`` (and ``beat``).
 
-Queues (a worker consumes both unless started with ``-Q``):
+Queues (a worker consumes both unless started with ``-Q``), and which task runs on which,
+are ``vpcnet.tasknames``:
 
-- ``ec2``: every task that calls EC2 — ``vpcnet.provision_node``, ``vpcnet.release_node``,
-  ``vpcnet.gc_enis``, ``vpcnet.refresh_limits``. Its pace is set by the shared EC2 rate
-  limiter, not by the worker.
-- ``vpcnet``: work that must not wait behind a join storm: ``vpcnet.node_ready`` (the
-  watcher sends it here) and beat's scans, ``vpcnet.reconcile_all`` and
-  ``vpcnet.warm_pool``, which read Redis/Kubernetes (and batched describes) and enqueue
-  per-node tasks.
+- ``ec2``: every task that calls EC2 (provision, release, GC, limit refresh). Its pace is
+  set by the shared EC2 rate limiter, not by the worker.
+- ``vpcnet``: work that must not wait behind a join storm: node_ready (the watcher sends
+  it here) and beat's scans, reconcile and warm pool, which read Redis/Kubernetes (and
+  batched describes) and enqueue per-node tasks.
 
-Every task is idempotent, so: ``acks_late`` + ``reject_on_worker_lost`` (a killed worker's
-task is redelivered), prefetch 1, and a time limit below the broker's visibility timeout.
+Every task is idempotent and runs on ``workers.base.ControlTask`` (retries, acks late,
+a permanent error fails the task); prefetch 1, and a time limit below the broker's
+visibility timeout.
 EC2 work is I/O-bound (EC2 latency and waiting for rate-limit tokens), so the default
 pool is threads: one process runs ``VPCNET_WORKER_CONCURRENCY`` tasks at once on a small
 machine. Settings come from ``VPCNET_*`` (``vpcnet.settings.Settings``).
@@ -32,9 +32,7 @@ from beat import beat_schedule
 from vpcnet.observability.celery_hooks import install as install_observability
 from vpcnet.settings import Settings
 from vpcnet.state.broker import celery_broker_config
-
-EC2_QUEUE = "ec2"
-SCAN_QUEUE = "vpcnet"
+from vpcnet.tasknames import EC2_QUEUE, QUEUE_OF, QUEUES
 
 settings = Settings.from_env()
 
@@ -74,17 +72,12 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # the default exchange under one key and every message would land in both.
         "task_queues": tuple(
             Queue(q, Exchange(q, type="direct"), routing_key=q)
-            for q in (EC2_QUEUE, SCAN_QUEUE)
+            for q in QUEUES
         ),
         "task_default_exchange": EC2_QUEUE,
         "task_default_routing_key": EC2_QUEUE,
         "task_default_queue": EC2_QUEUE,
-        "task_routes": {
-            "vpcnet.reconcile_all": {"queue": SCAN_QUEUE},
-            "vpcnet.warm_pool": {"queue": SCAN_QUEUE},
-            # no EC2 work: never queued behind a join storm's provisioning
-            "vpcnet.node_ready": {"queue": SCAN_QUEUE},
-        },
+        "task_routes": {task: {"queue": queue} for task, queue in QUEUE_OF.items()},
         "beat_scheduler": "beat:LockedScheduler",
         "beat_schedule": beat_schedule(s),
         "beat_max_loop_interval": 5,
@@ -94,6 +87,6 @@ def celery_config(s: Settings) -> dict[str, Any]:
 app = Celery("vpcnet", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
 # JSON logs, task metrics and /metrics on VPCNET_METRICS_PORT (see the module).
-install_observability(settings, (EC2_QUEUE, SCAN_QUEUE))
+install_observability(settings, QUEUES)
 
-__all__ = ["EC2_QUEUE", "SCAN_QUEUE", "app", "settings"]
+__all__ = ["app", "settings"]

@@ -24,10 +24,11 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import GC_ENIS, PROVISION_NODE, RECONCILE_ALL, WARM_POOL
 from vpcnet.wellknown import NOT_READY_TAINT, TAG_CLUSTER, TAG_CREATED_AT
 
 # Beat's schedule (refresh-limits is hourly: it never comes up in a test).
-SCHEDULED = {"vpcnet.reconcile_all", "vpcnet.gc_enis", "vpcnet.warm_pool"}
+SCHEDULED = {RECONCILE_ALL, GC_ENIS, WARM_POOL}
 
 
 def scheduled_senders(broker: redis.Redis[bytes]) -> list[int]:
@@ -46,7 +47,7 @@ def senders_after(broker: redis.Redis[bytes], reconciles: int) -> set[int]:
     """Once ``reconciles`` reconcile scans are queued (one a second: longer than a lease
     plus a standby's poll, so a second active beat would have sent too), who sent what
     is queued."""
-    wait_until(lambda: sum(t.name == "vpcnet.reconcile_all" for t in queued(broker, FAST_QUEUE)) >= reconciles,
+    wait_until(lambda: sum(t.name == RECONCILE_ALL for t in queued(broker, FAST_QUEUE)) >= reconciles,
                60, f"{reconciles} reconcile scans in the broker")
     return set(scheduled_senders(broker))
 
@@ -101,7 +102,7 @@ def test_one_active_beat_drives_reconcile_ready_and_gc(
     standby = "b2" if leader == "b1" else "b1"
 
     celery_procs.start_worker("w1")
-    task_client.send_task("vpcnet.provision_node", args=["n1", iid, az]).get(timeout=60)
+    task_client.send_task(PROVISION_NODE, args=["n1", iid, az]).get(timeout=60)
 
     # GC (beat): the leaked ENI goes, the node's ENIs stay
     wait_until(lambda: leaked not in {e["eni_id"] for e in all_cluster_enis(ec2_emulator, ctx.cluster)},

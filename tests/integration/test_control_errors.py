@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from celery.events.state import State
 from kubernetes import client as k8s
 
 from tests.fixtures import task_events as te
@@ -23,6 +24,7 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import EC2_QUEUE, PROVISION_NODE, RELEASE_NODE
 
 task_events = te.task_events
 
@@ -98,22 +100,34 @@ def test_permanent_error_task_does_not_retry(
     control_settings: Settings, celery_procs: CeleryProcs, task_client: Celery, task_events: TaskEvents,
     broker_db: redis.Redis[bytes], ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
 ) -> None:
-    """A permanent error ends the task at once: the worker publishes received, started,
-    succeeded (with the error as its result) and nothing else, no retry message waits in
-    the broker, and the node's Warning Event was emitted once (a second run would emit it
-    again: the event recorder bumps ``count`` of the one Event)."""
+    """A permanent error fails the task at once: the result is a FAILURE whose exception is
+    the ConfigError, the worker publishes received, started, failed (what Flower builds
+    its view from) and nothing else, no retry message waits in the broker, and the node's
+    Warning Event was emitted once (a second run would emit it again: the event recorder
+    bumps ``count`` of the one Event)."""
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0], "n1", "m5.large",
                annotations={"vpcnet.io/mode": "turbo"})
     celery_procs.start_worker("w1")
     ec2_emulator.reset_counters()
-    sent = task_client.send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]])
-    result = sent.get(timeout=60)
-    assert result["error"] == "ConfigError" and "turbo" in result["message"], result
-    # task-succeeded is the last event of the task's last run: any retry came before it.
-    wait_until(lambda: "task-succeeded" in task_events.of_task(sent.id), 30, "the task's succeeded event")
-    assert task_events.of_task(sent.id) == ["task-received", "task-started", "task-succeeded"]
+    sent = task_client.send_task(PROVISION_NODE, args=["n1", iid, ec2_world.azs[0]])
+    with pytest.raises(ConfigError, match="turbo"):
+        sent.get(timeout=60)
+    assert sent.state == "FAILURE" and type(sent.result) is ConfigError
+    # task-failed is the last event of the task's last run: any retry came before it.
+    wait_until(lambda: "task-failed" in task_events.of_task(sent.id), 30, "the task's failed event")
+    assert task_events.of_task(sent.id) == ["task-received", "task-started", "task-failed"]
+    # Flower's view, built from the same events as Flower builds it.
+    flower = State()
+    for event in task_events.events():
+        flower.event(event)
+    shown = flower.tasks[sent.id]
+    assert shown.state == "FAILURE" and shown.exception.startswith("ConfigError(") and "turbo" in shown.exception
     # Nothing left to run: a retry would be a new message (with an ETA, held unacked).
-    wait_until(lambda: broker_db.llen("ec2") == 0 and broker_db.hlen("unacked") == 0, 10, "an empty broker")
+    wait_until(lambda: broker_db.llen(EC2_QUEUE) == 0 and broker_db.hlen("unacked") == 0, 10,
+               "an empty broker")
+    # An expected error (the base class's ``throws``): logged without a traceback.
+    worker_log = celery_procs.log("w1").read_text()
+    assert "turbo" in worker_log and "Traceback" not in worker_log
     events = warnings_of(control_settings, "n1")
     assert [(e.count, "turbo" in e.message) for e in events] == [(1, True)], events
     ctx = context_for(control_settings)
@@ -130,12 +144,12 @@ def test_node_deleted_mid_provisioning_leaves_nothing_after_gc(
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "big", "c5.18xlarge")
     ctx = context_for(control_settings)
     celery_procs.start_worker("w1")
-    provision = task_client.send_task("vpcnet.provision_node", args=["big", iid, az])
+    provision = task_client.send_task(PROVISION_NODE, args=["big", iid, az])
     wait_until(lambda: len(vpcnet_enis(ec2_emulator, iid)) >= 3, 60, "provisioning under way")
     # the node goes away: Kubernetes deletes it, the watcher enqueues release, the
     # cloud terminates the instance
     k8s.CoreV1Api(kube_api).delete_node("big")
-    release = task_client.send_task("vpcnet.release_node", args=["big", iid])
+    release = task_client.send_task(RELEASE_NODE, args=["big", iid])
     ec2_emulator.terminate_instance(iid)
     provision.get(timeout=120, propagate=False)
     release.get(timeout=120)

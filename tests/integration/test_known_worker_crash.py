@@ -26,6 +26,7 @@ from vpcnet.embedded.known_crashes import (
 )
 from vpcnet.embedded.procs import RedisServer
 from vpcnet.settings import Settings
+from vpcnet.tasknames import GC_ENIS
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def _hold_an_eta_task(procs: CeleryProcs) -> None:
     client = Celery("known-crash-test", broker=procs.settings.broker, set_as_current=False)
     client.conf.update(task_serializer="json", accept_content=["json"], task_default_queue="ec2")
     try:
-        client.send_task("vpcnet.gc_enis", countdown=600)
+        client.send_task(GC_ENIS, countdown=600)
     finally:
         client.close()
 

@@ -19,7 +19,7 @@ from vpcnet.observability.collectors import QueueCollector
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
-from workers import EC2_QUEUE, SCAN_QUEUE
+from vpcnet.tasknames import EC2_QUEUE, PROVISION_NODE, RECONCILE_ALL, SCAN_QUEUE
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -53,7 +53,7 @@ def test_worker_metrics_and_json_logs_after_a_provisioning_task(
     celery_procs.start_worker("w1")
     enqueued = time.time() - ENQUEUED_AGO
     result = task_client.send_task(
-        "vpcnet.provision_node", args=["n1", iid, az],
+        PROVISION_NODE, args=["n1", iid, az],
         headers={ENQUEUED_HEADER: f"{enqueued:.3f}"},
     )
     wait_until(lambda: (m := try_scrape(port)) is not None
@@ -61,7 +61,7 @@ def test_worker_metrics_and_json_logs_after_a_provisioning_task(
     ctx.state.release_lock("n1", lock)
     out = result.get(timeout=60)
     assert out["phase"] == "provisioned" and out["written"]
-    task = "vpcnet.provision_node"
+    task = PROVISION_NODE
     # The result is stored before the worker's post-run hook counts the run.
     def counted() -> Scrape | None:
         m = scrape(port)
@@ -95,8 +95,8 @@ def test_worker_metrics_and_json_logs_after_a_provisioning_task(
 
     # Queue depth is read from the broker on each scrape: nothing is waiting now.
     assert m.value("vpcnet_queue_broker_up") == 1
-    assert m.value("vpcnet_queue_depth", queue="ec2") == 0
-    assert m.value("vpcnet_queue_depth", queue="vpcnet") == 0
+    assert m.value("vpcnet_queue_depth", queue=EC2_QUEUE) == 0
+    assert m.value("vpcnet_queue_depth", queue=SCAN_QUEUE) == 0
 
     # Logs: one JSON object per line, task and node bound; the password never appears.
     log = celery_procs.log("w1").read_text()
@@ -123,9 +123,9 @@ def test_queue_depth_counts_waiting_tasks_per_queue(
     registry = CollectorRegistry()
     registry.register(QueueCollector(client, (EC2_QUEUE, SCAN_QUEUE)))
     for i in range(3):
-        task_client.send_task("vpcnet.provision_node", args=[f"n{i}", "i-0", "az"], queue=EC2_QUEUE)
+        task_client.send_task(PROVISION_NODE, args=[f"n{i}", "i-0", "az"], queue=EC2_QUEUE)
     for _ in range(2):
-        task_client.send_task("vpcnet.reconcile_all", queue=SCAN_QUEUE, priority=9)
+        task_client.send_task(RECONCILE_ALL, queue=SCAN_QUEUE, priority=9)
     m = Scrape.of(registry)
     assert m.value("vpcnet_queue_depth", queue=EC2_QUEUE) == 3
     assert m.value("vpcnet_queue_depth", queue=SCAN_QUEUE) == 2

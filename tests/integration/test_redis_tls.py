@@ -30,6 +30,7 @@ from vpcnet.control.context import ControlContext
 from vpcnet.kube.watchstate import TaskSender, WatcherState
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.tasknames import REFRESH_LIMITS
 
 PASSWORD = "tls-test-pw"
 
@@ -139,7 +140,7 @@ def test_every_component_speaks_tls(tls_redis: TlsRedis, monkeypatch: pytest.Mon
     assert state.claim("node-a", "provision", "i-1").won
     sender = TaskSender(settings)
     try:
-        sender.send("vpcnet.refresh_limits", [])
+        sender.send(REFRESH_LIMITS, [])
     finally:
         sender.close()
     assert check.llen("ec2") == 1
@@ -156,7 +157,7 @@ def test_every_component_speaks_tls(tls_redis: TlsRedis, monkeypatch: pytest.Mon
     assert scheduler.holds_lock()
     assert check.exists(keys.beat_lock)
     # The workers' app publishes and reads results over TLS too.
-    app.send_task("vpcnet.refresh_limits", args=[])
+    app.send_task(REFRESH_LIMITS, args=[])
     assert check.llen("ec2") == 2
     assert app.backend.client.ping()
     check.close()
@@ -168,7 +169,7 @@ def test_a_worker_process_consumes_over_tls(tls_redis: TlsRedis, tmp_path: Path)
     sender = TaskSender(settings)
     try:
         for _ in range(3):
-            sender.send("vpcnet.refresh_limits", [])
+            sender.send(REFRESH_LIMITS, [])
     finally:
         sender.close()
     check = tls_redis.client()

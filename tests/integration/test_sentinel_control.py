@@ -37,6 +37,7 @@ from vpcnet.sim.ec2.config import Latency
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.broker import celery_broker_config
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.tasknames import PROVISION_NODE, RECONCILE_ALL, SCAN_QUEUE
 from vpcnet.watcher.loop import Watcher
 
 pytestmark = pytest.mark.timeout(300)
@@ -80,7 +81,7 @@ def test_worker_watcher_and_state_follow_a_failover_that_loses_writes(
     app = task_app(sentinel_settings)
     ctx = context_for(sentinel_settings)  # one client for the whole test, as a worker has
     try:
-        app.send_task("vpcnet.reconcile_all", queue="vpcnet").get(timeout=60)
+        app.send_task(RECONCILE_ALL, queue=SCAN_QUEUE).get(timeout=60)
         iid_a = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0],
                      "a", "m5.large")
         wait_until(lambda: phase(ctx, "a") is NodePhase.PROVISIONED, 60, "a provisioned")
@@ -92,7 +93,7 @@ def test_worker_watcher_and_state_follow_a_failover_that_loses_writes(
         def keep_sending() -> None:
             while not stop.is_set():
                 try:
-                    app.send_task("vpcnet.reconcile_all", queue="vpcnet").get(timeout=3)
+                    app.send_task(RECONCILE_ALL, queue=SCAN_QUEUE).get(timeout=3)
                     done.append(time.monotonic())
                 except Exception:  # sent into the lost window, or during the failover
                     pass
@@ -220,7 +221,7 @@ def test_a_claim_whose_clear_the_failover_lost_does_not_keep_reconcile_away(
     ctx = context_for(settings)
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0], "n1", "m5.large")
     procs.start_worker("w1", concurrency=4)
-    task_app(settings).send_task("vpcnet.provision_node", args=["n1", iid, ec2_world.azs[0]])
+    task_app(settings).send_task(PROVISION_NODE, args=["n1", iid, ec2_world.azs[0]])
     wait_until(lambda: phase(ctx, "n1") is NodePhase.PROVISIONED, 60, "n1 provisioned")
     keys = ClusterKeys(settings.cluster_name).node("n1")
     claim = "queued:vpcnet.provision_node"

@@ -14,11 +14,11 @@ from kubernetes import client as k8s
 from tests.fixtures import watcher as fx
 from tests.fixtures.watcher import QueuedTask, queued, tasks_named, wait_for
 from vpcnet.kube.client import KubeClient
-from vpcnet.kube.watchstate import NODE_READY, PROVISION_NODE, RELEASE_NODE
 from vpcnet.settings import Settings
 from vpcnet.sim.kube import KubeEmulator
 from vpcnet.sim.kube import resources as kube_resources
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.tasknames import NODE_READY, PROVISION_NODE, RELEASE_NODE
 from vpcnet.watcher.loop import Watcher
 from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 

@@ -23,9 +23,9 @@ from tests.fixtures.watcher import tasks_named, wait_for, watcher_env
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.leader import ElectionConfig
 from vpcnet.kube.types import Lease
-from vpcnet.kube.watchstate import PROVISION_NODE
 from vpcnet.settings import Settings
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import PROVISION_NODE
 
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube
 

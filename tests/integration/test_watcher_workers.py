@@ -18,6 +18,7 @@ from vpcnet.domain import NodePhase
 from vpcnet.settings import Settings
 from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.watcher.loop import Watcher
 from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 
@@ -90,4 +91,4 @@ def test_join_ready_and_delete_through_a_real_worker(
     wait_until(lambda: ctx.state.read_node("b") is None, 60, "b's state released")
     assert len(vpcnet_enis(ec2_emulator, iids["b"])) == 1  # only the primary ENI is left
     assert phase(ctx, "a") is NodePhase.READY
-    assert watcher.stats.enqueued["vpcnet.provision_node"] == 2
+    assert watcher.stats.enqueued[PROVISION_NODE] == 2

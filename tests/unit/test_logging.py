@@ -16,6 +16,7 @@ from celery import Celery
 
 from vpcnet.observability import celery_hooks
 from vpcnet.observability.logs import MASK, configure_logging, mask_secrets
+from vpcnet.tasknames import GC_ENIS, PROVISION_NODE
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def logs() -> Iterator[Callable[..., list[dict[str, Any]]]]:
 def test_structlog_events_are_json_lines_with_bound_node_eni_task_and_container(logs: Any) -> None:
     logs.setup("worker", static={"node": "static-node"})
     log = structlog.get_logger("vpcnet.test")
-    with structlog.contextvars.bound_contextvars(task="vpcnet.provision_node", task_id="t-1"):
+    with structlog.contextvars.bound_contextvars(task=PROVISION_NODE, task_id="t-1"):
         log.info("eni attached", node="n1", eni="eni-0abc", device_index=2)
     with structlog.contextvars.bound_contextvars(container="c0ffee", ifname="eth0"):
         log.warning("slow ADD", ms=120.5)
@@ -58,7 +59,7 @@ def test_structlog_events_are_json_lines_with_bound_node_eni_task_and_container(
     assert first["event"] == "eni attached" and first["level"] == "info"
     assert first["logger"] == "vpcnet.test" and first["component"] == "worker"
     assert (first["node"], first["eni"], first["device_index"]) == ("n1", "eni-0abc", 2)
-    assert (first["task"], first["task_id"]) == ("vpcnet.provision_node", "t-1")
+    assert (first["task"], first["task_id"]) == (PROVISION_NODE, "t-1")
     assert first["timestamp"].endswith("Z")
     assert second["container"] == "c0ffee" and second["level"] == "warning"
     assert second["node"] == "static-node"  # the process-wide field, unless bound
@@ -97,6 +98,25 @@ def test_exceptions_are_rendered_inside_the_json_object(logs: Any) -> None:
     a, b = logs()
     assert "RuntimeError: boom" in a["exception"] and "Traceback" in a["exception"]
     assert "RuntimeError: boom" in b["exception"]
+
+
+def test_a_celery_task_error_carries_a_traceback_only_when_celery_asks_for_one(logs: Any) -> None:
+    """Celery's tracer logs every task error with its traceback in ``extra["data"]`` and
+    passes ``exc_info`` only for unexpected ones; an expected error (a task's ``throws``)
+    must stay one line without a traceback."""
+    trace = logging.getLogger("celery.app.trace")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        context = {"name": PROVISION_NODE, "exc": "RuntimeError('boom')",
+                   "traceback": "Traceback (most recent call last): ..."}
+        trace.info("Task %(name)s raised expected: %(exc)s", context, extra={"data": context})
+        trace.error("Task %(name)s raised unexpected: %(exc)s", context, exc_info=True,
+                    extra={"data": context})
+    expected, unexpected = logs()
+    assert "raised expected" in expected["event"] and "Traceback" not in json.dumps(expected)
+    assert expected["data"]["exc"] == "RuntimeError('boom')"
+    assert "Traceback" in unexpected["exception"] and "Traceback" in unexpected["data"]["traceback"]
 
 
 @pytest.mark.parametrize(
@@ -151,12 +171,14 @@ def test_fields_bound_in_one_thread_stay_out_of_another(logs: Any) -> None:
 
 def test_a_celery_task_run_binds_task_id_name_and_node(logs: Any) -> None:
     app = Celery("t", set_as_current=False)
+    # shared=False: a shared task joins every app finalized later, the workers' app too,
+    # where it would replace the real task of that name.
 
-    @app.task(name="vpcnet.provision_node", bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=PROVISION_NODE, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def provision(self: Any, node: str, iid: str, az: str) -> None:
         return None
 
-    @app.task(name="vpcnet.gc_enis")  # type: ignore[untyped-decorator]
+    @app.task(name=GC_ENIS, shared=False)  # type: ignore[untyped-decorator]
     def gc() -> None:
         return None
 
@@ -169,7 +191,7 @@ def test_a_celery_task_run_binds_task_id_name_and_node(logs: Any) -> None:
     log.info("cluster-wide")
     celery_hooks._on_postrun(task_id="id-2", task=gc, retval=None, state="SUCCESS")
     inside, between, cluster = logs()
-    assert (inside["task"], inside["task_id"], inside["node"]) == ("vpcnet.provision_node", "id-1", "n7")
+    assert (inside["task"], inside["task_id"], inside["node"]) == (PROVISION_NODE, "id-1", "n7")
     assert not {"task", "task_id", "node"} & set(between)
-    assert (cluster["task"], cluster["task_id"]) == ("vpcnet.gc_enis", "id-2")
+    assert (cluster["task"], cluster["task_id"]) == (GC_ENIS, "id-2")
     assert "node" not in cluster

@@ -21,12 +21,11 @@ def register(sub: Any) -> None:
 
 def _queue_depths(redis_url: str) -> dict[str, int]:
     from vpcnet.state.connection import connect
+    from vpcnet.tasknames import QUEUES
 
     client = connect(redis_url, socket_connect_timeout=2)
     try:
-        from workers import EC2_QUEUE, SCAN_QUEUE
-
-        return {q: int(client.llen(q)) for q in (EC2_QUEUE, SCAN_QUEUE)}
+        return {q: int(client.llen(q)) for q in QUEUES}
     finally:
         client.close()
 

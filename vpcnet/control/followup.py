@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROVISION_NODE = "vpcnet.provision_node"
-RELEASE_NODE = "vpcnet.release_node"
-NODE_READY = "vpcnet.node_ready"
-
 
 @dataclass(frozen=True, slots=True)
 class Followup:
-    task: str
+    task: str  # a name of ``vpcnet.tasknames``
     args: tuple[str, ...]
     why: str = ""

@@ -13,13 +13,14 @@ from collections.abc import Iterator, Mapping
 from vpcnet.aws.calls import attributed_to
 from vpcnet.control.common import log
 from vpcnet.control.context import ControlContext
-from vpcnet.control.followup import NODE_READY, PROVISION_NODE, RELEASE_NODE, Followup
+from vpcnet.control.followup import Followup
 from vpcnet.control.ready import agent_has_programmed
 from vpcnet.control.view import InstanceView
 from vpcnet.domain import NodePhase, parse_provider_id
 from vpcnet.errors import VpcnetError
 from vpcnet.plan import managed_enis
 from vpcnet.state.control import NodeState
+from vpcnet.tasknames import NODE_READY, PROVISION_NODE, RELEASE_NODE
 
 
 def _instance_of(provider_id: str) -> tuple[str, str]:

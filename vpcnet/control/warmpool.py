@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 from vpcnet.control.common import log, targets
 from vpcnet.control.context import ControlContext
-from vpcnet.control.followup import PROVISION_NODE, Followup
+from vpcnet.control.followup import Followup
 from vpcnet.domain import Mode, NodePhase
 from vpcnet.errors import ConfigError, StateError, VpcnetError
 from vpcnet.plan import EniConfig, NodeSpec, PoolUsage, plan_node, view_from_record
 from vpcnet.state.control import NodeState
+from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.wellknown import NO_FREE_IPS_TAINT
 
 

@@ -36,10 +36,11 @@ from redis.retry import Retry
 from vpcnet.state.acl_users import NodeAclUsers
 from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys
+from vpcnet.tasknames import EC2_QUEUE, SCAN_QUEUE
 
 ISSUER_USER = "credentials"
 # Celery's Redis transport keys (kombu): the queues vpcnet uses and the unacked index.
-QUEUES = ("ec2", "vpcnet", "celery")
+QUEUES = (EC2_QUEUE, SCAN_QUEUE, "celery")
 
 
 def issuer_rules(cluster: str, password_sha256: str) -> tuple[str, ...]:
@@ -81,7 +82,7 @@ def attempts_on(keys: ClusterKeys, attacker_user: str, attacker_iid: str,
         "script on B": lambda r: r.execute_command(
             "EVAL", "return redis.call('sadd', KEYS[1], ARGV[1])", "1", b.release_ok, ips[0]),
         **{f"queue {q}: forge a task": _forge(q) for q in QUEUES},
-        "queue ec2: steal a task": lambda r: r.rpop("ec2"),
+        "queue ec2: steal a task": lambda r: r.rpop(EC2_QUEUE),
         "unacked: read": lambda r: r.hgetall("unacked"),
         "beat-lock: take": lambda r: r.set(keys.beat_lock, "hostile", px=60_000),
         "beat-lock: delete": lambda r: r.delete(keys.beat_lock),

@@ -1,7 +1,8 @@
 """The watcher's side of Redis and the task queue (an adapter: it imports redis).
 
-- :class:`TaskSender` enqueues the control-plane tasks by name on the ``ec2`` queue with a
-  minimal Celery client, so the watcher does not import the workers' code (or boto3).
+- :class:`TaskSender` enqueues the control-plane tasks by name, each on its queue
+  (``vpcnet.tasknames``), with a minimal Celery client, so the watcher does not import
+  the workers' code (or boto3).
 - :class:`WatcherState` reads vpcnet's Redis view of nodes and takes the enqueue dedup
   claims (``vpcnet.state.claims``); :class:`AgentReadyListener` follows the ``agent-ready`` channel.
 """
@@ -28,25 +29,16 @@ from vpcnet.state.claims import Claim, DedupClaims
 from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.records import AgentRecord, NodeRecord
+from vpcnet.tasknames import EC2_QUEUE, QUEUE_OF
 
 log = structlog.get_logger("vpcnet.watcher")
 
-PROVISION_NODE = "vpcnet.provision_node"
-RELEASE_NODE = "vpcnet.release_node"
-NODE_READY = "vpcnet.node_ready"
-EC2_QUEUE = "ec2"
-# node_ready calls no EC2: it goes to the scan queue, so that in a join storm it is not
-# queued behind every other node's provisioning (nodes become ready as they finish).
-FAST_QUEUE = "vpcnet"
-_QUEUE_OF = {NODE_READY: FAST_QUEUE}
-
-
 
 class TaskSender:
-    """Sends tasks by name; the workers' app routes and runs them."""
+    """Sends tasks by name, each to its queue (node_ready to the scan queue: in a join
+    storm it does not wait behind every other node's provisioning)."""
 
-    def __init__(self, settings: Settings, *, queue: str = EC2_QUEUE) -> None:
-        self._queue = queue
+    def __init__(self, settings: Settings) -> None:
         broker = celery_broker_config(settings.broker, settings.broker_visibility_timeout_seconds)
         self._app = Celery("vpcnet-watcher", broker=broker["broker_url"], set_as_current=False)
         self._app.conf.update(
@@ -62,7 +54,7 @@ class TaskSender:
         """Enqueue ``task(*args)``; returns the task id."""
         try:
             result = self._app.send_task(
-                task, args=list(args), queue=_QUEUE_OF.get(task, self._queue),
+                task, args=list(args), queue=QUEUE_OF.get(task, EC2_QUEUE),
                 # Workers measure provisioning time from here (kept across retries).
                 headers={ENQUEUED_HEADER: f"{time.time():.3f}"},
             )

@@ -39,34 +39,26 @@ from vpcnet.observability.metrics import (
 )
 from vpcnet.settings import Settings
 from vpcnet.state.connection import connect
+from vpcnet.tasknames import NODE_TASKS, PROVISION_NODE
 
 log = structlog.get_logger("vpcnet.metrics")
 
 ENQUEUED_HEADER = "vpcnet_enqueued"
-PROVISION_TASK = "vpcnet.provision_node"
-# Tasks whose first argument is a node name (bound to their log lines as ``node``).
-NODE_TASKS = frozenset({PROVISION_TASK, "vpcnet.release_node", "vpcnet.node_ready"})
 
 _started: dict[str, tuple[float, float]] = {}  # task id -> (monotonic, wall) at start
 _started_lock = threading.Lock()
 
 
-def task_outcome(state: str | None, retval: Any) -> str:
-    """success / retry / failure; a task that returned a surfaced permanent error (the
-    ``{"error": ...}`` of ``workers.tasks``) failed as far as an operator is concerned."""
-    if state == "SUCCESS":
-        return "failure" if isinstance(retval, dict) and "error" in retval else "success"
-    if state == "RETRY":
-        return "retry"
-    if state == "FAILURE":
-        return "failure"
-    return (state or "unknown").lower()
+def task_outcome(state: str | None) -> str:
+    """success / retry / failure (a permanent error fails its task: ``workers.base``)."""
+    return {"SUCCESS": "success", "RETRY": "retry", "FAILURE": "failure"}.get(
+        state or "", (state or "unknown").lower())
 
 
 def provisioned_at_end(task_name: str, state: str | None, retval: Any) -> bool:
     """This run wrote the node's ENIs with phase provisioned (its join completed)."""
     return (
-        task_name == PROVISION_TASK
+        task_name == PROVISION_NODE
         and state == "SUCCESS"
         and isinstance(retval, dict)
         and retval.get("phase") == "provisioned"
@@ -115,7 +107,7 @@ def _on_prerun(task_id: str = "", task: Task[Any, Any] | None = None, args: Any 
         return
     structlog.contextvars.clear_contextvars()  # a pool thread runs one task at a time
     bound: dict[str, Any] = {"task": task.name, "task_id": task_id}
-    if task.name in NODE_TASKS and args:
+    if task.name in NODE_TASKS and args:  # bound to its log lines as ``node``
         bound["node"] = str(args[0])
     structlog.contextvars.bind_contextvars(**bound)
     TASKS_ACTIVE.labels(task.name).inc()
@@ -131,7 +123,7 @@ def _on_postrun(task_id: str = "", task: Task[Any, Any] | None = None, retval: A
         started = _started.pop(task_id, None)
     name = task.name
     TASKS_ACTIVE.labels(name).dec()
-    TASKS.labels(name, task_outcome(state, retval)).inc()
+    TASKS.labels(name, task_outcome(state)).inc()
     if started is not None:
         TASK_DURATION.labels(name).observe(time.monotonic() - started[0])
     if provisioned_at_end(name, state, retval):

@@ -79,6 +79,15 @@ def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
+def _drop_unasked_traceback(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    # Celery puts a task's traceback in its "data" blob whatever its log policy says; it
+    # asks for one (exc_info) only for unexpected errors, not for a task's ``throws``.
+    data = event_dict.get("data")
+    if "exc_info" not in event_dict and isinstance(data, dict) and "traceback" in data:
+        event_dict["data"] = {k: v for k, v in data.items() if k != "traceback"}
+    return event_dict
+
+
 def _level_number(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -130,6 +139,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _drop_color_message,
+            _drop_unasked_traceback,
             structlog.processors.format_exc_info,
             redact_secrets,
             structlog.processors.JSONRenderer(sort_keys=True, default=str),

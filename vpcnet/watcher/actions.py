@@ -19,7 +19,8 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.kube.metrics import ACTION_ERRORS, NODE_WARNINGS
 from vpcnet.kube.nodeplan import ControlView, NodePlan, plan_node, projection_of
 from vpcnet.kube.types import EventType, NodeObj, TaintEffect
-from vpcnet.kube.watchstate import NODE_READY, PROVISION_NODE, RELEASE_NODE, WatcherState
+from vpcnet.kube.watchstate import WatcherState
+from vpcnet.tasknames import NODE_READY, PROVISION_NODE, RELEASE_NODE
 from vpcnet.watcher.decisions import (
     Enqueue,
     awaiting_ready,
