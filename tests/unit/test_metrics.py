@@ -85,8 +85,9 @@ def test_enqueue_time_is_read_from_the_request_and_tolerates_garbage() -> None:
 
 def test_task_runs_are_counted_timed_and_provisioning_observed_from_the_enqueue() -> None:
     app = Celery("t", set_as_current=False)
+    # shared=False: a shared task joins every app finalized later (the workers' app too).
 
-    @app.task(name=PROVISION_NODE, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=PROVISION_NODE, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def provision(self: Any, node: str, iid: str, az: str) -> None:
         return None
 
