@@ -46,7 +46,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# The product and the harness (vpcnet-sim, never published) in one command, so pip
+# resolves the test extra's vpcnet-sim from ./vpcnet_sim.
+.venv/bin/python -m pip install -q -e ./vpcnet_sim -e '.[test]'
 # The real control plane the apiserver tests run against (etcd, kube-apiserver), built from
 # Go modules into a cache outside the repo: minutes the first time, a no-op after.
 controlplane="not built (--no-go-builds)"

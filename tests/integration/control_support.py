@@ -18,10 +18,10 @@ from vpcnet.control.view import (
 )
 from vpcnet.domain import Assignment, NodePhase
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.control import NodeState
 from vpcnet.state.records import AgentRecord
+from vpcnet_sim.ec2 import Ec2Emulator
+from vpcnet_sim.kube import KubeEmulator
 
 
 def join(

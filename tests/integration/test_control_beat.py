@@ -22,8 +22,8 @@ from vpcnet.control.view import TAG_CLUSTER, TAG_CREATED_AT, created_at_tag
 from vpcnet.domain import NodePhase
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 # Beat's schedule (refresh-limits is hourly: it never comes up in a test).
 SCHEDULED = {"vpcnet.reconcile_all", "vpcnet.gc_enis", "vpcnet.warm_pool"}

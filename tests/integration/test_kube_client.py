@@ -13,7 +13,7 @@ from vpcnet.errors import ConfigError, KubeConflict, NotFoundError, WatchExpired
 from vpcnet.kube.client import MERGE_PATCH, KubeClient
 from vpcnet.kube.types import LeaseSpec, Taint, WatchEventType
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.kube import KubeEmulator
 
 # Fixtures of tests/fixtures/watcher.py used here.
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube

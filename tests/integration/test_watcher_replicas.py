@@ -25,7 +25,7 @@ from vpcnet.kube.leader import ElectionConfig
 from vpcnet.kube.types import Lease
 from vpcnet.kube.watchstate import PROVISION_NODE
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.kube import KubeEmulator
 
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube
 

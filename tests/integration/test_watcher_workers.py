@@ -17,9 +17,9 @@ from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
 from vpcnet.kube.types import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.watcher import Watcher
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 
 @pytest.fixture
