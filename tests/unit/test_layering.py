@@ -68,3 +68,8 @@ def test_the_check_sees_imports() -> None:
     """The scan is not vacuous: it finds the adapters' own imports."""
     assert "boto3" in imported_roots(REPO / "vpcnet/aws/ec2.py")
     assert "kubernetes" in imported_roots(REPO / "vpcnet/kube/client.py")
+
+
+def test_product_imports_nothing_from_the_harness() -> None:
+    offenders = [str(f.relative_to(REPO)) for f in product_files() if "vpcnet_sim" in imported_roots(f)]
+    assert offenders == []
