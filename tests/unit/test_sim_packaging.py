@@ -20,7 +20,7 @@ def pyproject(path: Path) -> dict[str, Any]:
 
 
 def test_harness_lists_every_subpackage() -> None:
-    # build/ is what `pip wheel ./vpcnet_sim` leaves behind, not source
+    # a build/ left by an old setuptools that ignores [tool.distutils.build] is not source
     on_disk = {
         ".".join(("vpcnet_sim", *init.parent.relative_to(HARNESS).parts))
         for init in HARNESS.rglob("__init__.py")
