@@ -31,3 +31,17 @@ def test_demo_help_through_the_entry_point() -> None:
 def test_full_parser_has_product_and_harness_commands() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {*_COMMANDS, *HARNESS_COMMANDS}
+
+
+def test_product_command_does_not_scan_entry_points() -> None:
+    """``vpcnet agent`` starts as before: no distribution scan (importlib.metadata alone
+    is ~25 ms of imports) for a command the product defines itself."""
+    code = (
+        "import sys\n"
+        "from vpcnet.cli.main import build_parser\n"
+        "build_parser('agent').parse_args(['agent'])\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout == "False\n"

@@ -14,8 +14,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 # subcommand -> module that registers it
 _COMMANDS: dict[str, str] = {
@@ -36,6 +38,9 @@ HARNESS_MISSING = "vpcnet {command} needs the vpcnet-sim harness: pip install -e
 
 
 def _plugin_commands(only: str | None) -> list[EntryPoint]:
+    # imported here: importlib.metadata alone costs ~25 ms, which product commands never pay
+    from importlib.metadata import entry_points
+
     found = [ep for ep in entry_points(group=COMMAND_GROUP) if ep.name not in _COMMANDS]
     return [ep for ep in found if only is None or ep.name == only]
 
