@@ -2,8 +2,10 @@
 how to get the harness, and exits 2; doing what that line says makes ``vpcnet demo`` work.
 
 A fresh virtualenv of its own (no pip in it: this venv's pip installs into it with
-``--python``), the product from a wheel built from this checkout, no dependencies (the
-CLI's dispatch needs none of them).
+``--python``), the product from a wheel built from this checkout with this venv's
+setuptools (no build isolation, no index), no dependencies (the CLI's dispatch needs none
+of them). Only the last test, which runs the install the line says as a user would, builds
+the harness in pip's isolated build environment (setuptools from the index or pip's cache).
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def product_only_venv(venv: Path, wheel: Path) -> Path:
 @pytest.fixture(scope="module")
 def product_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
-                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(REPO)], cwd=REPO, check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob("vpcnet-*.whl")
     return wheel
 
