@@ -11,7 +11,7 @@ setup:
 	bash scripts/setup.sh
 
 lint:
-	.venv/bin/ruff check vpcnet workers beat tests && .venv/bin/mypy && .venv/bin/lint-imports --no-cache
+	.venv/bin/ruff check vpcnet workers beat tests vpcnet_sim && .venv/bin/mypy && .venv/bin/lint-imports --no-cache
 
 bench-cni:
 	.venv/bin/vpcnet bench cni --pods 200

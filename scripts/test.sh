@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff"; .venv/bin/ruff check vpcnet workers beat tests
+echo "== ruff"; .venv/bin/ruff check vpcnet workers beat tests vpcnet_sim
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import contracts (pyproject.toml [tool.importlinter])"; .venv/bin/lint-imports --no-cache
 echo "== pytest"

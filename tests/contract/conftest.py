@@ -1,5 +1,5 @@
-"""The two Kubernetes servers every contract test runs on: the emulator (vpcnet.sim.kube)
-and a real etcd + kube-apiserver v1.37.2 (vpcnet.embedded.kubeapi), each reached
+"""The two Kubernetes servers every contract test runs on: the emulator (vpcnet_sim.kube)
+and a real etcd + kube-apiserver v1.37.2 (vpcnet_sim.embedded.kubeapi), each reached
 through vpcnet's own ``KubeClient`` as an admin. A test passes only if both servers
 answer it the same way.
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from vpcnet.embedded.kubeapi import KubeApiServer
 from vpcnet.errors import NotFoundError
 from vpcnet.kube.client import KubeClient
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.embedded.kubeapi import KubeApiServer
+from vpcnet_sim.kube import KubeEmulator
 
 SERVERS = ("emulator", "apiserver")
 EVENT_NS = "default"

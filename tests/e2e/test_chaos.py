@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.known_crashes import KOMBU_RESTORE_AFTER_BROKER_LOSS
+from vpcnet_sim.embedded.known_crashes import KOMBU_RESTORE_AFTER_BROKER_LOSS
 
 NODES = 50
 NETNS_NODES = 3
@@ -80,7 +80,7 @@ def test_chaos_converges_with_every_invariant_holding(
     assert report["violations"] == []
     assert report["problems"] == []
     assert report["unexpected_exits"] == {}
-    # Worker exits filed as the known upstream kombu crash (vpcnet.embedded.known_crashes):
+    # Worker exits filed as the known upstream kombu crash (vpcnet_sim.embedded.known_crashes):
     # each has that crash's signature in the worker's log and happened in one of the
     # run's Redis outages, no worker more than once per outage.
     outages = faults["redis-restart"] + faults["redis-kill-9-restart"]

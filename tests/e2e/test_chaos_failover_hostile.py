@@ -5,7 +5,7 @@ kill -9'd, agents restart, EC2 answers 5xx and throttles, and:
 
 - the world runs on a Sentinel group and, every 15 s, a failover loses acknowledged
   writes (the replica's link cut, the system writing on to the primary, the primary
-  frozen, the replica promoted: vpcnet.embedded.sentinel). Right after each, no IP may be
+  frozen, the replica promoted: vpcnet_sim.embedded.sentinel). Right after each, no IP may be
   held by two agents and every long-running pod must keep its IP and ping;
 - the netns agents log in as their own node's ACL user, fetched from vpcnet's credential
   issuer with a token of their own (the issuer's TokenReview is a table here);
@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_chaos import _netns
-from vpcnet.embedded.hostile import Victim, attempts_on
 from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.embedded.hostile import Victim, attempts_on
 
 NODES = 50
 NETNS_NODES = 3

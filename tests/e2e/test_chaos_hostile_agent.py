@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.hostile import ISSUER_USER, HostileAgent, Victim, attempts_on, issuer_rules
-from vpcnet.embedded.procs import RedisServer
 from vpcnet.state.acl import node_username
 from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.embedded.hostile import ISSUER_USER, HostileAgent, Victim, attempts_on, issuer_rules
+from vpcnet_sim.embedded.procs import RedisServer
 
 CLUSTER = "chaos"
 A, B = "ns-0", "ns-1"

@@ -2,7 +2,7 @@
 
 Warm mode (the pool grows as pods come): a burst of pods on one netns node makes the
 control plane assign IPs and attach an ENI while the replica's link is cut, so those
-records reach only the primary that is then lost (``vpcnet.embedded.sentinel``). The
+records reach only the primary that is then lost (``vpcnet_sim.embedded.sentinel``). The
 agent has already programmed them and pods hold the new IPs. Invariant 7: a running pod
 is never disturbed by lost control-plane state; the agent's checkpoint and its live
 interfaces outrank Redis. So every pod of the burst must keep pinging through its ENI
@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 from vpcnet.agent.conflist import PLUGIN_TYPE
-from vpcnet.embedded.chaos import ChaosOptions, ChaosWorld
-from vpcnet.embedded.churn import POD_NAMESPACE, TrackedPod
-from vpcnet.embedded.sentinel import SentinelGroup
-from vpcnet.embedded.stack import SimNode
 from vpcnet.ops.collect import collect
-from vpcnet.sim.netns import ping
-from vpcnet.sim.runtime import CniError, PodRuntime
+from vpcnet_sim.embedded.chaos import ChaosOptions, ChaosWorld
+from vpcnet_sim.embedded.churn import POD_NAMESPACE, TrackedPod
+from vpcnet_sim.embedded.sentinel import SentinelGroup
+from vpcnet_sim.embedded.stack import SimNode
+from vpcnet_sim.netns import ping
+from vpcnet_sim.runtime import CniError, PodRuntime
 
 pytestmark = pytest.mark.timeout(900)
 

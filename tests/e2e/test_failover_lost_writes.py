@@ -6,7 +6,7 @@ runs on a Sentinel group: every component connects through ``redis+sentinel://``
 broker and result backend through kombu's sentinel transport. While nodes join and pods
 come and go, the replica's link is cut, the system writes on to the primary for a few
 seconds (acknowledged, never replicated), the primary is frozen and the sentinels
-promote the replica (``vpcnet.embedded.sentinel`` says exactly how). The test checks
+promote the replica (``vpcnet_sim.embedded.sentinel`` says exactly how). The test checks
 that writes really were lost, then that the system converges with no restart of any
 component: every node ready, the audit clean (it sees leaked ENIs), no unattached ENI,
 each mirror equal to its agent's checkpoint, no IP held twice, every long-running pod
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld
-from vpcnet.embedded.sentinel import SentinelGroup
 from vpcnet.limits import bundled_limits
 from vpcnet.ops.collect import collect
-from vpcnet.sim.netns import ping
+from vpcnet_sim.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld
+from vpcnet_sim.embedded.sentinel import SentinelGroup
+from vpcnet_sim.netns import ping
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from vpcnet.bench.burst import ready_node, run_burst
+from vpcnet_sim.bench.burst import ready_node, run_burst
 
 NO_FREE_IPS = "vpcnet.io/no-free-ips"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld
 from vpcnet.limits import bundled_limits
-from vpcnet.sim.netns import ping
+from vpcnet_sim.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld
+from vpcnet_sim.netns import ping
 
 
 def test_flushall_mid_join_is_rebuilt_from_ec2_and_the_agents(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld, TrackedPod
-from vpcnet.embedded.stack import SimNode
-from vpcnet.sim.netns import ping
+from vpcnet_sim.embedded.chaos import ChaosOptions, ChaosReport, ChaosWorld, TrackedPod
+from vpcnet_sim.embedded.stack import SimNode
+from vpcnet_sim.netns import ping
 
 OUTAGE_SECONDS = 60.0
 

@@ -11,11 +11,11 @@ from vpcnet.control.context import ControlContext
 from vpcnet.control.view import created_at, created_at_tag
 from vpcnet.domain import Assignment, NodePhase
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.control import NodeState
 from vpcnet.state.records import AgentRecord
 from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT, TAG_INSTANCE, TAG_NODE
+from vpcnet_sim.ec2 import Ec2Emulator
+from vpcnet_sim.kube import KubeEmulator
 
 
 def join(

@@ -76,7 +76,7 @@ def as_component(server: ApiServer, tokens: dict[str, str], component: str) -> K
 def calls_of(component: str) -> set[str]:
     """The KubeClient methods the component's code calls."""
     entries = COMPONENTS[component][1]
-    files = module_closure(entries, exclude=("vpcnet.kube.client", "vpcnet.sim"))
+    files = module_closure(entries, exclude=("vpcnet.kube.client",))
     return used_methods(files, client_requests(), ALIASES) - NOT_CALLS
 
 
@@ -336,9 +336,7 @@ OPERATOR_ENTRIES = ["vpcnet.cli.status_cmd", "vpcnet.cli.audit_cmd"]  # inspect 
 
 
 def operator_calls() -> set[str]:
-    files = module_closure(
-        OPERATOR_ENTRIES, exclude=("vpcnet.kube.client", "vpcnet.sim", "vpcnet.embedded")
-    )
+    files = module_closure(OPERATOR_ENTRIES, exclude=("vpcnet.kube.client",))
     return used_methods(files, client_requests(), ALIASES) - NOT_CALLS
 
 

@@ -17,9 +17,9 @@ from kubernetes import client as k8s
 
 from tests.fixtures.apiserver import ApiServer
 from tests.integration.apiserver_support import NAMESPACE, apply_base, create_node, kube_client
-from vpcnet.embedded.procs import wait_for
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.tokenreview import TokenRejected
+from vpcnet_sim.embedded.procs import wait_for
 
 AUDIENCE = "vpcnet.io/agent"
 AGENT_SA = "vpcnet-agent"

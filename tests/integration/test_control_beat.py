@@ -22,10 +22,10 @@ from vpcnet.control.view import created_at_tag
 from vpcnet.domain import NodePhase
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import GC_ENIS, PROVISION_NODE, RECONCILE_ALL, WARM_POOL
 from vpcnet.wellknown import NOT_READY_TAINT, TAG_CLUSTER, TAG_CREATED_AT
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 # Beat's schedule (refresh-limits is hourly: it never comes up in a test).
 SCHEDULED = {RECONCILE_ALL, GC_ENIS, WARM_POOL}

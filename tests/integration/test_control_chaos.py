@@ -15,9 +15,9 @@ from vpcnet.aws.buckets import Bucket
 from vpcnet.domain import NodePhase
 from vpcnet.limits import bundled_limits
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, Ec2SimConfig, World
+from vpcnet_sim.kube import KubeEmulator
 
 
 def provisioned(ctx: Any, names: list[str]) -> bool:

@@ -22,9 +22,9 @@ from vpcnet.domain import NodePhase
 from vpcnet.errors import ConfigError, PermanentError, UnknownInstanceTypeError
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, Ec2SimConfig, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import EC2_QUEUE, PROVISION_NODE, RELEASE_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, Ec2SimConfig, World
+from vpcnet_sim.kube import KubeEmulator
 
 task_events = te.task_events
 

@@ -36,9 +36,9 @@ from vpcnet.control.release import release_node
 from vpcnet.domain import Mode
 from vpcnet.errors import Ec2PermanentError, Ec2TemporaryError, LockHeld
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.ec2.config import Latency
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2.config import Latency
+from vpcnet_sim.kube import KubeEmulator
 
 ASSIGN = "AssignPrivateIpAddresses"
 

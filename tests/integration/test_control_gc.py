@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.integration.control_support import all_cluster_enis, context_for, leave_eni
 from vpcnet.control.gc import gc_enis
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 GRACE = 600.0
 

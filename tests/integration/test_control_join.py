@@ -19,9 +19,9 @@ from vpcnet.domain import Mode, NodePhase
 from vpcnet.limits import bundled_limits
 from vpcnet.plan import EniConfig, NodeSpec, min_join_calls
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 MIXED = ("t3.nano", "m5.large", "m5.xlarge", "c5.18xlarge")
 

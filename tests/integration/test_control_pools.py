@@ -19,9 +19,9 @@ from vpcnet.control.provision import provision_node
 from vpcnet.control.warmpool import warm_pool_scan
 from vpcnet.domain import Mode
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 
 def converge(ctx: ControlContext, node: str, iid: str, az: str) -> int:

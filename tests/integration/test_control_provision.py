@@ -18,8 +18,8 @@ from vpcnet.control.provision import provision_node
 from vpcnet.domain import NodePhase
 from vpcnet.limits import bundled_limits
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
 from vpcnet.domain import Mode, NodePhase
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 WRITES = {"HSET", "HMSET", "HDEL", "HINCRBY", "SADD", "SREM", "DEL", "UNLINK", "SET", "EXPIRE",
           "ZADD", "ZREM", "RENAME", "HSETNX", "SPOP", "SMOVE"}

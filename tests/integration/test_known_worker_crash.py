@@ -2,7 +2,7 @@
 
 A real ``celery -A workers worker`` holds one ETA'd task (unacknowledged, as a retry's
 countdown leaves it) when its redis-server is killed -9: with the installed Celery/kombu
-it exits on the crash ``vpcnet.embedded.known_crashes`` describes, and its log is
+it exits on the crash ``vpcnet_sim.embedded.known_crashes`` describes, and its log is
 recognised as that crash, in that outage and no other. The same worker stopped for
 another reason is not filed as known. If an upgrade fixes the bug, the first test fails:
 then the known-crash filing goes (every worker exit becomes a finding again).
@@ -18,15 +18,15 @@ import pytest
 from celery import Celery
 
 from tests.fixtures.celery import CeleryProcs, wait_until
-from vpcnet.embedded.known_crashes import (
+from vpcnet.settings import Settings
+from vpcnet.tasknames import GC_ENIS
+from vpcnet_sim.embedded.known_crashes import (
     KOMBU_RESTORE_AFTER_BROKER_LOSS,
     Outage,
     judge,
     match_known_crash,
 )
-from vpcnet.embedded.procs import RedisServer
-from vpcnet.settings import Settings
-from vpcnet.tasknames import GC_ENIS
+from vpcnet_sim.embedded.procs import RedisServer
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.kube.client.api import MERGE_PATCH
 from vpcnet.kube.types import LeaseSpec, Taint, WatchEventType
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.kube import KubeEmulator
 
 # Fixtures of tests/fixtures/watcher.py used here.
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube

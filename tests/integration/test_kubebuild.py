@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded import kubebuild
-from vpcnet.embedded.kubeapi import KUBE_VERSION, ControlPlaneError
+from vpcnet_sim.embedded import kubebuild
+from vpcnet_sim.embedded.kubeapi import KUBE_VERSION, ControlPlaneError
 
 
 def fake_build(tmp_path: Path, body: str) -> Path:

@@ -21,8 +21,8 @@ from tests.fixtures.redis import free_port
 from tests.fixtures.watcher import wait_for, watcher_env
 from vpcnet.domain import EniRecord
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.kube import KubeEmulator
 
 kube_sim, broker, watcher_settings = fx.kube_sim, fx.broker, fx.watcher_settings
 

@@ -17,9 +17,9 @@ from tests.integration.control_support import context_for, join
 from vpcnet.observability.celery_hooks import ENQUEUED_HEADER
 from vpcnet.observability.collectors import QueueCollector
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import EC2_QUEUE, PROVISION_NODE, RECONCILE_ALL, SCAN_QUEUE
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -23,9 +23,9 @@ from vpcnet.credentials.policy import service_account_username
 from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.credentials.server import CredentialServer
 from vpcnet.domain import EniRecord
-from vpcnet.embedded.procs import wait_for
 from vpcnet.state.acl import NodeCredential
 from vpcnet.state.acl_users import NodeAclUsers
+from vpcnet_sim.embedded.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

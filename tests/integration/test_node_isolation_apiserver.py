@@ -39,10 +39,10 @@ from vpcnet.credentials.kube_review import kube_reviewer
 from vpcnet.credentials.policy import service_account_username
 from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.credentials.server import CredentialServer
-from vpcnet.embedded.procs import ManagedProcess, wait_for
 from vpcnet.kube.client import KubeClient
 from vpcnet.state.acl_users import NodeAclUsers
 from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.embedded.procs import ManagedProcess, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

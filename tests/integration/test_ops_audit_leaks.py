@@ -11,7 +11,7 @@ import sys
 from tests.fixtures.celery import REPO, settings_env
 from tests.integration.control_support import leave_eni
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 GRACE = 600.0
 

@@ -18,8 +18,8 @@ from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.aws.ratelimit import Rate, RateLimiter
 from vpcnet.errors import Ec2TemporaryError
-from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 ATTACH = "AttachNetworkInterface"
 SMALL = Bucket(10, 40.0)

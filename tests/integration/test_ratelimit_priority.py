@@ -25,7 +25,7 @@ from vpcnet.aws.ec2 import Ec2, make_client
 from vpcnet.aws.priority import background, foreground
 from vpcnet.aws.ratelimit import RateLimiter
 from vpcnet.errors import Ec2TemporaryError
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 ACTION = "AssignPrivateIpAddresses"
 # No burst, one token every 50 ms: every grant is a turn the limiter chose.

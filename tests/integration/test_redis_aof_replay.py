@@ -28,9 +28,9 @@ from tests.fixtures.acl_redis import CLUSTER, PASSWORDS, acl_from_docs, redis_co
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.redis_sync import RedisSync
 from vpcnet.domain import EniRecord, NodePhase
-from vpcnet.embedded.procs import free_port, wait_for
 from vpcnet.state.acl_users import NodeAclUsers
 from vpcnet.state.control import ControlState
+from vpcnet_sim.embedded.procs import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,7 @@ from tests.fixtures.sentinel import SentinelGroup
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.redis_sync import AgentReport, RedisSync
 from vpcnet.domain import EniRecord
-from vpcnet.embedded.procs import wait_for
+from vpcnet_sim.embedded.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -32,13 +32,13 @@ from tests.integration.control_support import (
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.ec2.config import Latency
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.state.broker import celery_broker_config
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.tasknames import PROVISION_NODE, RECONCILE_ALL, SCAN_QUEUE
 from vpcnet.watcher.loop import Watcher
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2.config import Latency
+from vpcnet_sim.kube import KubeEmulator
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from tests.unit.manifests_render import MANIFESTS
-from vpcnet.embedded.procs import wait_for
 from vpcnet.state.connection import connect
+from vpcnet_sim.embedded.procs import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

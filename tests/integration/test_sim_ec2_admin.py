@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:

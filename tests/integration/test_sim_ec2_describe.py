@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 import pytest
 from botocore.exceptions import ClientError
 
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 
 def ids(resp: dict[str, Any]) -> set[str]:

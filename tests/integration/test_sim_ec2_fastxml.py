@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.ec2.responses import SimEc2Response
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2.responses import SimEc2Response
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from vpcnet.sim.ec2 import Ec2Emulator, FaultRule, Latency, World
+from vpcnet_sim.ec2 import Ec2Emulator, FaultRule, Latency, World
 
 
 def outcome(call: Any) -> str:
@@ -105,7 +105,7 @@ def test_latency_sleeps_outside_the_backend_lock(ec2_emulator: Ec2Emulator, ec2_
 
 
 def test_presets() -> None:
-    from vpcnet.sim.ec2 import Ec2SimConfig
+    from vpcnet_sim.ec2 import Ec2SimConfig
 
     aws = Ec2SimConfig.aws_like()
     assert aws.latency_for("CreateNetworkInterface").seconds == 0.3

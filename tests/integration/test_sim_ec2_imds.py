@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 
 def fetch(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:

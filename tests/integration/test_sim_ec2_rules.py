@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vpcnet.aws.buckets import Bucket
-from vpcnet.sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2 import Ec2Emulator, World
 
 LAST_CALL_SENT = [0.0]  # monotonic time the last call of the latest burst was sent
 

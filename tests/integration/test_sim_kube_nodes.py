@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet_sim.kube import KubeEmulator
 
 
 @pytest.fixture

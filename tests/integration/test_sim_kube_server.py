@@ -20,8 +20,8 @@ from kubernetes import client, config, dynamic
 from kubernetes.client import ApiException
 
 from tests.fixtures.redis import free_port
-from vpcnet.sim.kube import KubeEmulator
-from vpcnet.sim.kube.resources import NODES
+from vpcnet_sim.kube import KubeEmulator
+from vpcnet_sim.kube.resources import NODES
 
 
 @pytest.fixture

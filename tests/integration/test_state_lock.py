@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from vpcnet.embedded.procs import RedisServer, free_port, wait_for
 from vpcnet.errors import LockHeld, StateError
 from vpcnet.state.lock import RedisLock, new_token
+from vpcnet_sim.embedded.procs import RedisServer, free_port, wait_for
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from tests.fixtures.celery import CeleryProcs, wait_until
 from tests.fixtures.task_events import TaskEvents
 from tests.integration.control_support import join
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 task_events = te.task_events
 

@@ -1,6 +1,6 @@
 """The watcher and real Celery workers on the real kube-apiserver (etcd + kube-apiserver
 v1.37.2, Node,RBAC), each process authenticating as its own ServiceAccount of
-manifests/ (vpcnet.embedded.kubeaccess): list + watch of nodes, the not-ready taint's
+manifests/ (vpcnet_sim.embedded.kubeaccess): list + watch of nodes, the not-ready taint's
 life from join to ready, Lease election across two ``vpcnet watcher`` processes with a
 takeover of a killed leader, and the relist after a real 410 Gone.
 
@@ -26,15 +26,15 @@ from tests.fixtures.redis import RedisServer
 from tests.integration.control_support import agent_ready, context_for, vpcnet_enis
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
-from vpcnet.embedded.kubeaccess import deploy_access
-from vpcnet.embedded.kubeapi import KubeApiServer
 from vpcnet.errors import KubePermanentError, NotFoundError
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import Lease
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
 from vpcnet.watcher.loop import Watcher
 from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.embedded.kubeaccess import deploy_access
+from vpcnet_sim.embedded.kubeapi import KubeApiServer
 
 Spawn = Callable[[], subprocess.Popen[bytes]]
 

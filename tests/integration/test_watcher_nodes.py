@@ -15,12 +15,12 @@ from tests.fixtures import watcher as fx
 from tests.fixtures.watcher import QueuedTask, queued, tasks_named, wait_for
 from vpcnet.kube.client import KubeClient
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
-from vpcnet.sim.kube import resources as kube_resources
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.tasknames import NODE_READY, PROVISION_NODE, RELEASE_NODE
 from vpcnet.watcher.loop import Watcher
 from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
+from vpcnet_sim.kube import KubeEmulator
+from vpcnet_sim.kube import resources as kube_resources
 
 # Fixtures of tests/fixtures/watcher.py used here.
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube

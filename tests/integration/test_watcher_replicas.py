@@ -24,8 +24,8 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.kube.leader import ElectionConfig
 from vpcnet.kube.types import Lease
 from vpcnet.settings import Settings
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.kube import KubeEmulator
 
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube
 

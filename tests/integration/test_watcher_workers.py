@@ -16,11 +16,11 @@ from tests.integration.control_support import agent_ready, context_for, join, vp
 from vpcnet.control.context import ControlContext
 from vpcnet.domain import NodePhase
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
 from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.watcher.loop import Watcher
 from vpcnet.wellknown import INSTANCE_ID_LABEL, NOT_READY_TAINT, STATUS_ANNOTATION
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 
 @pytest.fixture

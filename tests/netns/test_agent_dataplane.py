@@ -16,8 +16,8 @@ from tests.fixtures.netns import (
     host_state,
     wait_for,
 )
-from vpcnet.sim import netns as nx
-from vpcnet.sim.runtime import CniError, Pod, PodRuntime
+from vpcnet_sim import netns as nx
+from vpcnet_sim.runtime import CniError, Pod, PodRuntime
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -11,7 +11,7 @@ from vpcnet.agent.hostnet import HostNetwork
 from vpcnet.agent.hostplan import HostPlan, plan_host
 from vpcnet.domain import EniRecord
 from vpcnet.errors import HostNetworkError
-from vpcnet.sim import netns as nx
+from vpcnet_sim import netns as nx
 
 pytestmark = pytest.mark.timeout(120)
 

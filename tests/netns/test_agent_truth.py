@@ -20,12 +20,12 @@ from tests.fixtures.netns import AgentProcess, SimEnv, SimNode, wait_for
 from vpcnet.control.context import ControlContext
 from vpcnet.control.ready import node_ready
 from vpcnet.settings import Settings
-from vpcnet.sim import netns as nx
-from vpcnet.sim.kube import KubeEmulator
-from vpcnet.sim.runtime import Pod, PodRuntime
 from vpcnet.state.control import ControlState
 from vpcnet.state.records import AgentRecord, StoreVersion, text_fields
 from vpcnet.wellknown import NOT_READY_TAINT
+from vpcnet_sim import netns as nx
+from vpcnet_sim.kube import KubeEmulator
+from vpcnet_sim.runtime import Pod, PodRuntime
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -20,7 +20,7 @@ from tests.fixtures.cni import (
 )
 from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.podnet import host_ifname
-from vpcnet.bench.cni_node import SimNode
+from vpcnet_sim.bench.cni_node import SimNode
 
 
 def ip(netns: str, *args: str) -> None:

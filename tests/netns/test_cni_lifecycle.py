@@ -17,7 +17,7 @@ from tests.fixtures.cni import (
     pod_rules,
     wait_for,
 )
-from vpcnet.bench.cni_node import SimNode
+from vpcnet_sim.bench.cni_node import SimNode
 
 K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0"
 

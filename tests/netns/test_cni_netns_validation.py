@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.cni import cni_env, exec_plugin, links, plugin_script, pod_rules
-from vpcnet.bench.cni_node import SimNode
+from vpcnet_sim.bench.cni_node import SimNode
 
 # The agent answers in far less; a wedged one makes the plugin give up after this.
 TIMEOUT = 10

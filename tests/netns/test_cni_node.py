@@ -17,7 +17,7 @@ from tests.fixtures.cni import (
     pod_rules,
     wait_for,
 )
-from vpcnet.bench.cni_node import SimNode
+from vpcnet_sim.bench.cni_node import SimNode
 
 
 def _veths(sim: SimNode) -> set[str]:

@@ -23,9 +23,9 @@ from vpcnet.agent.cniserver import CniServer
 from vpcnet.agent.ipam import AttachmentKey, Ipam
 from vpcnet.agent.main import Agent, check_ready
 from vpcnet.agent.podnet import PodNetwork, PodSpec
-from vpcnet.bench.cni_node import build_enis, remove_netns, run_ip
 from vpcnet.cni import protocol as p
 from vpcnet.settings import AgentSettings
+from vpcnet_sim.bench.cni_node import build_enis, remove_netns, run_ip
 
 PREFIX = "vpct3-"
 

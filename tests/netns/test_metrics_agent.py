@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.metrics import Scrape, json_lines, scrape, try_scrape
 from tests.fixtures.netns import SimEnv, wait_for
 from tests.fixtures.redis import free_port
-from vpcnet.sim.runtime import CniError
+from vpcnet_sim.runtime import CniError
 
 pytestmark = pytest.mark.timeout(180)
 

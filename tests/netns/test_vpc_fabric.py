@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.netns import SimEnv, wait_for
-from vpcnet.sim import netns as nx
-from vpcnet.sim.ec2 import Ec2Emulator
-from vpcnet.sim.vpc import SimVpc, teardown_prefix
+from vpcnet_sim import netns as nx
+from vpcnet_sim.ec2 import Ec2Emulator
+from vpcnet_sim.vpc import SimVpc, teardown_prefix
 
 pytestmark = pytest.mark.timeout(120)
 

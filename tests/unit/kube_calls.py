@@ -338,7 +338,7 @@ ALIASES = {"vpcnet.kube.leader": {"_store"}}  # LeaderElector's LeaseStore (a Ku
 
 def component_needs(entries: Iterable[str]) -> set[Triple]:
     requests = client_requests()
-    files = module_closure(entries, exclude=("vpcnet.kube.client", "vpcnet.sim"))
+    files = module_closure(entries, exclude=("vpcnet.kube.client",))
     out: set[Triple] = set()
     for method in used_methods(files, requests, ALIASES):
         out |= requests[method]

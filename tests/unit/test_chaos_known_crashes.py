@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.embedded.known_crashes import (
+from vpcnet_sim.embedded.known_crashes import (
     KOMBU_RESTORE_AFTER_BROKER_LOSS,
     KnownCrash,
     Outage,

@@ -39,7 +39,7 @@ VIOLATIONS = {
     "agent": ("vpcnet/agent/checkpoint.py", "import vpcnet.kube.types"),
     "watcher": ("vpcnet/cli/watcher_cmd.py", "import workers"),
     "control": ("vpcnet/control/reconcile.py", "import celery"),
-    "harness": ("vpcnet/ops/audit.py", "import vpcnet.sim.vpc"),  # harness: moves to vpcnet_sim (H1)
+    "harness": ("vpcnet/ops/audit.py", "import vpcnet_sim.vpc"),
 }
 
 

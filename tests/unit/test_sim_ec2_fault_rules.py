@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vpcnet.sim.ec2.faults import FaultInjector, FaultRule
+from vpcnet_sim.ec2.faults import FaultInjector, FaultRule
 
 
 def codes(fi: FaultInjector, action: str, n: int, *, after: bool = False) -> list[str | None]:

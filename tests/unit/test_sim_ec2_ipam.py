@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpcnet.sim.ec2.errors import SimApiError
-from vpcnet.sim.ec2.ipam import SubnetPool
+from vpcnet_sim.ec2.errors import SimApiError
+from vpcnet_sim.ec2.ipam import SubnetPool
 
 
 def pool(cidr: str) -> SubnetPool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vpcnet.sim.ec2.describe import decode_token, paginate
-from vpcnet.sim.ec2.errors import SimApiError
+from vpcnet_sim.ec2.describe import decode_token, paginate
+from vpcnet_sim.ec2.errors import SimApiError
 
 
 def test_pages_cover_everything_once() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vpcnet.aws.buckets import Bucket
-from vpcnet.sim.ec2.throttle import Throttler, aws_bucket, bucket_key
+from vpcnet_sim.ec2.throttle import Throttler, aws_bucket, bucket_key
 
 
 class Clock:

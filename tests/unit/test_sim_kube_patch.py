@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpcnet.sim.kube import schema
-from vpcnet.sim.kube.patch import (
+from vpcnet_sim.kube import schema
+from vpcnet_sim.kube.patch import (
     MalformedPatch,
     PatchFailed,
     json_equal,

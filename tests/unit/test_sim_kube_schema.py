@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vpcnet.sim.kube import codec, openapi, schema, validation
-from vpcnet.sim.kube.schema import Fields, Strategy
+from vpcnet_sim.kube import codec, openapi, schema, validation
+from vpcnet_sim.kube.schema import Fields, Strategy
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_node_taints_are_atomic_in_the_published_schema(definitions: dict[str, A
 def test_openapi_table_is_current(definitions: dict[str, Any]) -> None:
     committed = (Path(codec.__file__).parent / "openapi_table.py").read_text()
     assert committed == openapi.render_table_module(definitions), (
-        "regenerate: python -m vpcnet.sim.kube.openapi > vpcnet/sim/kube/openapi_table.py"
+        "regenerate: python -m vpcnet_sim.kube.openapi > vpcnet_sim/kube/openapi_table.py"
     )
 
 

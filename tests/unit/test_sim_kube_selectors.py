@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vpcnet.sim.kube.resources import PODS
-from vpcnet.sim.kube.selectors import (
+from vpcnet_sim.kube.resources import PODS
+from vpcnet_sim.kube.selectors import (
     SelectorError,
     fields_match,
     labels_match,

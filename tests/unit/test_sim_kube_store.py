@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from vpcnet.sim.kube.registry import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Registry, Selector
-from vpcnet.sim.kube.resources import LEASES, NODES, PODS
-from vpcnet.sim.kube.status import ApiStatusError
-from vpcnet.sim.kube.store import Store
+from vpcnet_sim.kube.registry import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Registry, Selector
+from vpcnet_sim.kube.resources import LEASES, NODES, PODS
+from vpcnet_sim.kube.status import ApiStatusError
+from vpcnet_sim.kube.store import Store
 
 
 def node(name: str, **labels: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vpcnet.cni.plugin import DEFAULT_TIMEOUT_SECONDS
-from vpcnet.sim.runtime import PodRuntime
+from vpcnet_sim.runtime import PodRuntime
 
 
 def test_the_runtime_outwaits_the_plugins_default_timeout(tmp_path: Path) -> None:

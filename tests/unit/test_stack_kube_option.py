@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vpcnet.cli.demo_cmd import KUBE_SERVERS as DEMO_CHOICES
-from vpcnet.embedded.stack import KUBE_SERVERS, StackOptions
+from vpcnet_sim.cli.demo_cmd import KUBE_SERVERS as DEMO_CHOICES
+from vpcnet_sim.embedded.stack import KUBE_SERVERS, StackOptions
 
 
 def test_the_emulator_is_the_default() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.storm_minimums import MIN_CALLS
-from vpcnet.bench.storm import lower_bound, one_node_chain
-from vpcnet.sim.ec2 import Ec2SimConfig
+from vpcnet_sim.bench.storm import lower_bound, one_node_chain
+from vpcnet_sim.ec2 import Ec2SimConfig
 
 AWS = Ec2SimConfig.aws_like()
 DESCRIBE, CREATE, ATTACH, ASSIGN, ATTACHED = 0.07, 0.21, 0.21, 0.14, 2.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.storm_minimums import MIN_CALLS
-from vpcnet.bench.storm import join_minimum
+from vpcnet_sim.bench.storm import join_minimum
 
 
 @pytest.mark.parametrize(("instance_type", "mode"), sorted(MIN_CALLS))

@@ -1,6 +1,0 @@
-"""The embedded default: the whole system on one Linux box (demo, e2e tests, benchmarks).
-
-Real Redis, real Celery workers and beat, real Flower, the watcher and agents as real
-processes; EC2 and Kubernetes through the emulators in ``vpcnet.sim``; nodes and pods as
-network namespaces wired through a simulated VPC.
-"""

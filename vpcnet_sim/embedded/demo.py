@@ -1,0 +1,319 @@
+"""``vpcnet demo``: the embedded default end to end, for a newcomer.
+
+Three nodes of different instance types join a cluster (the Kubernetes emulator, or with
+``--kube apiserver`` a real etcd + kube-apiserver, built first if the cache lacks it), get their ENIs and IPs
+through the real control plane, their real agents program the node namespaces, twelve
+pods are created by exec'ing the CNI plugin as a runtime does, traffic proves the
+wiring, and the audit checks the invariants. Exits 0 only when all of it worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vpcnet_sim.embedded.procs import wait_for
+from vpcnet_sim.embedded.stack import EmbeddedStack, SimNode, StackOptions
+from vpcnet_sim.netns import ping, source_seen_by
+from vpcnet_sim.runtime import Pod, PodRuntime
+
+DEMO_NODES = (
+    ("node-a", "t3.medium", 0),
+    ("node-b", "m5.large", 1),
+    ("node-c", "c5.xlarge", 2),
+)
+PODS_PER_NODE = 4
+CNI_REFERENCE_DIR = Path("/usr/lib/cni")
+
+
+@dataclass
+class DemoReport:
+    ok: bool = False
+    seconds: float = 0.0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    connectivity: dict[str, Any] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    flower_url: str | None = None
+    kube: dict[str, str] = field(default_factory=dict)  # {"server": ..., "version": ...}
+
+    def step(self, name: str, started: float, **extra: Any) -> None:
+        self.steps.append({"step": name, "seconds": round(time.monotonic() - started, 2), **extra})
+
+
+class Demo:
+    def __init__(
+        self,
+        console: Console,
+        keep: bool,
+        as_json: bool,
+        workdir: Path | None,
+        kube: str = "emulator",
+    ) -> None:
+        self.console = console
+        self.keep = keep
+        self.as_json = as_json
+        self.report = DemoReport()
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="vpcnet-demo-"))
+        self.stack = EmbeddedStack(
+            # a per-run namespace prefix, so two demos (or a demo and the tests) never collide
+            StackOptions(
+                workdir=self.workdir,
+                cluster="demo",
+                netns_prefix=f"vpcd{secrets.token_hex(2)}-",
+                kube=kube,
+            )
+        )
+        self.pods: list[tuple[SimNode, Pod]] = []
+
+    def say(self, msg: str) -> None:
+        if not self.as_json:
+            self.console.print(msg)
+
+    # -- the steps --------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        from vpcnet_sim.embedded.preflight import check_host
+
+        problems = check_host(need_netns=True)
+        if problems:
+            raise RuntimeError("set-up checks failed:\n  - " + "\n  - ".join(problems))
+
+    def build_controlplane(self) -> None:
+        """With the real apiserver: build etcd and kube-apiserver first if not cached."""
+        if self.stack.opts.kube != "apiserver":
+            return
+        from vpcnet_sim.embedded.kubebuild import ensure_controlplane
+
+        t = time.monotonic()
+        # progress goes to the console (stderr under --json): a cold build takes minutes
+        where = ensure_controlplane(lambda line: self.console.print(line, markup=False))
+        self.report.step("controlplane", t, binaries=str(where))
+
+    def start(self) -> None:
+        t = time.monotonic()
+        self.stack.start_services()
+        self.stack.start_vpc()
+        self.stack.start_control_plane()
+        self.stack.wait_processes_up()
+        self.report.kube = self.stack.kube_server()
+        self.report.step("start", t, processes=[p.name for p in self.stack.procs])
+        kube = self.report.kube
+        self.say(
+            f"[green]✓[/] redis {self.stack.redis.url}, EC2 emulator {self.stack.ec2.endpoint_url}, "
+            f"Kubernetes {kube['server']} {kube['version']} {self.stack.kube.url}, "
+            f"Flower {self.stack.flower_url}"
+        )
+
+    def join_nodes(self) -> None:
+        t = time.monotonic()
+        nodes = [self.stack.launch_node(n, it, s) for n, it, s in DEMO_NODES]
+        for node in nodes:
+            self.stack.register_node(node)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[phase]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=self.as_json,
+        )
+        phases = ["pending", "provisioning", "provisioned", "ready"]
+        with progress:
+            tasks = {
+                n.name: progress.add_task(f"{n.name} ({n.instance_type})", total=4, phase="pending")
+                for n in nodes
+            }
+
+            def all_ready() -> bool:
+                done = True
+                for n in nodes:
+                    phase = self.stack.node_phase(n.name)
+                    if phase == "error":
+                        raise RuntimeError(f"{n.name} failed to provision: see `vpcnet inspect`")
+                    untainted = phase == "ready" and not self.stack.node_tainted(n.name)
+                    step = phases.index(phase) + 1 if phase in phases else 1
+                    progress.update(tasks[n.name], completed=4 if untainted else step, phase=phase)
+                    done = done and untainted
+                dead = self.stack.dead_processes()
+                if dead:
+                    raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].tail()}")
+                return done
+
+            wait_for(all_ready, 90, "all nodes ready", interval=0.25)
+        self.report.step("join", t, nodes=len(nodes))
+
+    def run_pods(self) -> None:
+        t = time.monotonic()
+        from kubernetes import client as k8s
+
+        api = k8s.CoreV1Api(self.stack.kube.api_client())
+        for node in self.stack.nodes.values():
+            assert node.conf_dir is not None and node.bin_dir is not None
+            conflist = sorted(node.conf_dir.glob("*.conflist"))[0]
+            runtime = PodRuntime(
+                conflist,
+                [node.bin_dir, CNI_REFERENCE_DIR],
+                netns_prefix=f"{self.stack.opts.netns_prefix}p-",
+            )
+            for i in range(PODS_PER_NODE):
+                name = f"web-{node.name[-1]}{i}"
+                pod = runtime.new_pod("default", name)
+                try:
+                    runtime.add(pod)
+                except Exception:
+                    runtime.remove_netns(pod)
+                    raise
+                self.pods.append((node, pod))
+                body = k8s.V1Pod(
+                    metadata=k8s.V1ObjectMeta(name=name, namespace="default"),
+                    spec=k8s.V1PodSpec(
+                        node_name=node.name,
+                        containers=[k8s.V1Container(name="app", image="busybox")],
+                    ),
+                )
+                api.create_namespaced_pod("default", body)
+                api.patch_namespaced_pod_status(
+                    name, "default", {"status": {"phase": "Running", "podIP": pod.ip}}
+                )
+        self.report.step("pods", t, pods=len(self.pods))
+
+    def connectivity(self) -> bool:
+        t = time.monotonic()
+        vpc = self.stack.vpc
+        names = list(self.stack.nodes)
+        matrix: dict[str, dict[str, str]] = {}
+        all_ok = True
+        for src in names:
+            matrix[src] = {}
+            src_pods = [p for n, p in self.pods if n.name == src]
+            for dst in names:
+                dst_pods = [p for n, p in self.pods if n.name == dst]
+                ok = sum(ping(a.netns_name, b.ip, count=1, timeout=3) for a in src_pods for b in dst_pods if a is not b)
+                total = sum(1 for a in src_pods for b in dst_pods if a is not b)
+                matrix[src][dst] = f"{ok}/{total}"
+                all_ok = all_ok and ok == total
+            seen = [
+                source_seen_by(p.netns_name, vpc.outside_host_ip, vpc.outside_echo_port)
+                for p in src_pods
+            ]
+            primary = self.stack.nodes[src].primary_ip(self.stack.ec2)
+            snat_ok = sum(1 for s in seen if s == primary)
+            matrix[src]["outside"] = f"{snat_ok}/{len(src_pods)} via {primary}"
+            all_ok = all_ok and snat_ok == len(src_pods)
+        self.report.connectivity = matrix
+        self.report.step("connectivity", t, ok=all_ok)
+        table = Table(title="Connectivity: pod → pod pings (ok/total) and pod → outside (SNAT)")
+        table.add_column("from \\ to")
+        for dst in [*names, "outside"]:
+            table.add_column(dst)
+        for src in names:
+            table.add_row(src, *(matrix[src][d] for d in [*names, "outside"]))
+        if not self.as_json:
+            self.console.print(table)
+        return all_ok
+
+    def show_state(self) -> None:
+        from vpcnet.ops.collect import collect_nodes_view
+
+        views = collect_nodes_view(self.stack.control_settings())
+        table = Table(title="Nodes, ENIs, IPs and pods")
+        for col in ("node", "type", "ENI", "dev", "subnet", "IPs used/pool", "pods"):
+            table.add_column(col)
+        for v in views:
+            self.report.nodes.append(v)
+            for eni in v["enis"]:
+                pool = len(eni["ips"]) + 16 * len(eni["prefixes"])
+                table.add_row(
+                    v["name"], v["instance_type"], eni["eni_id"], str(eni["device_index"]),
+                    eni["subnet_cidr"], f"{eni['assigned']}/{pool}",
+                    ", ".join(p.split("/", 1)[-1] for p in eni["pods"]) or "-",
+                )
+        for node, pod in self.pods:
+            self.report.pods.append({"pod": f"{pod.namespace}/{pod.name}", "node": node.name, "ip": pod.ip})
+        if not self.as_json:
+            self.console.print(table)
+
+    def audit(self) -> bool:
+        from vpcnet.ops.collect import run_audit
+
+        violations = run_audit(self.stack.control_settings())
+        self.report.audit = [v.to_dict() for v in violations]
+        if violations:
+            for v in violations:
+                self.say(f"[red]✗ invariant {v.invariant} {v.kind}[/] {v.subject}: {v.detail}")
+        else:
+            self.say("[green]✓ audit: every invariant holds (EC2, Redis, Kubernetes, agents)[/]")
+        return not violations
+
+    def run(self) -> int:
+        started = time.monotonic()
+        try:  # whatever happens (failure, Ctrl-C, SIGTERM), tear everything down
+            try:
+                self.preflight()
+                self.build_controlplane()
+                self.start()
+                self.join_nodes()
+                self.run_pods()
+                self.show_state()
+                connected = self.connectivity()
+                audited = self.audit()
+                self.report.ok = connected and audited
+            except Exception as e:  # the demo reports every failure, then cleans up
+                self.report.error = f"{type(e).__name__}: {e}"
+                self.say(f"[red]demo failed:[/] {self.report.error}")
+                self.say(f"logs: {self.stack.log_dir}")
+            self.report.seconds = round(time.monotonic() - started, 1)
+            if self.keep and self.report.ok:
+                self.report.flower_url = self.stack.flower_url
+            self.print_summary()
+            if self.keep and self.report.ok:
+                self.wait_while_kept()
+        finally:
+            self.teardown()
+        return 0 if self.report.ok else 1
+
+    def print_summary(self) -> None:
+        if self.as_json:
+            print(json.dumps(self.report.__dict__, default=str), flush=True)
+        else:
+            verdict = "[green]demo OK[/]" if self.report.ok else "[red]demo FAILED[/]"
+            self.console.print(f"{verdict} in {self.report.seconds}s")
+
+    def wait_while_kept(self) -> None:
+        """--keep: leave everything running until Ctrl-C / SIGTERM; say how to look at it."""
+        env_file = self.workdir / "env"
+        env = self.stack.control_env()
+        env_file.write_text(
+            "".join(f"{k}={env[k]}\n" for k in sorted(env) if k.startswith(("VPCNET_", "AWS_")))
+        )
+        env_file.chmod(0o600)
+        self.say(
+            f"[bold]--keep:[/] running. Flower: {self.stack.flower_url} "
+            f"(admin / {self.stack.flower_password}); logs in {self.stack.log_dir}.\n"
+            f"Look inside: set -a; . {env_file}; set +a; vpcnet status; vpcnet inspect node-a; "
+            "vpcnet audit\nCtrl-C stops everything."
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+
+    def teardown(self) -> None:
+        for node, pod in reversed(self.pods):
+            with contextlib.suppress(Exception):
+                assert node.conf_dir is not None and node.bin_dir is not None
+                conflist = sorted(node.conf_dir.glob("*.conflist"))[0]
+                PodRuntime(conflist, [node.bin_dir, CNI_REFERENCE_DIR], "").destroy(pod)
+        self.stack.stop()
