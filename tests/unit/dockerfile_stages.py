@@ -7,6 +7,7 @@ logical line (backslash continuations joined), comments dropped.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -105,3 +106,23 @@ def install_command(build_stage: Stage) -> list[str]:
 def context_copies(build_stage: Stage) -> list[tuple[list[str], str]]:
     """Every build-context COPY of the stage and the stages under it, in build order."""
     return [c for stage in reversed(lineage(build_stage.name)) for c in stage.copies()]
+
+
+def materialize_context(build_stage: Stage, workdir: Path) -> None:
+    """Copy into ``workdir`` what the stage's COPY lines put in its WORKDIR, skipping what
+    ``.dockerignore`` keeps out of the context (byte code, build leftovers)."""
+    for sources, destination in context_copies(build_stage):
+        for src in sources:
+            origin = REPO / src
+
+            def skip(directory: str, names: list[str], top: Path = origin) -> set[str]:
+                return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))
+                        or (n == "build" and Path(directory) == top)}
+
+            target = workdir / destination / origin.name if destination.endswith("/") else (
+                workdir / destination)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=skip)
+            else:
+                shutil.copy2(origin, target)
