@@ -1,69 +1,82 @@
-"""What the Dockerfile does, run directly (no Docker engine here): its launcher build step,
-and the installer using that prebuilt launcher, as the image's init container does."""
+"""What the Dockerfile does, checked without a Docker engine: its targets, its build
+context, where its virtualenv and launcher land. What the install script builds is run
+for real in test_runtime_image_env.py."""
 
 from __future__ import annotations
 
 import fnmatch
-import json
-import re
-import shlex
-import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-from vpcnet.install import install, verify_plugin
+from tests.unit.dockerfile_stages import (
+    DOCKERFILE,
+    IMAGE_VENV,
+    REPO,
+    context_allowlist,
+    context_copies,
+    install_command,
+    lineage,
+    stages,
+    venv_source,
+)
+from tests.unit.manifests_render import BASE, pod_spec, render, workloads
 from vpcnet.install.launcher import PREBUILT, SOURCE
 
-REPO = Path(__file__).resolve().parents[2]
-DOCKERFILE = (REPO / "Dockerfile").read_text()
-
-
-def run_steps() -> list[str]:
-    """The Dockerfile's RUN commands, continuation lines joined."""
-    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
-    return [line[4:].strip() for line in joined.splitlines() if line.startswith("RUN ")]
+INSTALL_SCRIPT = REPO / "scripts" / "install-image.sh"
 
 
 def test_base_image_is_python_311_slim_bookworm() -> None:
-    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in DOCKERFILE
-    assert DOCKERFILE.count("FROM ${PYTHON_IMAGE}") == 2
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in DOCKERFILE.read_text()
+    external = {s.base for s in stages().values() if s.base not in stages()}
+    assert external == {"${PYTHON_IMAGE}"}
+
+
+def test_runtime_is_the_default_target_and_dev_adds_the_harness() -> None:
+    names = list(stages())
+    assert names[-1] == "runtime"  # a plain `docker build` gives the product image
+    for target, role in (("runtime", "runtime"), ("dev", "dev")):
+        # The compiler stays in the build stages; both images run on the same base.
+        assert "builder" not in [s.name for s in lineage(target)], target
+        assert lineage(target)[-1].name == "base"
+        build = venv_source(target)
+        assert install_command(build)[2:] == [role, IMAGE_VENV], target
+    runtime_sources = {s for srcs, _ in context_copies(venv_source("runtime")) for s in srcs}
+    dev_sources = {s for srcs, _ in context_copies(venv_source("dev")) for s in srcs}
+    assert "vpcnet_sim" not in runtime_sources
+    assert dev_sources - runtime_sources == {"vpcnet_sim"}
+    assert f"PATH={IMAGE_VENV}/bin:$PATH" in stages()["base"].arguments("ENV")[0]
 
 
 def test_prebuilt_launcher_lands_where_the_installer_looks() -> None:
-    # In the image sys.prefix is /usr/local; the installer looks under <prefix>/libexec.
-    rel = PREBUILT.relative_to(PREBUILT.parents[2])
-    assert f"/usr/local/{rel}" in DOCKERFILE
+    # In the image sys.prefix is the venv; the installer looks under <prefix>/libexec.
+    rel = PREBUILT.relative_to(sys.prefix)
+    script = INSTALL_SCRIPT.read_text()
+    assert f'launcher_dir="$venv/{rel.parent}"' in script
+    assert f'"$launcher_dir/{rel.name}"' in script
+
+
+def test_the_image_venv_is_not_under_a_host_mount() -> None:
+    # The agent DaemonSet mounts host directories (/opt/vpcnet: the plugin's runtime);
+    # one over the venv would hide the image's own Python environment.
+    mounts = {
+        m["mountPath"]
+        for w in workloads(render(BASE))
+        for c in [*pod_spec(w).get("initContainers", []), *pod_spec(w)["containers"]]
+        for m in c.get("volumeMounts", [])
+    }
+    assert "/opt/vpcnet" in mounts
+    venv = Path(IMAGE_VENV)
+    assert not [m for m in mounts if venv == Path(m) or Path(m) in venv.parents]
 
 
 def test_build_context_holds_what_the_image_copies() -> None:
-    ignore = [line for line in (REPO / ".dockerignore").read_text().splitlines()
-              if line and not line.startswith("#")]
-    assert ignore[0] == "*"  # allowlist
-    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", DOCKERFILE, flags=re.M)
-    for sources in copied:
-        for src in sources.split():
-            assert (REPO / src).exists(), src
-            assert any(fnmatch.fnmatch(src, a) for a in allowed), src
+    allowed = context_allowlist()
+    for stage in stages().values():
+        for sources, _ in stage.copies():
+            for src in sources:
+                assert (REPO / src).exists(), src
+                assert any(fnmatch.fnmatch(src, a) for a in allowed), src
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["vpcnet"]
     assert str(SOURCE.relative_to(REPO / "vpcnet")) in package_data
-
-
-def test_dockerfile_launcher_step_builds_a_working_launcher(tmp_path: Path) -> None:
-    (step,) = [s for s in run_steps() if "launcher.c" in s]
-    gcc = shlex.split(step.split("&&")[-1])
-    assert gcc[0] == "gcc"
-    out_index = gcc.index("-o") + 1
-    built = tmp_path / "vpcnet-cni-launcher"
-    gcc[out_index] = str(built)
-    gcc[-1] = str(REPO / gcc[-1])
-    proc = subprocess.run(gcc, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    ldd = subprocess.run(["ldd", str(built)], capture_output=True, text=True, check=False)
-    assert "not a dynamic executable" in ldd.stdout + ldd.stderr
-    # The init container's command, with the image's prebuilt launcher.
-    result = install(tmp_path / "bin", tmp_path / "rt", launcher=built)
-    answer = verify_plugin(result.plugin)
-    assert "1.1.0" in answer["supportedVersions"]
-    assert json.loads((result.version_dir / "manifest.json").read_text())["digest"] == result.digest

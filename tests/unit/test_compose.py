@@ -1,9 +1,11 @@
 """docker-compose.yml: valid for the compose binary (``docker compose config``, no engine
-needed) and consistent with the code it runs."""
+needed) and consistent with the code it runs; it builds the Dockerfile's dev target,
+while the manifests and the chart deploy the runtime one."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,12 +17,22 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.unit.dockerfile_stages import stages
+from tests.unit.manifests_render import BASE, pod_spec, render, workloads
 from vpcnet.cli.main import build_parser
 from vpcnet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 SERVICES = {"redis", "ec2", "kube", "workers", "beat", "flower", "watcher"}
+CHART = REPO / "manifests" / "helm" / "vpcnet"
+
+
+def built_images() -> dict[str, str]:
+    """Dockerfile target -> the tag the Makefile's image targets give it."""
+    builds = re.findall(r"docker build --target (\S+) -t (\S+) \.$",
+                        (REPO / "Makefile").read_text(), flags=re.M)
+    return dict(builds)
 
 
 def compose_binary() -> str:
@@ -109,3 +121,31 @@ def test_ports_are_published_on_loopback_only() -> None:
     for name, svc in config()["services"].items():
         for port in svc.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", name
+
+
+def test_vpcnet_services_run_the_dev_image() -> None:
+    dev_image = built_images()["dev"]
+    for name, svc in config()["services"].items():
+        if name == "redis":
+            continue
+        assert svc["build"]["target"] == "dev", name
+        assert svc["build"]["dockerfile"] == "Dockerfile", name
+        assert svc["image"] == dev_image, name
+    assert "dev" in stages()
+
+
+def test_manifests_and_chart_deploy_the_runtime_image() -> None:
+    images = built_images()
+    runtime_image = images["runtime"]
+    assert runtime_image != images["dev"]
+    assert list(stages())[-1] == "runtime"  # also what a plain `docker build` gives
+    deployed = {
+        c["image"]
+        for w in workloads(render(BASE))
+        if w["metadata"]["name"] != "vpcnet-redis"
+        for c in [*pod_spec(w).get("initContainers", []), *pod_spec(w)["containers"]]
+    }
+    assert deployed == {runtime_image}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["image"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert f"{values['repository']}:{values['tag'] or chart['appVersion']}" == runtime_image
