@@ -33,10 +33,10 @@ from tests.unit.dockerfile_stages import (
 from vpcnet.cni.protocol import SUPPORTED_VERSIONS
 from vpcnet.domain import NodePhase
 from vpcnet.kube.client import KubeClient
-from vpcnet.kube.watchstate import PROVISION_NODE
 from vpcnet.settings import Settings
-from vpcnet.sim.ec2 import Ec2Emulator, World
-from vpcnet.sim.kube import KubeEmulator
+from vpcnet.tasknames import PROVISION_NODE
+from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.kube import KubeEmulator
 
 # The install from the pip cache takes a minute or two, once for the module.
 pytestmark = pytest.mark.timeout(900)
