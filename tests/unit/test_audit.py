@@ -7,7 +7,7 @@ from ipaddress import IPv4Network as N
 
 from vpcnet.domain import Assignment, EniRecord
 from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, audit
-from vpcnet.wellknown import NOT_READY_TAINT
+from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
 
 
 def eni(
@@ -37,13 +37,18 @@ def node(
     assigned: dict[str, str] | None = None,
     ready: bool = True,
     taints: frozenset[str] = frozenset(),
+    cooling: tuple[str, ...] = (),
+    release_requested: tuple[str, ...] = (),
+    why_no_growth: str = "",
 ) -> NodeView:
     asg = {
         A(ip): Assignment(A(ip), cid, "eth0", "default", f"p-{cid}")
         for ip, cid in (assigned or {}).items()
     }
     return NodeView(
-        name, inst, True, True, "ready" if ready else "provisioned", taints, enis, asg, ready
+        name, inst, True, True, "ready" if ready else "provisioned", taints, enis, asg, ready,
+        cooling=frozenset(map(A, cooling)), release_requested=frozenset(map(A, release_requested)),
+        why_no_growth=why_no_growth,
     )
 
 
@@ -116,3 +121,53 @@ def test_pod_ip_must_be_assigned_by_its_agent() -> None:
         ),
     )
     assert sorted(set(kinds(snap))) == ["pod-ip-duplicate", "pod-ip-not-assigned"]
+
+
+# The no-free-IPs taint: the audit flags an untainted node exactly when the warm-pool
+# scan's rule (vpcnet.ipsupply.no_ip_can_be_had) says no IP can be had.
+LIMITS = "ENI and IP limits reached: 3 of 3 ENIs and 10 of 10 IPs per ENI (m5.large)"
+TWO = ["10.0.1.5", "10.0.1.6"]
+
+
+def one_node(n: NodeView) -> Snapshot:
+    return Snapshot("c", (eni("eni-1", TWO),), (n,))
+
+
+def pool_node(
+    assigned: dict[str, str],
+    cooling: tuple[str, ...] = (),
+    release_requested: tuple[str, ...] = (),
+    why_no_growth: str = "",
+    taints: frozenset[str] = frozenset(),
+) -> NodeView:
+    return node(enis=(rec("eni-1", TWO),), assigned=assigned, taints=taints, cooling=cooling,
+                release_requested=release_requested, why_no_growth=why_no_growth)
+
+
+def test_a_fully_assigned_node_whose_pool_can_grow_is_not_flagged() -> None:
+    # Warm or prefix mode below the limits: an ADD waits for the pass that grows the pool.
+    snap = one_node(pool_node(assigned={"10.0.1.5": "c1", "10.0.1.6": "c2"}))
+    assert kinds(snap) == []
+
+
+def test_a_node_at_its_limits_with_an_ip_leaving_the_cooldown_is_not_flagged() -> None:
+    snap = one_node(pool_node(assigned={"10.0.1.5": "c1"}, cooling=("10.0.1.6",),
+                              why_no_growth=LIMITS))
+    assert kinds(snap) == []
+
+
+def test_a_node_that_cannot_grow_and_gives_its_last_free_ip_back_untainted_is_flagged() -> None:
+    # The node's pass fails (it is in error) and the trim asked for the one free IP: no ADD
+    # can get an IP, though fewer IPs are assigned than the pool holds.
+    snap = one_node(pool_node(assigned={"10.0.1.5": "c1"}, release_requested=("10.0.1.6",),
+                              why_no_growth="AssignPrivateIpAddresses: UnauthorizedOperation"))
+    assert kinds(snap) == ["pool-empty-untainted"]
+
+
+def test_a_node_at_its_limits_fully_assigned_must_carry_the_taint() -> None:
+    full = {"10.0.1.5": "c1", "10.0.1.6": "c2"}
+    assert kinds(one_node(pool_node(assigned=full, why_no_growth=LIMITS))) == [
+        "pool-empty-untainted"
+    ]
+    tainted = pool_node(assigned=full, why_no_growth=LIMITS, taints=frozenset({NO_FREE_IPS_TAINT}))
+    assert kinds(one_node(tainted)) == []

@@ -6,8 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 from tests.unit.test_plan import eni, ips, spec
-from vpcnet.control.warmpool import no_ip_can_be_had
-from vpcnet.domain import EniRecord, Mode, NodePhase
+from vpcnet.domain import EniRecord, Mode
+from vpcnet.ipsupply import cannot_grow, no_ip_can_be_had
 from vpcnet.plan import (
     AssignIps,
     AssignPrefixes,
@@ -17,7 +17,7 @@ from vpcnet.plan import (
     growth_blocker,
     plan_node,
 )
-from vpcnet.state.control import NodeState
+from vpcnet.state.records import NodeRecord
 
 
 def test_warm_demand_is_assigned_in_one_call_with_the_warm_target_on_top() -> None:
@@ -52,21 +52,21 @@ def test_growth_blocker_names_the_limits_only_when_every_slot_is_taken() -> None
     assert why.startswith("ENI and IP limits reached: 3 of 3 ENIs") and "t3.small" in why
 
 
-def _state(no_growth: str) -> NodeState:
+def _no_ip(no_growth: str, usage: PoolUsage) -> bool:
     record = EniRecord(
         eni_id="eni-0", mac="02:00:00:00:00:00", device_index=0, subnet_id="subnet-1",
         subnet_cidr=ipaddress.IPv4Network("10.0.0.0/16"), primary_ip=ipaddress.IPv4Address("10.0.0.4"),
         ips=ips("10.0.0.10", 2), is_primary=True,
     )
-    return NodeState("n1", {"phase": NodePhase.READY.value, "no_growth": no_growth}, (record,))
+    return no_ip_can_be_had((record,), usage, cannot_grow(NodeRecord(no_growth=no_growth)))
 
 
 def test_the_taint_rule_follows_what_status_answers() -> None:
     both = frozenset(ips("10.0.0.10", 2))
     one = frozenset(ips("10.0.0.10", 1))
     limits = "ENI and IP limits reached"
-    assert no_ip_can_be_had(_state(limits), PoolUsage(assigned=both))
-    assert not no_ip_can_be_had(_state(""), PoolUsage(assigned=both))  # the pool can grow
-    assert not no_ip_can_be_had(_state(limits), PoolUsage(assigned=one))  # one free
+    assert _no_ip(limits, PoolUsage(assigned=both))
+    assert not _no_ip("", PoolUsage(assigned=both))  # the pool can grow
+    assert not _no_ip(limits, PoolUsage(assigned=one))  # one free
     # One cooling down: an ADD waits for it, STATUS says the node can start a pod.
-    assert not no_ip_can_be_had(_state(limits), PoolUsage(assigned=one, cooling=both - one))
+    assert not _no_ip(limits, PoolUsage(assigned=one, cooling=both - one))

@@ -1,4 +1,5 @@
-"""The warm-pool scan (beat): which nodes need a top-up or trim, and the no-free-IPs taint.
+"""The warm-pool scan (beat): which nodes need a top-up or trim, and the no-free-IPs taint
+(its rule: ``vpcnet.ipsupply``).
 
 EC2-free: it plans from Redis' copy of each node's ENIs and the agent's pool report, and
 only nodes whose plan is not empty get a provisioning pass (which re-reads EC2).
@@ -13,26 +14,11 @@ from vpcnet.control.context import ControlContext
 from vpcnet.control.followup import Followup
 from vpcnet.domain import Mode, NodePhase
 from vpcnet.errors import ConfigError, StateError, VpcnetError
-from vpcnet.plan import EniConfig, NodeSpec, PoolUsage, plan_node, view_from_record
+from vpcnet.ipsupply import cannot_grow, no_ip_can_be_had
+from vpcnet.plan import EniConfig, NodeSpec, plan_node, view_from_record
 from vpcnet.state.control import NodeState
 from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.wellknown import NO_FREE_IPS_TAINT
-
-
-def free_ips(st: NodeState, usage: PoolUsage) -> int:
-    pool = {ip for r in st.enis for ip in r.pod_ips()}
-    return len(pool - usage.assigned - usage.cooling - usage.release_requested)
-
-
-def no_ip_can_be_had(st: NodeState, usage: PoolUsage) -> bool:
-    """What the agent's CNI STATUS answers with code 50: no IP free, none leaving the
-    cooldown (it ends well within an ADD's budget), and the pool cannot grow (the last
-    pass recorded why in ``no_growth``, or the node is in error). The no-free-IPs taint
-    follows this, so that it and STATUS agree."""
-    pool = {ip for r in st.enis for ip in r.pod_ips()}
-    if free_ips(st, usage) or (usage.cooling & pool) - usage.release_requested:
-        return False
-    return bool(st.fields.get("no_growth") or st.fields.get("error"))
 
 
 def warm_pool_scan(ctx: ControlContext) -> list[Followup]:
@@ -51,7 +37,7 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
         return
     usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
     if st.phase is NodePhase.READY:
-        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st, usage))
+        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st.enis, usage, cannot_grow(st.record)))
     record = st.record
     mode = Mode(record.mode or ctx.settings.mode.value)
     if mode is Mode.FULL:

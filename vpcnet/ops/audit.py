@@ -12,7 +12,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vpcnet.domain import Assignment, EniRecord, IPv4, IPv4Net
+from vpcnet.domain import Assignment, EniRecord, IPv4, IPv4Net, NodePhase
+from vpcnet.ipsupply import no_ip_can_be_had
+from vpcnet.plan import PoolUsage
 from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
 
 
@@ -50,6 +52,16 @@ class NodeView:
     primary_ip: IPv4 | None = None
     # IPs of the instance's primary ENI that vpcnet assigned (secondaries on eth0)
     primary_eni_ips: frozenset[IPv4] = frozenset()
+    # The rest of the agent's pool report (Redis cooldown, release-req) and why the pool
+    # cannot grow ("" when it can): what the no-free-IPs taint's rule reads besides
+    # ``assigned`` (vpcnet.ipsupply)
+    cooling: frozenset[IPv4] = frozenset()
+    release_requested: frozenset[IPv4] = frozenset()
+    why_no_growth: str = ""
+
+    def usage(self) -> PoolUsage:
+        return PoolUsage(assigned=frozenset(self.assigned), cooling=self.cooling,
+                         release_requested=self.release_requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +257,14 @@ def check_taints(snap: Snapshot) -> list[Violation]:
             )
         if tainted and n.agent_ready and n.phase == "ready":
             out.append(Violation(5, "stale-taint", n.name, "agent ready but still tainted"))
-        pool = sum(len(e.pod_ips()) for e in n.redis_enis)
-        if n.agent_ready and pool and len(n.assigned) >= pool and NO_FREE_IPS_TAINT not in n.taints:
-            out.append(Violation(5, "pool-empty-untainted", n.name, "no free IP and no taint"))
+        # The warm-pool scan taints a READY node with ENIs when no IP can be had (IPs
+        # leaving the cooldown or a pool that can still grow are IPs an ADD waits for).
+        if (n.agent_ready and n.phase == NodePhase.READY.value and n.redis_enis
+                and NO_FREE_IPS_TAINT not in n.taints
+                and no_ip_can_be_had(n.redis_enis, n.usage(), n.why_no_growth)):
+            out.append(Violation(5, "pool-empty-untainted", n.name,
+                                 "no IP free or cooling down, the pool cannot grow "
+                                 f"({n.why_no_growth}), and no taint"))
     return out
 
 

@@ -18,9 +18,11 @@ from typing import Any
 from vpcnet.control.context import ControlContext
 from vpcnet.control.view import EniView, InstanceView, created_at
 from vpcnet.domain import Assignment, IPv4
+from vpcnet.ipsupply import cannot_grow
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import NodeObj, PodObj
 from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, audit
+from vpcnet.plan import PoolUsage
 from vpcnet.settings import Settings
 from vpcnet.state.control import NodeState
 from vpcnet.state.records import AgentRecord, NodeRecord
@@ -34,6 +36,7 @@ class World:
     settings: Settings
     redis_nodes: Mapping[str, NodeState]
     assigned: Mapping[str, Mapping[IPv4, Assignment]]
+    usage: Mapping[str, PoolUsage]  # cooldown and release-req (``assigned`` is above)
     agents: Mapping[str, AgentRecord]  # nodes whose agent has reported
     kube_nodes: Mapping[str, NodeObj]
     pods: tuple[PodObj, ...]
@@ -72,6 +75,10 @@ def collect(settings: Settings) -> World:
             if state is not None:
                 redis_nodes[name] = state
         assigned = {name: read_assigned(ctx, name) for name in redis_nodes}
+        usage = {
+            name: ctx.state.read_usage(name, settings.ip_cooldown_seconds)
+            for name in redis_nodes
+        }
         agents = {
             name: rec for name in redis_nodes if (rec := ctx.state.agent(name)) is not None
         }
@@ -85,6 +92,7 @@ def collect(settings: Settings) -> World:
             settings=settings,
             redis_nodes=redis_nodes,
             assigned=assigned,
+            usage=usage,
             agents=agents,
             kube_nodes=kube_nodes,
             pods=tuple(kube.list_pods()),
@@ -117,6 +125,7 @@ def to_snapshot(world: World) -> Snapshot:
         inst = world.instances.get(state.instance_id)
         kube_node = world.kube_nodes.get(name)
         primary = inst.primary_eni() if inst else None
+        usage = world.usage.get(name, PoolUsage())
         nodes.append(
             NodeView(
                 name=name,
@@ -130,6 +139,9 @@ def to_snapshot(world: World) -> Snapshot:
                 agent_ready=name in world.agents and world.agents[name].ready,
                 primary_ip=inst.primary_ip if inst else None,
                 primary_eni_ips=frozenset(primary.ips) if primary else frozenset(),
+                cooling=usage.cooling,
+                release_requested=usage.release_requested,
+                why_no_growth=cannot_grow(state.record),
             )
         )
     pods = tuple(

@@ -7,18 +7,20 @@ Two kinds, one owner (layout: ``vpcnet.state.keys``):
   a different one (a replaced instance) wins at once.
 - :class:`FollowupClaims`, beat's scans': the ``queued:<task>`` field of the node hash
   holds when a scan last enqueued that task; the task clears it when it starts.
+
+Each claim is one Lua script, so two claimers (two beats during a lease hand-over, a
+scan and the watcher) can never both win.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import cast
 
 import redis
 
 from vpcnet.errors import StateError
-from vpcnet.state.keys import ClusterKeys
+from vpcnet.state.keys import ClusterKeys, followup_field
 
 # Set the key to ARGV[1] for ARGV[2] ms unless it already holds ARGV[1].
 # Returns {1, 0} when claimed, {0, remaining ms} when an equal claim is still live.
@@ -29,6 +31,21 @@ if cur == ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, 0}
+"""
+
+# Set field ARGV[1] of hash KEYS[1] to the server's time unless it holds a time less than
+# ARGV[2] seconds ago. Returns 1 when claimed, 0 when a fresh claim holds. The server's
+# clock, not the claimers': one clock for every claimer, whatever host it runs on. A value
+# that is no number (written by hand) is a stale claim.
+_FOLLOWUP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '')
+if at and now - at < tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.3f', now))
+return 1
 """
 
 
@@ -70,31 +87,24 @@ class DedupClaims:
             raise StateError(f"dedup drop for {node}: {e}") from e
 
 
-def followup_field(task: str) -> str:
-    return f"queued:{task}"
-
-
 class FollowupClaims:
     """Beat's scans enqueue a node's task at most once while an enqueue is fresh."""
 
     def __init__(self, client: redis.Redis[bytes], keys: ClusterKeys) -> None:
         self._r = client
         self._keys = keys
+        self._script = client.register_script(_FOLLOWUP)
 
     def claim(self, node: str, task: str, fresh_seconds: float) -> bool:
         """Mark ``task`` as enqueued for ``node`` unless an enqueue is still fresh (scans
-        run more often than a long queue drains; this keeps them from piling duplicates)."""
-        k = self._keys.node(node).node
-        field = followup_field(task)
-        now = time.time()
+        run more often than a long queue drains; this keeps them from piling duplicates).
+        Of claimers racing for the same follow-up, exactly one wins."""
         try:
-            raw = self._r.hget(k, field)
-            if raw is not None and now - float(raw) < fresh_seconds:
-                return False
-            self._r.hset(k, field, f"{now:.3f}")
+            won = self._script(keys=[self._keys.node(node).node],
+                               args=[followup_field(task), repr(float(fresh_seconds))])
         except redis.RedisError as e:
             raise StateError(f"followup {node}: {e}") from e
-        return True
+        return bool(cast(int, won))
 
     def clear(self, node: str, task: str) -> None:
         try:

@@ -80,7 +80,8 @@ Added by the control plane (workers/beat):
 - node hash ``node`` also carries ``plan_calls`` (JSON action -> minimum EC2 calls of the
   last provisioning pass that acted), ``no_free_ips`` (0/1, taint applied), ``mode``,
   ``pass_epoch`` (ClientToken epoch of an unfinished pass), ``queued:<task>`` (unix
-  time a scan enqueued that task; dedups beat's follow-ups, ``vpcnet.state.claims``) and
+  time, by the Redis server's clock, a scan enqueued that task; dedups beat's follow-ups,
+  claimed in one script by ``vpcnet.state.claims``, field name ``followup_field``) and
   ``no_growth`` (why the pool cannot grow — ENI/IP limits reached — or empty when it can;
   the agent fails an ADD at once instead of waiting when nothing else can give it an IP).
 """
@@ -89,6 +90,11 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 PREFIX = "vpcnet"
+
+
+def followup_field(task: str) -> str:
+    """The node hash's ``queued:<task>`` field: when a scan last enqueued ``task``."""
+    return f"queued:{task}"
 
 
 def _check(part: str, what: str) -> str:
