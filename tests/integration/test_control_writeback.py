@@ -22,9 +22,11 @@ from tests.integration.control_support import (
     agent_confirms_release,
     agent_returns,
     agent_takes,
+    assert_redis_equals_ec2,
     context_for,
     join,
     pool_counts,
+    vpcnet_enis,
 )
 from vpcnet.control.act import StaleClientToken
 from vpcnet.control.context import ControlContext
@@ -160,9 +162,10 @@ def test_a_token_naming_a_vanished_eni_retires_the_pass_epoch(
     control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
     kube_emulator: KubeEmulator,
 ) -> None:
-    """The one write a failed pass makes after acting: the epoch whose ClientToken names an
+    """The write a failed pass makes after acting: the epoch whose ClientToken names an
     ENI GC deleted before it was attached is retired (fenced), so the retry mints new
-    tokens instead of replaying the dead ENI forever."""
+    tokens instead of replaying the dead ENI forever; what the pass's other lanes did
+    (the primary's addresses, the other new ENI) is written back with it."""
     ctx = context_for(control_settings)
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.large")
@@ -172,7 +175,9 @@ def test_a_token_naming_a_vanished_eni_retires_the_pass_epoch(
         provision_node(ctx, "n1", iid, az)
     st = ctx.state.read_node("n1")
     assert st is not None and st.record.pass_epoch == "" and st.phase is NodePhase.PROVISIONING
-    assert not st.enis  # no write-back: the pass did not finish
+    # The failed chain left nothing; the others' work is in Redis as it is in EC2.
+    assert len(st.enis) == 2
+    assert_redis_equals_ec2(st, vpcnet_enis(ec2_emulator, iid))
 
     out = provision_node(ctx, "n1", iid, az)
     assert out.written and out.phase == NodePhase.PROVISIONED
