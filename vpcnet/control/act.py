@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -61,11 +62,21 @@ class Acted:
     enis: tuple[EniView, ...]  # the instance's ENIs as they now are
     released: tuple[IPv4, ...]  # addresses handed back to EC2
     failure: Exception | None = None  # the first lane's failure; the pass raises it
-    stale_token: bool = False  # some lane's ClientToken named a vanished ENI
+    # Some lane's ClientToken names an ENI that is gone (GC deleted it, or the lane
+    # discarded it): a retry must mint new tokens, not replay that one.
+    retire_epoch: bool = False
 
     @property
     def finished(self) -> bool:
         return self.failure is None
+
+
+class ChainEvents(Protocol):
+    def attached(self, view: EniView) -> None:
+        """The new ENI is attached: from now on it is the node's."""
+
+    def discarded(self, eni_id: str) -> None:
+        """The new ENI could not be attached and was deleted: its token is spent."""
 
 
 class _Progress:
@@ -77,6 +88,7 @@ class _Progress:
         self._released: list[IPv4] = []
         self._failures: list[Exception] = []
         self._halted = False
+        self._token_spent = False
 
     @property
     def stopped(self) -> bool:
@@ -97,6 +109,13 @@ class _Progress:
             self._enis[view.eni_id] = view
             self._released += released
 
+    def attached(self, view: EniView) -> None:
+        self.update(view)
+
+    def discarded(self, eni_id: str) -> None:
+        with self._lock:
+            self._token_spent = True
+
     def fail(self, e: Exception) -> None:
         with self._lock:
             self._failures.append(e)
@@ -106,7 +125,8 @@ class _Progress:
             failures = tuple(self._failures)
             return Acted(tuple(self._enis.values()), tuple(self._released),
                          failures[0] if failures else None,
-                         any(isinstance(f, StaleClientToken) for f in failures))
+                         self._token_spent
+                         or any(isinstance(f, StaleClientToken) for f in failures))
 
 
 def act(ec2: Ec2, spec: NodeSpec, inst: InstanceView, plan: Plan, deadline: Deadline, *,
@@ -170,7 +190,7 @@ def _do(ec2: Ec2, spec: NodeSpec, a: Action, progress: _Progress) -> None:
         e = progress.eni(a.eni_id)
         progress.update(dataclasses.replace(e, prefixes=e.prefixes + pfx))
     elif isinstance(a, AddEni):
-        progress.update(add_eni(ec2, spec, a))
+        progress.update(add_eni(ec2, spec, a, progress))
     elif isinstance(a, SetDeleteOnTermination):
         ec2.set_delete_on_termination(a.eni_id, a.attachment_id)
         progress.update(dataclasses.replace(progress.eni(a.eni_id), delete_on_termination=True))
@@ -188,8 +208,12 @@ def _do(ec2: Ec2, spec: NodeSpec, a: Action, progress: _Progress) -> None:
         )
 
 
-def add_eni(ec2: Ec2, spec: NodeSpec, a: AddEni) -> EniView:
-    """Create (addresses + tags in one call), attach at ``a.device_index``, DeleteOnTermination."""
+def add_eni(ec2: Ec2, spec: NodeSpec, a: AddEni, events: ChainEvents) -> EniView:
+    """Create (addresses + tags in one call), attach at ``a.device_index``, DeleteOnTermination.
+
+    ``events`` hears of the ENI once it is attached (from then on it is the node's: a
+    failed DeleteOnTermination leaves it attached, the next pass sets the flag) or
+    discarded (an attach that failed for good: nothing half-created)."""
     # The pass epoch, not now: a replayed ClientToken must carry identical parameters.
     created_at = created_at_tag(float(spec.epoch))
     eni = ec2.create_eni(
@@ -215,16 +239,19 @@ def add_eni(ec2: Ec2, spec: NodeSpec, a: AddEni) -> EniView:
             if e.code == "InvalidNetworkInterfaceID.NotFound":
                 raise StaleClientToken(f"ENI {eni.eni_id} vanished before attach", delay=1.0) from e
             _discard(ec2, eni.eni_id)  # nothing half-created
+            events.discarded(eni.eni_id)
             raise
-    ec2.set_delete_on_termination(eni.eni_id, attachment)
-    return dataclasses.replace(
+    attached = dataclasses.replace(
         eni,
         device_index=a.device_index,
         attachment_id=attachment,
         instance_id=spec.instance_id,
-        delete_on_termination=True,
+        delete_on_termination=False,
         status="in-use",
     )
+    events.attached(attached)
+    ec2.set_delete_on_termination(eni.eni_id, attachment)
+    return dataclasses.replace(attached, delete_on_termination=True)
 
 
 def _discard(ec2: Ec2, eni_id: str) -> None:

@@ -135,17 +135,17 @@ def _write_back_failed(ctx: ControlContext, node: str, inputs: ProvisionInputs, 
                        acted: Acted, early: WriteBack | None, token: str) -> None:
     """What a pass whose acting failed did, written back (fenced) so that Redis holds the
     ENIs its other lanes attached; its epoch kept for the retry, or retired when a
-    ClientToken named a vanished ENI. Never raises over the pass's own failure."""
+    ClientToken names an ENI that is gone. Never raises over the pass's own failure."""
     if isinstance(acted.failure, LockHeld):
         return  # the lock is gone: no write would be accepted, the next pass re-reads EC2
     wb = plan_write_back(inputs, plan, acted.enis, acted.released, finished=False,
-                         retire_epoch=acted.stale_token)
+                         retire_epoch=acted.retire_epoch)
     if early is not None:
         wb = wb.after(early)
     try:
         if wb.replaces_state:
             _write_back(ctx, node, wb, token)
-        elif acted.stale_token:
+        elif acted.retire_epoch:
             ctx.state.record_intent(node, retired_epoch_fields(), lock_token=token)
     except VpcnetError as e:
         log.warning("cannot write back a failed pass; the next pass re-reads EC2",
