@@ -18,9 +18,9 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable
-from typing import Protocol
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -48,8 +48,9 @@ log = structlog.get_logger("vpcnet.control")
 
 # Helper threads per pass, at most: the worker already runs many passes at once (one
 # per pool thread), each adds at most this many, and the limiter paces them anyway.
-# Four covers the new ENIs of most instance types in one round.
-MAX_PARALLEL_LANES = 4
+# Eight lanes cover every type up to 8 ENIs (the primary's assign and 7 chains) in one
+# round; the 15-ENI types take two.
+MAX_PARALLEL_LANES = 8
 
 
 class StaleClientToken(TemporaryError):
