@@ -102,13 +102,15 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
         ctx.state.record_intent(node, intent_fields(inputs), lock_token=token)
     log.info("provisioning pass", node=node, instance=spec.instance_id, mode=spec.mode.value,
              actions=len(plan.actions), calls=plan.ec2_calls())
-    early: list[tuple[WriteBack, int | None]] = []
+    early: list[tuple[WriteBack, int]] = []  # the write of the grown pools, once landed
 
     def pools_grown(grown: Acted) -> None:
         wb = plan_write_back(inputs, plan, grown.enis, grown.released, finished=False)
-        early.append((wb, _write_back(ctx, node, wb, token)))
-        log.info("grown pools written back ahead of the new ENIs", node=node,
-                 generation=early[-1][1])
+        generation = _write_back(ctx, node, wb, token)
+        if generation is not None:
+            early.append((wb, generation))
+            log.info("grown pools written back ahead of the new ENIs", node=node,
+                     generation=generation)
 
     acted = act(ctx.ec2, spec, inputs.instance, plan, deadline,
                 on_pools_grown=pools_grown if wants_early_write(inputs, plan) else None)
