@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 
 from tests.fixtures.celery import wait_until
 from tests.integration.control_support import (
+    all_cluster_enis,
     assert_redis_equals_ec2,
     context_for,
     join,
@@ -41,6 +42,7 @@ from vpcnet_sim.ec2.config import Latency
 from vpcnet_sim.kube import KubeEmulator
 
 ASSIGN = "AssignPrivateIpAddresses"
+CREATE = "CreateNetworkInterface"
 
 
 def mutations(ec2: Ec2Emulator) -> int:
@@ -86,6 +88,54 @@ def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
     assert [type(e) for e in failure] == [LockHeld]
     assert mutations(ec2_emulator) == sent_before_steal  # not one call after the loss
     assert ctx.state.read_node("n1") is None or not ctx.state.read_node("n1").enis  # type: ignore[union-attr]
+
+
+def test_a_pass_whose_lock_is_stolen_while_its_chains_run_in_parallel_stops_them_all(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    """Three chains in flight on three threads when the lock goes: none of them sends its
+    next call. The ENIs they created are not lost: the retry replays their ClientTokens."""
+    ec2_emulator.set_config(latency={CREATE: Latency(0.5)})
+    ctx = context_for(control_settings.with_(eni_gc_grace_seconds=0.0))
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.xlarge")
+    ec2_emulator.reset_counters()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            provision_node(ctx, "n1", iid, az)
+        except BaseException as e:  # the test inspects it
+            failure.append(e)
+
+    pass_a = threading.Thread(target=run)
+    pass_a.start()
+    # The emulator counts a call on arrival: all three chains' first calls are out.
+    wait_until(lambda: ec2_emulator.counters()["calls"].get(CREATE, 0) == 3, 30,
+               "three CreateNetworkInterface calls in flight together", every=0.01)
+    thief = uuid.uuid4().hex
+    ctx.state.redis.set(ctx.state.node_keys("n1").lock, thief, px=60_000)
+    sent_before_steal = mutations(ec2_emulator)
+    pass_a.join(60)
+    assert not pass_a.is_alive()
+    assert [type(e) for e in failure] == [LockHeld]
+    assert mutations(ec2_emulator) == sent_before_steal  # not one call from any thread
+    calls = ec2_emulator.counters()["calls"]
+    assert "AttachNetworkInterface" not in calls and "ModifyNetworkInterfaceAttribute" not in calls
+    st = ctx.state.read_node("n1")
+    assert st is None or not st.enis  # the lock is gone: nothing written back
+
+    ctx.state.release_lock("n1", thief)
+    assert provision_node(ctx, "n1", iid, az).written  # the retry
+    enis = vpcnet_enis(ec2_emulator, iid)
+    assert len(enis) == 4
+    # The three created ENIs came back by their tokens and were attached: none left over.
+    assert {e["eni_id"] for e in all_cluster_enis(ec2_emulator, ctx.cluster)} <= {
+        e["eni_id"] for e in enis}
+    done = ctx.state.read_node("n1")
+    assert done is not None
+    assert_redis_equals_ec2(done, enis)
 
 
 def test_a_release_whose_lock_is_stolen_detaches_nothing_more(

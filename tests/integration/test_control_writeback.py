@@ -20,24 +20,32 @@ import redis
 
 from tests.integration.control_support import (
     agent_confirms_release,
+    agent_ready,
     agent_returns,
     agent_takes,
+    assert_redis_equals_ec2,
     context_for,
     join,
     pool_counts,
+    vpcnet_enis,
 )
 from vpcnet.control.act import StaleClientToken
 from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
-from vpcnet.domain import Mode, NodePhase
+from vpcnet.control.ready import agent_has_programmed, node_ready
+from vpcnet.domain import EniRecord, Mode, NodePhase
 from vpcnet.settings import Settings
+from vpcnet.state.records import AgentRecord, StoreVersion
 from vpcnet_sim.ec2 import Ec2Emulator, World
+from vpcnet_sim.ec2.config import Ec2SimConfig, Latency
 from vpcnet_sim.kube import KubeEmulator
 
 WRITES = {"HSET", "HMSET", "HDEL", "HINCRBY", "SADD", "SREM", "DEL", "UNLINK", "SET", "EXPIRE",
           "ZADD", "ZREM", "RENAME", "HSETNX", "SPOP", "SMOVE"}
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _LUA = re.compile(r"^\S+ \[\d+ lua\] ")
+ASSIGN = "AssignPrivateIpAddresses"
+CREATE = "CreateNetworkInterface"
 
 
 @dataclass
@@ -160,9 +168,10 @@ def test_a_token_naming_a_vanished_eni_retires_the_pass_epoch(
     control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
     kube_emulator: KubeEmulator,
 ) -> None:
-    """The one write a failed pass makes after acting: the epoch whose ClientToken names an
+    """The write a failed pass makes after acting: the epoch whose ClientToken names an
     ENI GC deleted before it was attached is retired (fenced), so the retry mints new
-    tokens instead of replaying the dead ENI forever."""
+    tokens instead of replaying the dead ENI forever; what the pass's other lanes did
+    (the primary's addresses, the other new ENI) is written back with it."""
     ctx = context_for(control_settings)
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.large")
@@ -172,9 +181,65 @@ def test_a_token_naming_a_vanished_eni_retires_the_pass_epoch(
         provision_node(ctx, "n1", iid, az)
     st = ctx.state.read_node("n1")
     assert st is not None and st.record.pass_epoch == "" and st.phase is NodePhase.PROVISIONING
-    assert not st.enis  # no write-back: the pass did not finish
+    # The failed chain left nothing; the others' work is in Redis as it is in EC2.
+    assert len(st.enis) == 2
+    assert_redis_equals_ec2(st, vpcnet_enis(ec2_emulator, iid))
 
     out = provision_node(ctx, "n1", iid, az)
     assert out.written and out.phase == NodePhase.PROVISIONED
     done = ctx.state.read_node("n1")
     assert done is not None and len(done.enis) == 3 and done.record.pass_epoch == ""
+
+
+def test_a_ready_nodes_grown_pool_is_written_back_before_its_new_eni_is_made(
+    ctx: ControlContext, control_settings: Settings, ec2_emulator: Ec2Emulator,
+    ec2_world: World, kube_emulator: KubeEmulator,
+) -> None:
+    """Pods wait on a READY node: the pass assigns the primary's free slots and makes a new
+    ENI for the rest. The assigned addresses reach Redis (a generation of their own, that
+    the agent may program at once) before the new ENI's CreateNetworkInterface is even
+    answered; the new ENI follows in the pass's last write, the next generation."""
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "w", "m5.large")
+    provision_node(ctx, "w", iid, az)
+    agent_ready(ctx, "w")
+    assert node_ready(ctx, "w")
+    k = ctx.state.node_keys("w")
+    ctx.state.redis.hset(k.demand, mapping={"waiting": 10, "at": f"{time.time():.3f}"})
+    # AWS's latencies, a chain's first call slower than any assign (0.2 s +- 30%).
+    aws = Ec2SimConfig.aws_like().latency
+    ec2_emulator.set_config(preset="aws", latency={**aws, CREATE: Latency(1.0)})
+    before = ctx.state.read_node("w")
+    assert before is not None
+
+    with Monitor(control_settings.redis_url) as mon:
+        out = provision_node(ctx, "w", iid, az)
+    assert out.plan_calls.get(ASSIGN) == 1 and out.plan_calls.get(CREATE) == 1
+    assert out.written and out.phase == NodePhase.READY
+    assert out.generation == before.generation + 2  # two writes, two generations
+
+    steps = mon.steps()
+    stats = ctx.state.keys.ec2_stats
+    created = next(i for i, s in enumerate(steps) if CREATE in s.ec2_mutations(stats))
+    writes = [i for i, s in enumerate(steps) if s.writes_to({k.enis})]
+    assert len(writes) == 2 and writes[0] < created < writes[1]
+    # The first write holds the primary with its 9 addresses (6 before, 3 assigned) alone.
+    early = [EniRecord.from_json(c[3]) for c in steps[writes[0]].commands
+             if c[0].upper() == "HSET" and c[1] == k.enis]
+    assert [len(r.ips) for r in early] == [9]
+
+    # The agent's report of the first generation is no proof for the second.
+    st = ctx.state.read_node("w")
+    assert st is not None and len(st.enis) == 2
+    stamp = next(c for c in steps[writes[0]].commands
+                 if c[0].upper() == "HSET" and c[1] == k.node and "write_id" in c)
+    early_version = StoreVersion(epoch=stamp[stamp.index("epoch") + 1],
+                                 generation=st.generation - 1,
+                                 write_id=stamp[stamp.index("write_id") + 1])
+    report = AgentRecord(ready=True, epoch=early_version.epoch,
+                         generation=early_version.generation, write_id=early_version.write_id)
+    ctx.state.redis.hset(k.agent, mapping=report.to_redis())
+    assert not agent_has_programmed(ctx, st)
+    agent_ready(ctx, "w")  # the second
+    assert agent_has_programmed(ctx, st) and node_ready(ctx, "w")
+    assert_redis_equals_ec2(st, vpcnet_enis(ec2_emulator, iid))

@@ -10,7 +10,7 @@ import pytest
 
 from vpcnet.control.inputs import ProvisionInputs, pass_epoch
 from vpcnet.control.view import EniView, InstanceView
-from vpcnet.control.writeback import intent_fields, plan_write_back
+from vpcnet.control.writeback import intent_fields, plan_write_back, wants_early_write
 from vpcnet.domain import IPv4, Mode, NodePhase
 from vpcnet.errors import StateError
 from vpcnet.limits import bundled_limits
@@ -100,6 +100,46 @@ def test_a_ready_node_stays_ready_and_its_intent_keeps_the_phase() -> None:
     assert intent_fields(inputs(eni(0, 0)))["phase"] == NodePhase.PROVISIONING.value
     wb = plan_write_back(given, plan_node(given.spec(), given.instance.enis), (eni(0, 2),), ())
     assert wb.record.phase is NodePhase.READY
+
+
+def test_an_unfinished_write_back_keeps_the_epoch_and_phase_and_requests_nothing() -> None:
+    joining = inputs(eni(0, 6))
+    plan = plan_node(joining.spec(), joining.instance.enis, joining.usage)
+    wb = plan_write_back(joining, plan, joining.instance.enis, (), finished=False)
+    assert wb.record.pass_epoch == joining.epoch  # the retry replays its ClientTokens
+    assert wb.record.phase is NodePhase.PROVISIONING  # a joining node is not done
+    assert wb.release_requests == ()  # the finished pass's
+    retired = plan_write_back(joining, plan, joining.instance.enis, (), finished=False,
+                              retire_epoch=True)
+    assert retired.record.pass_epoch == ""
+    ready = dataclasses.replace(joining, previous=NodeRecord(instance_id="i-0abc",
+                                                             phase=NodePhase.READY))
+    assert plan_write_back(ready, plan, ready.instance.enis, (),
+                           finished=False).record.phase is NodePhase.READY
+
+
+def test_only_a_ready_node_growing_its_pools_and_making_enis_writes_early() -> None:
+    ready = NodeRecord(instance_id="i-0abc", phase=NodePhase.READY)
+    waiting = dataclasses.replace(inputs(eni(0, 2), previous=ready), usage=PoolUsage(demand=12))
+    plan = plan_node(waiting.spec(), waiting.instance.enis, waiting.usage)
+    assert {"AssignPrivateIpAddresses", "CreateNetworkInterface"} <= set(plan.ec2_calls())
+    assert wants_early_write(waiting, plan)
+    assert not wants_early_write(dataclasses.replace(waiting, previous=None), plan)  # joining
+    small = dataclasses.replace(waiting, usage=PoolUsage(demand=1))
+    small_plan = plan_node(small.spec(), small.instance.enis, small.usage)
+    assert "CreateNetworkInterface" not in small_plan.ec2_calls()
+    assert not wants_early_write(small, small_plan)  # one write is enough
+
+
+def test_a_write_back_after_an_earlier_one_says_only_what_is_new() -> None:
+    given = inputs(eni(0, 0))
+    plan = plan_node(given.spec(), given.instance.enis, given.usage)
+    early = plan_write_back(given, plan, (eni(0, 2),), (ip("10.0.0.20"),), finished=False)
+    same = plan_write_back(given, plan, (eni(0, 2),), (ip("10.0.0.20"),), finished=False)
+    assert not same.after(early).replaces_state  # nothing new: no second generation
+    final = plan_write_back(given, plan, (eni(0, 2), eni(1, 3)), (ip("10.0.0.20"),))
+    later = final.after(early)
+    assert later.replaces_state and later.released == ()
 
 
 def test_an_unfinished_pass_epoch_is_replayed_and_a_finished_one_is_not() -> None:

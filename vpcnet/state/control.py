@@ -5,9 +5,10 @@ replaced by one Lua script that first checks the caller still holds the node's l
 stamps the store version (epoch, generation, write_id; rotating the epoch when the
 store has none or the agent reported a rollback, see ``vpcnet.state.keys``), adds
 the pass's release requests and publishes on the node's ``changed`` channel. A
-provisioning pass writes through this adapter at most twice, both fenced by the lock:
-the intent before acting (``record_intent``: the ClientToken epoch) and the write-back
-(``write_node``, or ``request_release`` when only release requests changed).
+provisioning pass writes through this adapter fenced by the lock: the intent before
+acting (``record_intent``: the ClientToken epoch) and the write-back (``write_node``, or
+``request_release`` when only release requests changed), preceded on a READY node whose
+pods wait by a ``write_node`` of the pools grown while its new ENIs are still being made.
 
 Those scripts, and the MULTI transactions of ``set_fields`` and ``delete_node``, touch a
 node's keys (hash tag ``{<cluster>/<node>}``) together with cluster-wide ones (``nodes``,

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vpcnet.errors import NotFoundError, UnknownInstanceTypeError
+from vpcnet_sim.ec2.calllog import CallLog, LoggedCall
 from vpcnet_sim.ec2.config import Ec2SimConfig
 from vpcnet_sim.ec2.counters import Counters
 from vpcnet_sim.ec2.faults import FaultInjector, FaultRule
@@ -84,6 +85,7 @@ class Ec2Emulator:
         self.throttler = Throttler(self.config.bucket_overrides, time_scale=self.config.time_scale)
         self.faults = FaultInjector(self.config.seed)
         self.call_counters = Counters()
+        self.call_log = CallLog()
         self.imds_tokens = TokenStore()
         self._http: HttpServer | None = None
         self._worlds: list[World] = []
@@ -241,6 +243,12 @@ class Ec2Emulator:
 
     def reset_counters(self) -> None:
         self.call_counters.reset()
+        self.call_log.reset()
+
+    def calls(self, action: str | None = None) -> list[LoggedCall]:
+        """The EC2 requests received since the last reset (of ``action``), in arrival
+        order, each with when it arrived and when it was answered."""
+        return self.call_log.calls(action)
 
     def set_faults(
         self, rate_5xx: float = 0.0, rules: Iterable[FaultRule | Mapping[str, Any]] = ()

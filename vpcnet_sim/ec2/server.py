@@ -91,11 +91,19 @@ class Ec2App:
                         [("x-amzn-RequestId", request_id)])
 
     def _ec2(self, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
-        emu = self.emu
+        received = time.monotonic()
         request = _ServerRequest(environ)
+        action = request.form.get("Action") or request.args.get("Action") or ""
+        try:
+            return self._ec2_answer(request, action, start)
+        finally:
+            self.emu.call_log.add(action or "-", received)
+
+    def _ec2_answer(self, request: _ServerRequest, action: str,
+                    start: StartResponse) -> list[bytes]:
+        emu = self.emu
         request_id = str(uuid.uuid4())
         form = request.form
-        action = form.get("Action") or request.args.get("Action") or ""
         if not action:
             err = SimApiError("MissingAction", "The request must contain the parameter Action")
             return self._error(start, "-", err, request_id)
