@@ -165,8 +165,9 @@ class StandInAgents(threading.Thread):
         client = self.stack.redis.client()
         try:
             # A pass costs ~20 us per pending node: keep it a small share of a core (and
-            # poll often when few are pending, so a lone node's time is not our poll's).
-            while self.pending and not self.stop_event.wait(max(0.02, len(self.pending) / 5000)):
+            # poll often when few are pending, so a lone node's time is not our poll's:
+            # 5 ms against a prefix-mode bound of 0.21 s).
+            while self.pending and not self.stop_event.wait(max(0.005, len(self.pending) / 5000)):
                 self._pass(client)
         finally:
             client.close()
@@ -313,6 +314,8 @@ def run_storm(
         ]
         stack.start_control_plane()
         stack.wait_processes_up()
+        # Nodes join a running control plane: its processes' start is not join time.
+        stack.wait_control_plane_ready()
         stack.ec2.reset_counters()
         standin = StandInAgents(stack, names)
         standin.start()
@@ -357,7 +360,9 @@ def run_storm(
             return len(ready_at) >= nodes
 
         with contextlib.suppress(TimeoutError):
-            wait_for(all_ready, timeout, f"{nodes} nodes ready", interval=1.0 if nodes > 200 else 0.5 if nodes > 20 else 0.05)
+            # Few nodes: poll often, the poll's period is an error on each join time.
+            wait_for(all_ready, timeout, f"{nodes} nodes ready",
+                     interval=1.0 if nodes > 200 else 0.5 if nodes > 20 else 0.01)
         redis_client.close()
         # READY in Redis must mean untainted in Kubernetes: count only nodes that are both.
         raw: Any = api.list_node(_preload_content=False)
