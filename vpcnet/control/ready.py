@@ -17,7 +17,6 @@ from vpcnet.errors import PermanentError, TemporaryError
 from vpcnet.state.control import NodeState
 from vpcnet.wellknown import NOT_READY_TAINT
 
-
 # How long node_ready waits for a held node lock before it raises LockHeld (and retries).
 LOCK_WAIT_SECONDS = 1.0
 _LOCK_POLL_SECONDS = 0.02
