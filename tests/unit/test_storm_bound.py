@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.storm_minimums import MIN_CALLS
-from vpcnet_sim.bench.storm import lower_bound, one_node_chain
+from vpcnet_sim.bench.storm import lower_bound, one_node_chain, typical_latency
 from vpcnet_sim.ec2 import Ec2SimConfig
 
 AWS = Ec2SimConfig.aws_like()
@@ -24,6 +24,15 @@ def test_lone_node_in_warm_and_prefix_mode_is_describe_then_assign(mode: str) ->
 def test_lone_node_in_full_mode_is_its_longest_eni_chain() -> None:
     calls = MIN_CALLS[("m5.xlarge", "full")]
     assert one_node_chain(calls, AWS) == pytest.approx(DESCRIBE + CREATE + ATTACH + ATTACHED)
+
+
+@pytest.mark.parametrize(("mode", "typical"), [
+    ("prefix", 0.1 + 0.2),  # 1.43x the bound: no overhead at all reaches 1.2x on average
+    ("full", 0.1 + 0.3 + 0.3 + 2.0),  # 1.08x: the attach delay has no jitter
+])
+def test_a_lone_nodes_typical_chain_is_at_the_latencies_means(mode: str, typical: float) -> None:
+    calls = MIN_CALLS[("m5.xlarge", mode)]
+    assert one_node_chain(calls, AWS, typical_latency) == pytest.approx(typical)
 
 
 def test_many_nodes_are_bound_by_the_attach_bucket() -> None:

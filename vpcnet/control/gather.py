@@ -7,7 +7,10 @@ filling it is not part of the node's state and may happen before the plan.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
+from concurrent.futures import Future
 
 from vpcnet.aws.calls import attributed_to
 from vpcnet.control.common import instance_limits, subnet_cidr, targets
@@ -15,7 +18,7 @@ from vpcnet.control.context import ControlContext
 from vpcnet.control.inputs import ProvisionInputs, pass_epoch
 from vpcnet.control.networking import NodeNetworking, choose_subnet, node_networking
 from vpcnet.control.view import InstanceView
-from vpcnet.domain import NodeRef
+from vpcnet.domain import InstanceLimits, NodeRef
 from vpcnet.errors import ConfigError, NotFoundError
 from vpcnet.plan import EniConfig, managed_enis
 
@@ -29,11 +32,15 @@ def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
     if inst is None or not inst.alive:
         state = inst.state if inst else "not found"
         raise NotFoundError(f"instance {ref.instance_id} of node {node} is {state}")
-    limits = instance_limits(ctx, inst.instance_type)
-    config = eni_config(ctx, net, inst)
-    usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
-    # New ENIs go to the config's subnet; the others keep the subnet they are in.
-    subnets = {config.subnet_id, *(e.subnet_id for e in managed_enis(ctx.cluster, inst.enis))}
+    limits_of = _limits_meanwhile(ctx, inst.instance_type)
+    try:
+        config = eni_config(ctx, net, inst)
+        usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
+        # New ENIs go to the config's subnet; the others keep the subnet they are in.
+        subnets = {config.subnet_id, *(e.subnet_id for e in managed_enis(ctx.cluster, inst.enis))}
+        subnet_cidrs = {s: subnet_cidr(ctx, s) for s in sorted(subnets)}
+    finally:
+        limits = limits_of.result()  # its error first, as when the limits were read first
     return ProvisionInputs(
         cluster=ctx.cluster,
         node=node,
@@ -44,10 +51,33 @@ def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
         usage=usage,
         mode=net.mode,
         eni_config=config,
-        subnet_cidrs={s: subnet_cidr(ctx, s) for s in sorted(subnets)},
+        subnet_cidrs=subnet_cidrs,
         targets=targets(ctx),
         epoch=pass_epoch(previous.record if previous else None, time.time()),
     )
+
+
+def _limits_meanwhile(ctx: ControlContext, instance_type: str) -> Future[InstanceLimits]:
+    """The instance type's limits, read while the caller reads the subnets. Both are facts
+    the cluster caches: the first time it meets them, a DescribeInstanceTypes and a
+    DescribeSubnets, ~0.1 s each, which a cluster's first node waited for one after the
+    other. A cached answer (the usual case) is read here, without a thread."""
+    answer: Future[InstanceLimits] = Future()
+    cached = ctx.state.cached_limits(instance_type)
+    if cached is not None:
+        answer.set_result(cached)
+        return answer
+    # The call's priority and attribution are context variables: the thread gets a copy.
+    run = contextvars.copy_context().run
+
+    def read() -> None:
+        try:
+            answer.set_result(run(instance_limits, ctx, instance_type))
+        except BaseException as e:  # handed to the caller, who raises it
+            answer.set_exception(e)
+
+    threading.Thread(target=read, name="gather-limits", daemon=True).start()
+    return answer
 
 
 def eni_config(ctx: ControlContext, net: NodeNetworking, inst: InstanceView) -> EniConfig:

@@ -34,6 +34,10 @@ VPC_CIDR = "10.0.0.0/16"
 SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 KUBE_SERVERS = ("emulator", "apiserver")
+# What the processes log once they serve: Celery's "<hostname> ready." once the worker's
+# consumer started; the watcher's structured event when it takes the Lease.
+WORKER_READY_MARKER = "{hostname} ready."
+WATCHER_LEADS_MARKER = '"event": "leader.acquired"'
 
 
 class StackRedis(Protocol):
@@ -277,7 +281,7 @@ class EmbeddedStack:
                 f"worker-{i}",
                 [
                     celery, "-A", "workers", "worker",
-                    "--hostname", f"worker{i}@{self.opts.cluster}",
+                    "--hostname", self._worker_hostname(i),
                     "--concurrency", str(self.opts.worker_concurrency),
                     "--loglevel", "INFO",
                     "--events",
@@ -303,6 +307,9 @@ class EmbeddedStack:
             )
         for i in range(self.opts.watcher_replicas):
             self._spawn(f"watcher-{i}", [_bin("vpcnet"), "watcher"], self.control_env("watcher"))
+
+    def _worker_hostname(self, index: int) -> str:
+        return f"worker{index}@{self.opts.cluster}"
 
     def start_vpc(self) -> None:
         from vpcnet_sim.vpc import SimVpc
@@ -385,6 +392,30 @@ class EmbeddedStack:
                     return False
 
             wait_for(flower_up, timeout, "Flower")
+
+    def wait_control_plane_ready(self, timeout: float = 60.0) -> None:
+        """Until every worker consumes and a watcher holds the Lease: a process that is
+        alive may still be importing, or (a Celery worker) waiting a second for
+        neighbours to sync with, and a benchmark must not count that as vpcnet's time."""
+        workers = [
+            (p, WORKER_READY_MARKER.format(hostname=self._worker_hostname(int(p.name.removeprefix("worker-")))))
+            for p in self.procs if p.name.startswith("worker-")
+        ]
+        watchers = [p for p in self.procs if p.name.startswith("watcher-")]
+
+        def logged(proc: ManagedProcess, marker: str) -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+            try:
+                return marker in proc.log_path.read_text(errors="replace")
+            except FileNotFoundError:
+                return False
+
+        def ready() -> bool:
+            return (all(logged(w, marker) for w, marker in workers)
+                    and (not watchers or any(logged(w, WATCHER_LEADS_MARKER) for w in watchers)))
+
+        wait_for(ready, timeout, "the workers to consume and a watcher to lead", interval=0.02)
 
     @property
     def flower_url(self) -> str:
