@@ -152,7 +152,7 @@ def test_a_task_reserved_at_failover_does_not_wait_for_the_visibility_timeout(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """What happens to a task reserved when the primary goes, decided: nothing waits for
-    it. A provisioning pass is under way (EC2 attaches slowed to 3 s) and its broker
+    it. A provisioning pass is under way (EC2 attaches slowed to 8 s) and its broker
     reservation has reached the replica; the worker dies with it (kill -9, restarted a
     moment later) and the primary is lost with the writes of the last second. The
     reservation survives on the new primary, so kombu would hand the task out again
@@ -165,12 +165,16 @@ def test_a_task_reserved_at_failover_does_not_wait_for_the_visibility_timeout(
         task_time_limit_seconds=300, gc_interval_seconds=3600.0,
     )
     procs.settings = settings
-    ec2_emulator.set_config(latency={"AttachNetworkInterface": Latency(3.0)})
+    # Slow enough that the pass is still running while the test watches its reservation
+    # reach the replica: the ENI chains run in parallel, so the pass lasts one attach.
+    ec2_emulator.set_config(latency={"AttachNetworkInterface": Latency(8.0)})
     procs.start_worker("w1", concurrency=4)
     procs.start_beat("beat")
     ctx = context_for(settings)
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], ec2_world.azs[0], "n1", "m5.large")
-    wait_until(lambda: len(vpcnet_enis(ec2_emulator, iid)) >= 2 or None, 60, "the pass attaching ENIs")
+    # Created, not attached yet: the pass is in its (parallel) attaches, still reserved.
+    wait_until(lambda: len(all_cluster_enis(ec2_emulator, ctx.cluster)) >= 1 or None, 60,
+               "the pass attaching ENIs")
     replica = redis.Redis(port=sentinels.replica.port, password=sentinels.password,
                           db=SENTINEL_BROKER_DB, socket_timeout=5)
     try:
