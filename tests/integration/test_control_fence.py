@@ -59,6 +59,21 @@ def ec2_shape(ec2: Ec2Emulator, iid: str) -> list[tuple[Any, ...]]:
     )
 
 
+def start_pass(ctx: ControlContext, iid: str, az: str) -> tuple[threading.Thread, list[BaseException]]:
+    """Node n1's provisioning pass on a thread of its own, and where its error lands."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            provision_node(ctx, "n1", iid, az)
+        except BaseException as e:  # the test inspects it
+            failure.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, failure
+
+
 def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
     control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
     kube_emulator: KubeEmulator,
@@ -68,16 +83,7 @@ def test_a_pass_whose_lock_is_stolen_makes_no_further_ec2_mutation(
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.xlarge")
     ec2_emulator.reset_counters()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            provision_node(ctx, "n1", iid, az)
-        except BaseException as e:  # the test inspects it
-            failure.append(e)
-
-    pass_a = threading.Thread(target=run)
-    pass_a.start()
+    pass_a, failure = start_pass(ctx, iid, az)
     # A full join of an m5.xlarge is ~10 mutations; steal while the first is in flight,
     # as another worker would take a lock that expired or was lost in a failover.
     wait_until(lambda: mutations(ec2_emulator) >= 1, 30, "the pass's first EC2 mutation")
@@ -101,16 +107,7 @@ def test_a_pass_whose_lock_is_stolen_while_its_chains_run_in_parallel_stops_them
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.xlarge")
     ec2_emulator.reset_counters()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            provision_node(ctx, "n1", iid, az)
-        except BaseException as e:  # the test inspects it
-            failure.append(e)
-
-    pass_a = threading.Thread(target=run)
-    pass_a.start()
+    pass_a, failure = start_pass(ctx, iid, az)
     # The emulator counts a call on arrival: all three chains' first calls are out.
     wait_until(lambda: ec2_emulator.counters()["calls"].get(CREATE, 0) == 3, 30,
                "three CreateNetworkInterface calls in flight together", every=0.01)
