@@ -15,12 +15,39 @@ from typing import Any
 
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
+IPv6 = ipaddress.IPv6Address
+IPv6Net = ipaddress.IPv6Network
+PodIp = IPv4 | IPv6  # a pod address of either family
+
+# AWS delegates IPv6 to an ENI as /80 prefixes (Nitro): 2**48 pod addresses each.
+IPV6_PREFIX_LEN = 80
 
 
 class Mode(enum.StrEnum):
     FULL = "full"  # the seed's behaviour: max ENIs x max IPs up front
     WARM = "warm"  # warm/minimum IP targets, warm ENI target (like the AWS VPC CNI)
     PREFIX = "prefix"  # /28 prefix delegation with a warm-prefix target
+
+
+class IpFamily(enum.StrEnum):
+    """Which address families a node's pods get (cluster setting, per node by annotation)."""
+
+    IPV4 = "ipv4"  # one IPv4 per pod (the default)
+    IPV6 = "ipv6"  # one IPv6 per pod, from /80 prefixes on the node's ENIs
+    DUAL = "dual"  # one of each on every pod
+
+    @property
+    def wants_ipv4(self) -> bool:
+        return self is not IpFamily.IPV6
+
+    @property
+    def wants_ipv6(self) -> bool:
+        return self is not IpFamily.IPV4
+
+    @classmethod
+    def parse(cls, raw: str) -> IpFamily:
+        """A stored family: "" (records older than IPv6 support) reads as ipv4."""
+        return cls(raw) if raw else cls.IPV4
 
 
 class NodePhase(enum.StrEnum):
@@ -38,10 +65,18 @@ class InstanceLimits:
     max_enis: int  # including the primary ENI
     ipv4_per_eni: int  # including each ENI's own primary address
     hypervisor: str = "nitro"
+    # IPv6 addresses per ENI (EC2's Ipv6AddressesPerInterface; a /80 prefix takes one);
+    # None: not known, taken as ipv4_per_eni, which is what EC2 lists for current types.
+    ipv6_per_eni: int | None = None
 
     @property
     def supports_prefixes(self) -> bool:
         return self.hypervisor == "nitro"
+
+    @property
+    def ipv6_slots(self) -> int:
+        """IPv6 addresses or /80 prefixes one ENI can hold."""
+        return self.ipv4_per_eni if self.ipv6_per_eni is None else self.ipv6_per_eni
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +93,8 @@ class EniRecord:
     prefixes: tuple[IPv4Net, ...] = ()  # delegated /28s usable by pods
     security_groups: tuple[str, ...] = ()
     is_primary: bool = False
+    ipv6_prefixes: tuple[IPv6Net, ...] = ()  # delegated /80s usable by pods
+    subnet_ipv6_cidr: IPv6Net | None = None  # the subnet's /64, None when it has none
 
     @property
     def gateway(self) -> IPv4:
@@ -83,6 +120,8 @@ class EniRecord:
                 "prefixes": [str(p) for p in self.prefixes],
                 "security_groups": list(self.security_groups),
                 "is_primary": self.is_primary,
+                "ipv6_prefixes": [str(p) for p in self.ipv6_prefixes],
+                "subnet_ipv6_cidr": str(self.subnet_ipv6_cidr) if self.subnet_ipv6_cidr else "",
             },
             sort_keys=True,
         )
@@ -101,14 +140,17 @@ class EniRecord:
             prefixes=tuple(ipaddress.IPv4Network(p) for p in d.get("prefixes", ())),
             security_groups=tuple(d.get("security_groups", ())),
             is_primary=bool(d.get("is_primary", False)),
+            ipv6_prefixes=tuple(ipaddress.IPv6Network(p) for p in d.get("ipv6_prefixes", ())),
+            subnet_ipv6_cidr=ipaddress.IPv6Network(d["subnet_ipv6_cidr"]) if d.get("subnet_ipv6_cidr") else None,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """An IP held by a pod. The IPAM key is the CNI key (container id, ifname)."""
+    """An IP held by a pod. The IPAM key is the CNI key (container id, ifname); a
+    dual-stack pod holds two, one per family, under the same key."""
 
-    ip: IPv4
+    ip: PodIp
     container_id: str
     ifname: str
     pod_namespace: str = ""
@@ -132,7 +174,7 @@ class Assignment:
     def from_json(cls, raw: str | bytes) -> Assignment:
         d = json.loads(raw)
         return cls(
-            ip=ipaddress.IPv4Address(d["ip"]),
+            ip=ipaddress.ip_address(d["ip"]),
             container_id=d["container_id"],
             ifname=d["ifname"],
             pod_namespace=d.get("pod_namespace", ""),

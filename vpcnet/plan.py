@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vpcnet.control.view import EniView
-from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, Mode
+from vpcnet.domain import EniRecord, InstanceLimits, IpFamily, IPv4, IPv4Net, IPv6, IPv6Net, Mode
 from vpcnet.errors import ConfigError
 from vpcnet.limits import PREFIX_SIZE, slots_per_eni
 from vpcnet.wellknown import TAG_CLUSTER
@@ -57,6 +57,7 @@ class NodeSpec:
     # the next pass): part of every ClientToken, so a replay returns the same ENI and a
     # later pass never collides with an old token.
     epoch: str = ""
+    ip_family: IpFamily = IpFamily.IPV4
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,11 @@ class PoolUsage:
     release_requested: frozenset[IPv4] = frozenset()
     release_confirmed: frozenset[IPv4] = frozenset()
     demand: int = 0  # ADDs waiting on the node for the pool to grow (the agent's ``demand``)
+    # IPv6: the pods' addresses, and the /80 prefixes asked back (``release-req``) and
+    # confirmed unused by the agent (``release-ok``); those sets hold a prefix as its CIDR.
+    assigned6: frozenset[IPv6] = frozenset()
+    release_requested6: frozenset[IPv6Net] = frozenset()
+    release_confirmed6: frozenset[IPv6Net] = frozenset()
 
 
 # --- actions --------------------------------------------------------------------------
@@ -91,6 +97,30 @@ class AssignPrefixes:
     @property
     def ec2_calls(self) -> Mapping[str, int]:
         return {"AssignPrivateIpAddresses": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class AssignIpv6Prefixes:
+    """Delegate ``count`` /80 prefixes to an ENI (AssignIpv6Addresses, Ipv6PrefixCount)."""
+
+    eni_id: str
+    count: int
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"AssignIpv6Addresses": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class UnassignIpv6Prefixes:
+    """Give /80 prefixes the agent confirmed unused back to EC2."""
+
+    eni_id: str
+    prefixes: tuple[IPv6Net, ...]
+
+    @property
+    def ec2_calls(self) -> Mapping[str, int]:
+        return {"UnassignIpv6Addresses": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +194,8 @@ Action = (
     | RequestRelease
     | UnassignIps
     | UnassignPrefixes
+    | AssignIpv6Prefixes
+    | UnassignIpv6Prefixes
 )
 
 

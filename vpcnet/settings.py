@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from vpcnet.domain import Mode
+from vpcnet.domain import IpFamily, Mode
 from vpcnet.errors import ConfigError
 from vpcnet.state.redis_url import validate_redis_url
 
@@ -32,6 +32,8 @@ def _conv(name: str, raw: str, typ: Any) -> Any:
             return float(raw)
         if typ in ("Mode",):
             return Mode(raw)
+        if typ in ("IpFamily",):
+            return IpFamily(raw)
         if typ in ("tuple[str, ...]",):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
         if typ in ("str | None",):
@@ -70,6 +72,8 @@ class Settings:
     ec2_endpoint_url: str | None = None  # the emulator's URL; None = real AWS
     kubeconfig: str | None = None  # None = in-cluster config
     mode: Mode = Mode.FULL
+    # Which families pods get (per node: the vpcnet.io/ip-family annotation or a profile).
+    ip_family: IpFamily = IpFamily.IPV4
     warm_ip_target: int = 0
     minimum_ip_target: int = 0
     warm_eni_target: int = 1

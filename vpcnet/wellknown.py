@@ -28,6 +28,7 @@ INSTANCE_ID_LABEL = "vpcnet.io/instance-id"
 STATUS_ANNOTATION = "vpcnet.io/status"
 # Read by vpcnet (custom networking, vpcnet.control.networking): per-node overrides.
 MODE_ANNOTATION = "vpcnet.io/mode"
+IP_FAMILY_ANNOTATION = "vpcnet.io/ip-family"  # ipv4 | ipv6 | dual
 SUBNET_ANNOTATION = "vpcnet.io/subnet-id"
 SUBNET_TAGS_ANNOTATION = "vpcnet.io/subnet-tags"  # "k=v,k2=v2": the matching subnet with most free IPs
 SECURITY_GROUPS_ANNOTATION = "vpcnet.io/security-groups"  # "sg-1,sg-2"

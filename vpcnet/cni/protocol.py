@@ -48,6 +48,8 @@ AGENT_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 # The pod's default gateway: a link-local address answered by a static neighbour
 # entry pointing at the host veth, so pods never ARP for a real router.
 POD_GATEWAY = "169.254.1.1"
+# The same for IPv6: a link-local address on the host veth, answered the same way.
+POD_GATEWAY6 = "fe80::1"
 
 # CNI error codes (SPEC.md "Error"); 100+ are ours.
 ERR_INCOMPATIBLE_VERSION = 1

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vpcnet.domain import EniRecord, IPv4, IPv4Net
+from vpcnet.domain import EniRecord, IPv4, IPv4Net, IPv6, IPv6Net
 from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT
 
 _CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # ISO 8601, UTC, as AWS writes its own times
@@ -57,6 +57,8 @@ class EniView:
     delete_on_termination: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    ipv6_addresses: tuple[IPv6, ...] = ()  # single IPv6 addresses (e.g. the instance's own)
+    ipv6_prefixes: tuple[IPv6Net, ...] = ()  # delegated /80s
 
     @property
     def is_primary(self) -> bool:
@@ -72,7 +74,12 @@ class EniView:
         """IPv4 slots taken besides the primary address (a prefix takes one slot)."""
         return len(self.ips) + len(self.prefixes)
 
-    def to_record(self, subnet_cidr: IPv4Net) -> EniRecord:
+    @property
+    def used_ipv6_slots(self) -> int:
+        """IPv6 slots taken: every address and every /80 prefix takes one."""
+        return len(self.ipv6_addresses) + len(self.ipv6_prefixes)
+
+    def to_record(self, subnet_cidr: IPv4Net, subnet_ipv6_cidr: IPv6Net | None = None) -> EniRecord:
         return EniRecord(
             eni_id=self.eni_id,
             mac=self.mac.lower(),
@@ -84,6 +91,8 @@ class EniView:
             prefixes=tuple(sorted(self.prefixes)),
             security_groups=tuple(sorted(self.security_groups)),
             is_primary=self.is_primary,
+            ipv6_prefixes=tuple(sorted(self.ipv6_prefixes)),
+            subnet_ipv6_cidr=subnet_ipv6_cidr,
         )
 
 
@@ -115,3 +124,4 @@ class SubnetView:
     available_ips: int
     vpc_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    ipv6_cidr: IPv6Net | None = None  # the subnet's /64; None: IPv4-only subnet

@@ -194,6 +194,9 @@ class NodeRecord:
     subnet_id: str = ""
     primary_ip: str = ""
     mode: str = ""  # a vpcnet.domain.Mode value, or "" before the first write-back
+    # A vpcnet.domain.IpFamily value ("" = ipv4: records from before IPv6 support). The
+    # agent reads it to know which families each pod gets.
+    ip_family: str = ""
     phase: NodePhase | None = None
     error: str = ""
     # The ClientToken epoch of a pass that acted but has not written back yet.
@@ -216,6 +219,7 @@ class NodeRecord:
             subnet_id=f.get("subnet_id", ""),
             primary_ip=f.get("primary_ip", ""),
             mode=f.get("mode", ""),
+            ip_family=f.get("ip_family", ""),
             phase=parse_phase(f.get(PHASE_FIELD)),
             error=f.get("error", ""),
             pass_epoch=f.get("pass_epoch", ""),
@@ -235,6 +239,7 @@ class NodeRecord:
             "subnet_id": self.subnet_id,
             "primary_ip": self.primary_ip,
             "mode": self.mode,
+            "ip_family": self.ip_family,
             PHASE_FIELD: self.phase.value if self.phase else "",
             "error": self.error,
             "pass_epoch": self.pass_epoch,
