@@ -24,6 +24,10 @@ class ImdsInterface:
     local_ipv4s: tuple[ipaddress.IPv4Address, ...]  # the ENI's primary address first
     ipv4_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
     vpc_cidrs: tuple[ipaddress.IPv4Network, ...] = ()
+    # IPv6 (``ipv6s``, ``ipv6-prefix``, ``subnet-ipv6-cidr-blocks``): empty when none.
+    ipv6s: tuple[ipaddress.IPv6Address, ...] = ()
+    ipv6_prefixes: tuple[ipaddress.IPv6Network, ...] = ()
+    subnet_ipv6_cidr: ipaddress.IPv6Network | None = None
 
     @property
     def primary_ip(self) -> ipaddress.IPv4Address:
