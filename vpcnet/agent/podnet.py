@@ -34,7 +34,7 @@ from vpcnet.agent import nlbatch as nl
 from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.routing import ENI_TABLE_BASE, MAIN_TABLE, PRIO_FROM_POD, PRIO_TO_POD
 from vpcnet.cni.protocol import POD_GATEWAY
-from vpcnet.domain import EniRecord, IPv4
+from vpcnet.domain import EniRecord, IPv4, IPv6
 from vpcnet.errors import PodNetworkError
 from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD
 from vpcnet.settings import AgentSettings
@@ -69,9 +69,12 @@ def veth_macs(key: AttachmentKey) -> tuple[str, str]:
 class PodSpec:
     key: AttachmentKey
     netns: str  # path of the pod's network namespace (CNI_NETNS)
-    ip: IPv4
+    ip: IPv4 | None  # None: an ipv6-only pod
     table: int | None  # eni_table() of the IP's ENI
     mtu: int
+    ip6: IPv6 | None = None  # None: an ipv4-only pod
+    table6: int | None = None  # eni_table() of the ENI holding ip6's /80
+    ip6_link_mac: str = ""  # that ENI's MAC: the host link that answers NDP for ip6
 
 
 @dataclass(frozen=True, slots=True)
