@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vpcnet.domain import IpFamily
+from vpcnet_sim.embedded.lifecycle import lifecycle_of
 from vpcnet_sim.embedded.procs import wait_for
 from vpcnet_sim.embedded.stack import EmbeddedStack, SimNode, StackOptions
 from vpcnet_sim.netns import ping, source_seen_by
@@ -402,28 +402,3 @@ class Demo:
                 PodRuntime(conflist, [node.bin_dir, CNI_REFERENCE_DIR], "").destroy(pod)
         self.stack.stop()
 
-
-def lifecycle_of(runtime: PodRuntime, family: IpFamily, version: str) -> dict[str, Any]:
-    """One pod through ADD -> CHECK -> DEL -> DEL at ``version``: ok when every call
-    succeeded, the ADD result speaks ``version`` and holds one address per family."""
-    pod = runtime.new_pod("default", f"lifecycle-{version.replace('.', '')}")
-    outcome: dict[str, Any] = {"ok": False, "ips": [], "error": None}
-    try:
-        result = runtime.add(pod)
-        outcome["ips"] = pod.ips
-        wanted = {v for v, on in ((4, family.wants_ipv4), (6, family.wants_ipv6)) if on}
-        got = sorted(6 if ":" in a else 4 for a in pod.ips)
-        if result.get("cniVersion") != version:
-            raise RuntimeError(f"ADD answered cniVersion {result.get('cniVersion')!r}")
-        if got != sorted(wanted):
-            raise RuntimeError(f"ADD gave {pod.ips}, not one address of each of {sorted(wanted)}")
-        runtime.check(pod)
-        runtime.delete(pod)
-        runtime.delete(pod)  # DEL again: tolerated, as the spec asks
-        outcome["ok"] = True
-    except Exception as e:  # reported per version; the demo goes on and fails at the end
-        outcome["error"] = f"{type(e).__name__}: {e}"
-        runtime.delete(pod, ignore_errors=True)
-    finally:
-        runtime.remove_netns(pod)
-    return outcome
