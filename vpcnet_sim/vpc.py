@@ -154,6 +154,7 @@ class SimVpc:
         # subnet -> its IPv6 /64, routed on its bridge; grows as ENIs' views name more
         self.subnets6 = parse_subnets_ipv6(self.subnets, subnets_ipv6)
         self._routed6: set[tuple[str, ipaddress.IPv6Network]] = set()  # (bridge, /64) done
+        self._held80: dict[ipaddress.IPv6Network, str] = {}  # /80 -> its ENI's MAC, last sync
         self.router = f"{prefix}vpc"
         self.outside = f"{prefix}out"
         self.nodes: dict[str, str] = {}  # instance id -> node namespace
@@ -371,6 +372,7 @@ class SimVpc:
             self._sync_ports(attached)
             self._sync_subnets6(attached)
             self._sync_neighbours(attached)
+            self._forget_moved_prefixes6(attached)
 
     def _sync_ports(self, attached: list[AttachedEni]) -> None:
         wanted = {_port_name(e.eni_id): e for e in attached if e.device_index > 0}
@@ -417,6 +419,16 @@ class SimVpc:
             if eni.subnet_ipv6_cidr is not None:
                 self._route_subnet6(eni.subnet_cidr, eni.subnet_ipv6_cidr)
 
+    def _forget_moved_prefixes6(self, attached: list[AttachedEni]) -> None:
+        """A /80 released (or now on another ENI): drop what the router learnt by NDP for
+        its addresses at once, as the VPC knows where a prefix is; NUD alone would keep
+        sending to the old MAC for seconds."""
+        held = {p: eni.mac for eni in attached for p in eni.ipv6_prefixes}
+        moved = [p for p, mac in self._held80.items() if held.get(p) != mac]
+        for prefix in moved:
+            nx.ip(self.router, "-6", "neigh", "flush", "to", str(prefix), check=False)
+        self._held80 = held
+
     def _sync_neighbours(self, attached: list[AttachedEni]) -> None:
         # Static entries for the addresses EC2 assigned one by one (both families);
         # never for a /80's addresses: the router learns those by NDP from the node.
@@ -456,6 +468,7 @@ class SimVpc:
                 echo.stop()
         self._echo = self._echo6 = None
         self._routed6.clear()
+        self._held80.clear()
         teardown_prefix(self.prefix)
         self.nodes.clear()
 

@@ -1,7 +1,7 @@
 """The simulated VPC over the EC2 emulator's IPv6 (dual-stack subnets): nodes boot with
 their primary ENI's IPv6 address, the router learns the subnets' /64s from EC2, holds
 static neighbours for assigned IPv6 addresses but none for a delegated /80, whose
-addresses the node answers for by NDP proxy."""
+addresses the node answers for by NDP proxy (and forgets them once the /80 is released)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,8 @@ def test_a_delegated_80_is_resolved_by_ndp_from_the_node(sim_env: SimEnv) -> Non
     assert learnt["lladdr"] == eni["mac"] and "PERMANENT" not in learnt["state"], learnt
     sim_env.vpc.sync()  # the fabric's sync leaves NDP-learnt entries alone
     assert nx.ping(b.netns, pod_ip, count=1)
+
+    # Released: the router forgets what it learnt for the /80 at the next sync.
+    sim_env.ec2.unassign_ipv6_addresses(NetworkInterfaceId=eni["eni_id"], Ipv6Prefixes=[prefix])
+    sim_env.vpc.sync()
+    assert pod_ip not in router_neighbours(sim_env)
