@@ -190,10 +190,12 @@ class PodNetwork:
                     hidx = host.link_index(hname)
                     if hidx is None:
                         raise PodNetworkError(f"host veth {hname} vanished", errno=errno.ENODEV)
-                    if spec.ip is not None:
-                        self._host_routing(host, hidx, hname, str(spec.ip), spec.table, made)
+                    # IPv6 first: its steps can fail on the node's side (the ENI link
+                    # gone); either family's failure undoes both.
                     if spec.ip6 is not None:
                         self._host_routing6(host, hidx, hname, spec, made)
+                    if spec.ip is not None:
+                        self._host_routing(host, hidx, hname, str(spec.ip), spec.table, made)
                 except BaseException:
                     self._rollback(host, hname, made)
                     raise
