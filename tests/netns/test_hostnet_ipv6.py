@@ -59,7 +59,8 @@ def test_a_secondary_eni_with_a_prefix_gets_its_ipv6_table_once(host: str) -> No
     assert f"default via {GW6} dev eth1" in nx.ip(host, "-6", "route", "show", "table", "101")
     assert "default via 10.0.16.1 dev eth1" in nx.ip(host, "-4", "route", "show", "table", "101")
     assert sysctls(host, "net.ipv6.conf.all.forwarding", "net.ipv6.conf.eth0.accept_ra",
-                   "net.ipv6.conf.eth0.proxy_ndp", "net.ipv6.conf.eth1.proxy_ndp") == ["1", "2", "1", "1"]
+                   "net.ipv6.conf.eth0.proxy_ndp", "net.ipv6.conf.eth1.proxy_ndp",
+                   "net.ipv6.neigh.eth1.proxy_delay") == ["1", "2", "1", "1", "0"]
     assert hn.ensure(p).changes == []
     assert HostNetwork(host).ensure(p).changes == [], "a restarted agent finds nothing to do"
 

@@ -54,6 +54,7 @@ def test_a_secondary_eni_with_a_prefix_gets_an_ipv6_default_route_in_its_table()
     assert RouteSpec(101, N6("::/0"), "eth1", GW6) in p.routes
     assert RouteSpec(101, N("0.0.0.0/0"), "eth1", A("10.0.16.1")) in p.routes
     assert p.sysctls["net/ipv6/conf/eth1/proxy_ndp"] == "1"
+    assert p.sysctls["net/ipv6/neigh/eth1/proxy_delay"] == "0"
     assert p.sysctls["net/ipv6/conf/eth0/accept_ra"] == "2"
     assert 101 in p.tables
 

@@ -27,7 +27,8 @@ IPv6 (ENIs holding /80 prefixes, ``EniRecord.ipv6_prefixes``; design point 5 of 
   link (the one learning the node's default route by RA on AWS) gets ``accept_ra=2``,
   written before forwarding.
 - ``proxy_ndp=1`` on every ENI link holding /80s: the VPC router resolves pod
-  addresses by NDP, and the node answers for them (``podnet`` adds the entries).
+  addresses by NDP, and the node answers for them (``podnet`` adds the entries),
+  without the kernel's random delay (``proxy_delay=0``).
 - a non-primary ENI with /80s gets an IPv6 default route in its table, via the
   link-local gateway of the node's own IPv6 default route (``ipv6_gateway``: read
   from the main table by ``hostnet``); its pods' ``from`` rules point there. Without
@@ -55,9 +56,11 @@ from vpcnet.host_sysctls import (
     FORWARDING_ON,
     IP_FORWARD,
     IPV6_FORWARDING,
+    PROXY_DELAY_NONE,
     PROXY_NDP_ON,
     RP_FILTER_LOOSE,
     accept_ra,
+    proxy_delay,
     proxy_ndp,
     rp_filter,
 )
@@ -246,6 +249,7 @@ def plan_host(
         primary = eni.is_primary or eni.device_index == 0
         if eni.ipv6_prefixes:
             sysctls[proxy_ndp(ifname)] = PROXY_NDP_ON
+            sysctls[proxy_delay(ifname)] = PROXY_DELAY_NONE
         links.append(
             EniLinkSpec(
                 eni=eni,

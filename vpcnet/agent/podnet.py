@@ -15,7 +15,11 @@ fe80::1 -> host veth MAC; the host veth carries fe80::1/64 (nodad). Host side th
 ``/128`` route through the veth and the same two rules as IPv4 (``table6``), plus an
 NDP proxy entry ``<ip6>`` on the ENI link holding the pod's /80 (found by MAC, with
 ``proxy_ndp=1`` on it): the VPC router resolves pod addresses by NDP on the subnet,
-and the node answers for them. No address of the /80 is on the ENI itself.
+and the node answers for them. No address of the /80 is on the ENI itself. The IPv6
+requests ride the same batches (no subprocess; the proxy_ndp sysctl is written once
+per ENI link and process). Measured on the 2-core test machine (shared, medians of 18
+pods): setup 1.6 ms IPv4, 1.9 ms IPv6, 2.5 ms dual; DEL (``keep_link``) 0.33, 0.47
+and 0.64 ms.
 
 ADD opens CNI_NETNS only when it is a pod's network namespace (never blocking; never the
 node's own), refuses an IP that an interface routes already (a live sandbox outranks
