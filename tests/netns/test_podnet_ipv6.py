@@ -218,3 +218,39 @@ def test_leftover_ipv6_rules_and_proxy_entries_of_unassigned_addresses_go(node: 
     node.podnet.teardown(AttachmentKey(f"ctr-{live}", "eth0"), None, ip6=pod_ip6(14), table6=TABLE)  # no MAC: dump
     assert host_v6(node.ns) == before
 
+
+
+def test_an_ipv6_address_something_routes_is_refused_and_left_alone(node: Node) -> None:
+    nx.ip(node.ns, "-6", "route", "add", f"{pod_ip6(16)}/128", "dev", "lo")
+    before = host_v6(node.ns)
+    spec = node.spec(node.new_netns(), ip6=pod_ip6(16), table6=TABLE)
+    with pytest.raises(PodNetworkError, match="File exists"):
+        node.podnet.setup(spec)
+    assert host_v6(node.ns) == before  # the other owner's route stays, nothing of ours
+
+
+def test_leftover_ipv6_rules_of_an_address_are_replaced_at_add(node: Node) -> None:
+    ip6 = str(pod_ip6(17))
+    for rule in (("to", ip6, "lookup", "105", "pref", "512"), ("to", ip6, "lookup", "106", "pref", "512"),
+                 ("from", ip6, "lookup", "105", "pref", "1536")):
+        nx.ip(node.ns, "-6", "rule", "add", *rule)
+    node.podnet.setup(node.spec(node.new_netns(), ip6=pod_ip6(17), table6=TABLE))
+    mine = [line for line in nx.ip(node.ns, "-6", "rule").splitlines() if ip6 in line]
+    assert sorted(mine) == sorted([f"512:\tfrom all to {ip6} lookup main", f"1536:\tfrom {ip6} lookup {TABLE}"])
+
+
+def test_a_recreated_eni_link_gets_the_proxy_entries_of_new_pods(node: Node) -> None:
+    node.podnet.setup(node.spec(node.new_netns(), ip6=pod_ip6(18)))
+    old_index = nx.ip_json(node.ns, "link", "show", "eni0")[0]["ifindex"]
+    # The ENI is detached and attached again: a new link (new index), same name and MAC.
+    nx.ip(node.ns, "link", "del", "eni0")
+    nx.ip(node.ns, "link", "add", "eni0", "address", ENI_MAC, "type", "veth", "peer", "name", "sub0",
+          "netns", node.router)
+    nx.ip(node.router, "link", "set", "sub0", "up")
+    nx.ip(node.ns, "link", "set", "eni0", "up")
+    assert nx.ip_json(node.ns, "link", "show", "eni0")[0]["ifindex"] != old_index
+    spec = node.spec(node.new_netns(), ip6=pod_ip6(19))
+    node.podnet.setup(spec)
+    assert f"{pod_ip6(19)} dev eni0 proxy" in nx.ip(node.ns, "-6", "neigh", "show", "proxy")
+    assert nx.run(["ip", "netns", "exec", node.ns, "sysctl", "-n", "net.ipv6.conf.eni0.proxy_ndp"]).strip() == "1"
+    node.podnet.check(spec)
