@@ -111,12 +111,13 @@ class HostNetwork:
         with self._ipr() as ipr:
             for msg in ipr.route("dump", family=socket.AF_INET6):
                 table = int(msg.get("RTA_TABLE") or msg["table"])
-                gateway = msg.get("RTA_GATEWAY")
-                if table == MAIN_TABLE and msg["dst_len"] == 0 and msg["type"] == RTN_UNICAST and gateway:
-                    return ipaddress.IPv6Address(gateway)
-                for hop in msg.get("RTA_MULTIPATH") or ():  # ECMP: the first hop's gateway
-                    if table == MAIN_TABLE and msg["dst_len"] == 0 and hop.get("RTA_GATEWAY"):
-                        return ipaddress.IPv6Address(hop.get("RTA_GATEWAY"))
+                if table != MAIN_TABLE or msg["dst_len"] != 0 or msg["type"] != RTN_UNICAST:
+                    continue
+                # ECMP (several RA routers): the first hop's gateway.
+                hops = [msg, *(msg.get("RTA_MULTIPATH") or ())]
+                for gateway in (hop.get("RTA_GATEWAY") for hop in hops):
+                    if gateway:
+                        return ipaddress.IPv6Address(gateway)
         return None
 
     # -- converge -----------------------------------------------------------------
