@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from vpcnet_sim.embedded.procs import unwind_on_sigterm
 
     unwind_on_sigterm()
-    console = Console(stderr=bool(args.json))
+    # no emoji codes: an IPv6 address such as 2001:db8:0:100:1::1 holds ":100:"
+    console = Console(stderr=bool(args.json), emoji=False)
     console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
     demo = Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir, kube=args.kube,
                 ip_family=args.ip_family)
