@@ -1,4 +1,4 @@
-"""`vpcnet demo --ip-family dual|ipv6` end to end: every pod gets its families' addresses,
+"""`vpcnet demo --ip-family ipv4|ipv6|dual` end to end: every pod gets its families' addresses,
 the connectivity matrix passes per family (IPv4 SNAT'd to the node, IPv6 with the pod's
 own address), one pod per CNI spec version goes ADD -> CHECK -> DEL -> DEL, the audit
 holds, and nothing is left behind."""
@@ -55,30 +55,36 @@ def assert_cells_pass(matrix: dict[str, dict[str, str]]) -> None:
             assert ok == total and int(total) > 0, (src, dst, cell)
 
 
-@pytest.mark.parametrize("family", ["dual", "ipv6"])
+FAMILIES = {"ipv4": ["ipv4"], "ipv6": ["ipv6"], "dual": ["ipv4", "ipv6"]}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_demo_runs_each_family_end_to_end(tmp_path: Path, family: str) -> None:
     before = _netns()
     rc, report, stderr = run_demo(tmp_path, family)
     assert rc == 0, (report.get("error"), report.get("lifecycle"), stderr[-3000:])
     assert report["ok"] is True and report["error"] is None
     assert report["ip_family"] == family
-    families = ["ipv4", "ipv6"] if family == "dual" else ["ipv6"]
+    families = FAMILIES[family]
 
-    # Twelve pods, each with one distinct address per family; a node's IPv6 pods share
-    # the node's one /80, and no two nodes share one.
+    # Twelve pods, each with one distinct address per family of the cluster's.
     pods = report["pods"]
     assert len(pods) == 12
     for p in pods:
         assert len(p["ips"]) == len(families), p
-        assert bool(p["ipv4"]) == ("ipv4" in families), p
-        assert ipaddress.IPv6Address(p["ipv6"]) in DOCUMENTATION_V6, p
-    for key in ("ipv4", "ipv6") if family == "dual" else ("ipv6",):
-        assert len({p[key] for p in pods}) == 12
-    slash80: dict[str, set[ipaddress.IPv6Network]] = {p["node"]: set() for p in pods}
-    for p in pods:
-        slash80[p["node"]].add(ipaddress.IPv6Network(f"{p['ipv6']}/80", strict=False))
-    assert all(len(nets) == 1 for nets in slash80.values()), slash80
-    assert len(set().union(*slash80.values())) == 3
+        assert p["ip"] == p["ips"][0]
+        for name in ("ipv4", "ipv6"):
+            assert bool(p[name]) == (name in families), p
+    for name in families:
+        assert len({p[name] for p in pods}) == 12
+    if "ipv6" in families:
+        # A node's IPv6 pods share the node's one /80; no two nodes share one.
+        slash80: dict[str, set[ipaddress.IPv6Network]] = {p["node"]: set() for p in pods}
+        for p in pods:
+            assert ipaddress.IPv6Address(p["ipv6"]) in DOCUMENTATION_V6, p
+            slash80[p["node"]].add(ipaddress.IPv6Network(f"{p['ipv6']}/80", strict=False))
+        assert all(len(nets) == 1 for nets in slash80.values()), slash80
+        assert len(set().union(*slash80.values())) == 3
 
     # The matrix per family, every cell passing; pods reach the outside SNAT'd to the
     # node's primary IPv4, but with their own IPv6 address.
@@ -86,14 +92,16 @@ def test_demo_runs_each_family_end_to_end(tmp_path: Path, family: str) -> None:
     for name in families:
         assert_cells_pass(report["connectivity_by_family"][name])
     assert report["connectivity"] == report["connectivity_by_family"][families[0]]
-    for row in report["connectivity_by_family"]["ipv6"].values():
-        assert row["outside"].endswith("from the pod's own address")
+    for name, how in (("ipv4", " via "), ("ipv6", " from the pod's own address")):
+        for row in report["connectivity_by_family"].get(name, {}).values():
+            assert how in row["outside"], row
 
     # ADD -> CHECK -> DEL -> DEL for every spec version, each with its family's addresses.
     assert sorted(report["lifecycle"]) == ["0.4.0", "1.0.0", "1.1.0"]
     for version, outcome in report["lifecycle"].items():
         assert outcome["ok"] is True and outcome["error"] is None, (version, outcome)
-        assert len(outcome["ips"]) == len(families), (version, outcome)
+        versions = sorted(f"ipv{ipaddress.ip_address(a).version}" for a in outcome["ips"])
+        assert versions == families, (version, outcome)
 
     assert report["audit"] == []
     assert _netns() <= before
