@@ -29,7 +29,8 @@ service on IPv6 too: without NAT it sees the pod's own address). Nodes get their
 ENI's IPv6 address as a /128 on ``eth0`` and ``default via fe80::1 dev eth0``. The router
 holds static neighbours for the ENIs' assigned IPv6 addresses (the VPC delivers them, as
 it does IPv4), but the addresses of delegated /80 prefixes (2**48 each) are resolved with
-NDP on the subnet: the node's agent answers by NDP proxy. The router has no proxy entries
+NDP on the subnet: the node's agent answers by NDP proxy (once EC2 shows a /80 released
+or moved, the router forgets what it learnt for it). The router has no proxy entries
 and no proxy_ndp of its own, so no neighbour solicitation for an address of a /80 is ever
 answered by anyone but the node holding it; it sends no redirects either (IPv6 has no
 ``send_redirects``: an ip6tables rule in its OUTPUT drops them, as AWS never sends any).
@@ -363,6 +364,7 @@ class SimVpc:
         with self._lock:
             if not self.nodes:
                 self._sync_neighbours([])
+                self._forget_moved_prefixes6([])
                 return
             views = self._get("/_sim/instances")
             attached: list[AttachedEni] = []
