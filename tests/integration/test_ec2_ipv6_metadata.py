@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -101,3 +105,22 @@ def test_admin_bootstrap_takes_ipv4_only_subnets(ec2_emulator: Ec2Emulator) -> N
     assert world["subnet_ipv6_cidrs"][1] == ""
     assert ipaddress.IPv6Network(world["subnet_ipv6_cidrs"][0]).prefixlen == 64
     assert ipaddress.IPv6Network(world["vpc_ipv6_cidr"]).prefixlen == 56
+
+
+def test_cli_bootstraps_ipv4_only_subnets() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpcnet.cli.main", "sim", "ec2", "--port", "0", "--bootstrap",
+         "--ipv4-only-subnet", "10.0.32.0/19"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        world = json.loads(proc.stdout.readline())["world"]
+        assert [bool(c) for c in world["subnet_ipv6_cidrs"]] == [True, False, True]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
