@@ -60,6 +60,7 @@ def test_imds_serves_the_ipv6_keys_of_each_mac(ec2_emulator: Ec2Emulator, v4_wor
     for key in ("ipv6s", "ipv6-prefix", "subnet-ipv6-cidr-blocks", "vpc-ipv6-cidr-blocks"):
         assert key in listing
     assert listing == sorted(listing)
+    assert raw_imds(ec2_emulator, iid, "ipv6") == (200, own)  # the instance's own address
 
 
 def test_an_eni_without_ipv6_has_no_ipv6_keys(ec2_emulator: Ec2Emulator, v4_world: World) -> None:
@@ -68,6 +69,7 @@ def test_an_eni_without_ipv6_has_no_ipv6_keys(ec2_emulator: Ec2Emulator, v4_worl
     assert iface.ipv6s == () and iface.ipv6_prefixes == () and iface.subnet_ipv6_cidr is None
     for key in ("ipv6s", "ipv6-prefix", "subnet-ipv6-cidr-blocks"):
         assert raw_imds(ec2_emulator, iid, f"network/interfaces/macs/{iface.mac}/{key}")[0] == 404
+    assert raw_imds(ec2_emulator, iid, "ipv6")[0] == 404
     # the VPC itself has its /56, which IMDS names even for an IPv4-only subnet's ENI
     assert raw_imds(ec2_emulator, iid,
                     f"network/interfaces/macs/{iface.mac}/vpc-ipv6-cidr-blocks")[1] == (
