@@ -62,15 +62,15 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.bootstrap:
         info["world"] = emu.bootstrap_vpc().to_dict()
-    print(json.dumps(info, sort_keys=True), flush=True)
-
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
         stop.set()
 
+    # Before the ready line: a caller may send SIGTERM as soon as it has read it.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    print(json.dumps(info, sort_keys=True), flush=True)
     while not stop.wait(0.5):
         pass
     emu.stop()
