@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -56,6 +60,7 @@ def test_imds_serves_the_ipv6_keys_of_each_mac(ec2_emulator: Ec2Emulator, v4_wor
     for key in ("ipv6s", "ipv6-prefix", "subnet-ipv6-cidr-blocks", "vpc-ipv6-cidr-blocks"):
         assert key in listing
     assert listing == sorted(listing)
+    assert raw_imds(ec2_emulator, iid, "ipv6") == (200, own)  # the instance's own address
 
 
 def test_an_eni_without_ipv6_has_no_ipv6_keys(ec2_emulator: Ec2Emulator, v4_world: World) -> None:
@@ -64,6 +69,7 @@ def test_an_eni_without_ipv6_has_no_ipv6_keys(ec2_emulator: Ec2Emulator, v4_worl
     assert iface.ipv6s == () and iface.ipv6_prefixes == () and iface.subnet_ipv6_cidr is None
     for key in ("ipv6s", "ipv6-prefix", "subnet-ipv6-cidr-blocks"):
         assert raw_imds(ec2_emulator, iid, f"network/interfaces/macs/{iface.mac}/{key}")[0] == 404
+    assert raw_imds(ec2_emulator, iid, "ipv6")[0] == 404
     # the VPC itself has its /56, which IMDS names even for an IPv4-only subnet's ENI
     assert raw_imds(ec2_emulator, iid,
                     f"network/interfaces/macs/{iface.mac}/vpc-ipv6-cidr-blocks")[1] == (
@@ -101,3 +107,22 @@ def test_admin_bootstrap_takes_ipv4_only_subnets(ec2_emulator: Ec2Emulator) -> N
     assert world["subnet_ipv6_cidrs"][1] == ""
     assert ipaddress.IPv6Network(world["subnet_ipv6_cidrs"][0]).prefixlen == 64
     assert ipaddress.IPv6Network(world["vpc_ipv6_cidr"]).prefixlen == 56
+
+
+def test_cli_bootstraps_ipv4_only_subnets() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpcnet.cli.main", "sim", "ec2", "--port", "0", "--bootstrap",
+         "--ipv4-only-subnet", "10.0.32.0/19"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        world = json.loads(proc.stdout.readline())["world"]
+        assert [bool(c) for c in world["subnet_ipv6_cidrs"]] == [True, False, True]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

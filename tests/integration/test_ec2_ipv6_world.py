@@ -104,3 +104,13 @@ def test_describe_instance_types_gives_the_ipv6_limits(
     assert net["m5.large"]["Ipv6AddressesPerInterface"] == 10
     assert net["t3.nano"]["Ipv6AddressesPerInterface"] == 2
     assert net["m5.large"]["Ipv6Supported"] is True
+
+
+def test_enis_filter_by_ipv6_address(ec2_emulator: Ec2Emulator, ec2_world: World) -> None:
+    ec2 = ec2_emulator.client()
+    eni = primary_eni(ec2, ec2_emulator.run_instance("m5.large", ec2_world.subnet_ids[0]))
+    primary_eni(ec2, ec2_emulator.run_instance("m5.large", ec2_world.subnet_ids[0]))
+    (ip6,) = ipv6s_of(describe_eni(ec2, eni))
+    found = ec2.describe_network_interfaces(
+        Filters=[{"Name": "ipv6-addresses.ipv6-address", "Values": [ip6]}])["NetworkInterfaces"]
+    assert [n["NetworkInterfaceId"] for n in found] == [eni]

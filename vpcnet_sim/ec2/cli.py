@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--bootstrap", action="store_true",
                    help="create a VPC, subnets and a security group; print their ids")
     p.add_argument("--seed", type=int, default=None, help="seed for jitter and faults")
+    p.add_argument("--ipv4-only-subnet", action="append", default=[], metavar="CIDR",
+                   help="a subnet (by IPv4 CIDR) --bootstrap makes without an IPv6 /64 "
+                   "(repeatable; every other subnet is dual-stack)")
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    changes: dict[str, Any] = {"throttle": args.throttle, "seed": args.seed}
+    changes: dict[str, Any] = {"throttle": args.throttle, "seed": args.seed,
+                               "ipv4_only_subnets": tuple(args.ipv4_only_subnet)}
     if args.attach_delay is not None:
         changes["attach_delay"] = args.attach_delay
     if args.time_scale <= 0:
@@ -58,15 +62,15 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.bootstrap:
         info["world"] = emu.bootstrap_vpc().to_dict()
-    print(json.dumps(info, sort_keys=True), flush=True)
-
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
         stop.set()
 
+    # Before the ready line: a caller may send SIGTERM as soon as it has read it.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    print(json.dumps(info, sort_keys=True), flush=True)
     while not stop.wait(0.5):
         pass
     emu.stop()

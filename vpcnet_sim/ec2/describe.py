@@ -52,6 +52,7 @@ _ENI_FIELDS: dict[str, Callable[[SimNetworkInterface], list[str]]] = {
     "addresses.private-ip-address": lambda e: e.all_ips,
     "private-dns-name": lambda e: _opt(getattr(e, "private_dns_name", None)),
     "ipv4-prefix": lambda e: e.prefixes,
+    "ipv6-addresses.ipv6-address": lambda e: list(e.ipv6_addresses),
     "group-id": lambda e: [g.id for g in e.group_set],
     "group-name": lambda e: [g.name for g in e.group_set],
     "owner-id": lambda e: [e.owner_id],

@@ -95,6 +95,7 @@ def metadata_tree(backend: SimEc2Backend, instance: SimInstance) -> Tree:
     local_ip = instance.private_ip or ""
     macs: Tree = {eni.mac_address: _mac_tree(backend, instance, eni) for eni in attached}
     az = instance.placement.zone or ""
+    primary_ipv6 = primary.ipv6_addresses[:1] if isinstance(primary, SimNetworkInterface) else []
     identity = {
         "accountId": instance.owner_id,
         "architecture": "x86_64",
@@ -117,6 +118,8 @@ def metadata_tree(backend: SimEc2Backend, instance: SimInstance) -> Tree:
             "mac": primary.mac_address if isinstance(primary, SimNetworkInterface) else "",
             "placement": {"availability-zone": az, "region": backend.region_name},
             "network": {"interfaces": {"macs": macs}},
+            # the instance's own IPv6 address (its primary ENI's), for IPv6 instances only
+            **({"ipv6": primary_ipv6[0]} if primary_ipv6 else {}),
         },
         "dynamic": {"instance-identity": {"document": json.dumps(identity, indent=2)}},
     }
