@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from vpcnet.control.common import log, targets
 from vpcnet.control.context import ControlContext
 from vpcnet.control.followup import Followup
-from vpcnet.domain import Mode, NodePhase
+from vpcnet.domain import IpFamily, Mode, NodePhase
 from vpcnet.errors import ConfigError, StateError, VpcnetError
 from vpcnet.ipsupply import cannot_grow, no_ip_can_be_had
 from vpcnet.plan import EniConfig, NodeSpec, plan_node, view_from_record
@@ -36,12 +36,13 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY) or not st.enis:
         return
     usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
-    if st.phase is NodePhase.READY:
-        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st.enis, usage, cannot_grow(st.record)))
     record = st.record
+    family = IpFamily.parse(record.ip_family)
+    if st.phase is NodePhase.READY:
+        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st.enis, usage, cannot_grow(record), family))
     mode = Mode(record.mode or ctx.settings.mode.value)
-    if mode is Mode.FULL:
-        return
+    if mode is Mode.FULL and not usage.release_requested6:
+        return  # full mode has nothing to top up or trim; a /80 being given back it has
     limits = ctx.state.cached_limits(record.instance_type)
     if limits is None:
         return  # provisioning fills the cache; nothing to plan against yet
@@ -54,6 +55,8 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
         mode=mode,
         eni_config=EniConfig(first.subnet_id, first.security_groups),
         targets=targets(ctx),
+        ip_family=family,
+        ipv6_subnet_cidr=first.subnet_ipv6_cidr,
     )
     try:
         plan = plan_node(spec, [view_from_record(ctx.cluster, r) for r in st.enis], usage)
