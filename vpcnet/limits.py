@@ -48,6 +48,7 @@ def limits_to_json(limits: InstanceLimits) -> str:
             "max_enis": limits.max_enis,
             "ipv4_per_eni": limits.ipv4_per_eni,
             "hypervisor": limits.hypervisor,
+            "ipv6_per_eni": limits.ipv6_per_eni,
         },
         sort_keys=True,
     )
@@ -60,6 +61,8 @@ def limits_from_json(raw: str | bytes) -> InstanceLimits:
         max_enis=int(d["max_enis"]),
         ipv4_per_eni=int(d["ipv4_per_eni"]),
         hypervisor=str(d.get("hypervisor", "nitro")),
+        # Absent from entries cached before IPv6 support: not known.
+        ipv6_per_eni=int(d["ipv6_per_eni"]) if d.get("ipv6_per_eni") is not None else None,
     )
 
 

@@ -494,6 +494,9 @@ def _ipv6_check(spec: NodeSpec, primary: EniView | None) -> None:
             f"ip family {spec.ip_family.value} needs IPv6 prefix delegation (a Nitro instance); "
             f"{spec.limits.instance_type} is {spec.limits.hypervisor or 'bare metal'}"
         )
+    if spec.limits.ipv6_slots <= 0:
+        raise ConfigError(f"ip family {spec.ip_family.value}: instance type "
+                          f"{spec.limits.instance_type} supports no IPv6")
     if spec.ipv6_subnet_cidr is None:
         subnet = primary.subnet_id if primary else spec.eni_config.subnet_id
         raise ConfigError(f"ip family {spec.ip_family.value}: subnet {subnet} has no IPv6 CIDR")

@@ -225,3 +225,49 @@ def test_max_pods_per_family() -> None:
     assert max_pods(lim, Mode.FULL, IpFamily.DUAL) == 27  # 3 ENIs x 9: IPv4 binds
     assert max_pods(lim, Mode.PREFIX, IpFamily.DUAL) == 110  # 432 /28 addresses: the cap binds
     assert max_pods(lim, Mode.FULL, IpFamily.IPV6, vcpus=29) == 110
+
+
+# --- lanes and the write-back ----------------------------------------------------------
+
+
+def test_the_80_runs_in_the_primarys_lane_and_grows_its_pool() -> None:
+    from vpcnet.control.lanes import plan_lanes
+
+    lanes = plan_lanes(plan_node(spec(IpFamily.DUAL), [eni(0)]))
+    first = lanes[0]
+    assert first.actions[-1] == AssignIpv6Prefixes("eni-0", 1) and first.grows_pool
+    assert all(a.eni_id == "eni-0" for a in first.actions if not isinstance(a, AddEni))
+
+
+def test_the_write_back_stores_the_family_the_80s_and_the_subnets_64() -> None:
+    from vpcnet.control.inputs import ProvisionInputs
+    from vpcnet.control.view import InstanceView
+    from vpcnet.control.writeback import plan_write_back
+
+    cidr = ipaddress.IPv4Network("10.0.0.0/16")
+    inst = InstanceView("i-0abc", "m5.large", "az-1", "running", CFG.subnet_id, "vpc-1",
+                        ipaddress.IPv4Address("10.0.0.4"), CFG.security_groups, (eni(0, 9, (P1,)),))
+    given = ProvisionInputs(
+        cluster=CLUSTER, node="n1", previous=None, previous_enis=(), instance=inst,
+        limits=limits(), usage=PoolUsage(), mode=Mode.WARM, eni_config=CFG,
+        subnet_cidrs={CFG.subnet_id: cidr}, targets=Targets(), epoch="1700000000.000",
+        ip_family=IpFamily.IPV4, subnet_ipv6_cidrs={CFG.subnet_id: SUBNET6},
+    )
+    assert given.spec().ip_family is IpFamily.IPV4 and given.spec().ipv6_subnet_cidr == SUBNET6
+    plan = plan_node(given.spec(), inst.enis, given.usage)
+    wb = plan_write_back(given, plan, inst.enis, ())
+    assert wb.record.ip_family == "ipv4" and wb.record.to_redis()["ip_family"] == "ipv4"
+    assert wb.enis[0].ipv6_prefixes == (P1,) and wb.enis[0].subnet_ipv6_cidr == SUBNET6
+    assert wb.release_requests == (P1,)  # an ipv4 node asks its /80 back, by CIDR
+    done = plan_write_back(given, plan, inst.enis, (P1,))
+    assert done.released == (P1,) and done.replaces_state
+
+
+def test_a_type_without_ipv6_is_a_config_error_and_its_limits_cache_keeps_the_count() -> None:
+    from vpcnet.limits import limits_from_json, limits_to_json
+
+    none6 = dataclasses.replace(limits(), ipv6_per_eni=0)
+    with pytest.raises(ConfigError, match="supports no IPv6"):
+        plan_node(dataclasses.replace(spec(IpFamily.DUAL), limits=none6), [eni(0)])
+    assert limits_from_json(limits_to_json(none6)) == none6
+    assert limits_from_json(limits_to_json(limits())).ipv6_per_eni is None
