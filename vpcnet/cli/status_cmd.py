@@ -60,7 +60,8 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
-    console = Console(width=max(Console().width, 120))  # wide tables; pipes default to 80
+    # emoji=False: IPv6 text such as "2001:db8:0:100:2::" holds emoji codes (":100:")
+    console = Console(width=max(Console().width, 120), emoji=False)  # wide tables; pipes default to 80
     console.print(
         f"cluster [bold]{settings.cluster_name}[/]: {summary['nodes']} nodes "
         f"({', '.join(f'{k} {n}' for k, n in sorted(summary['phases'].items())) or 'none'}), "
@@ -113,10 +114,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, default=str))
         return 0
-    console = Console(width=max(Console().width, 120))
+    # emoji=False: IPv6 text such as "2001:db8:0:100:2::" holds emoji codes (":100:")
+    console = Console(width=max(Console().width, 120), emoji=False)
     console.print(
         f"[bold]{view['name']}[/] {view['instance_id']} {view['instance_type']} phase={view['phase']} "
         f"mode={view['mode']} family={view['ip_family'] or '-'} max-pods={view['max_pods']} "
+        f"ipv6={','.join(view['ipv6_prefixes']) or '-'} (assigned {view['ipv6_assigned']}) "
         f"agent={'ready' if view['agent_ready'] else 'not ready'} "
         f"IPs {view['ips_assigned']}/{view['ips_total']} (free {view['ips_free']}, "
         f"cooldown {view['ips_cooldown']}) taints={view['taints'] or '-'}"
