@@ -510,7 +510,8 @@ def plan_ipv6(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
     _ipv6_check(spec, primary)
     kept = _kept_ipv6_prefix(spec, enis, usage)
     actions: list[Action] = []
-    if spec.ip_family.wants_ipv6 and kept is None and primary is not None:
+    if (spec.ip_family.wants_ipv6 and kept is None and primary is not None
+            and primary.used_ipv6_slots < spec.limits.ipv6_slots):  # else growth_blocker says why
         actions.append(AssignIpv6Prefixes(primary.eni_id, 1))
     releasable = usage.release_confirmed6 & usage.release_requested6
     asking: list[IPv6Net] = []

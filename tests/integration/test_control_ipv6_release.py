@@ -13,8 +13,10 @@ import pytest
 from tests.integration.control_support import agent_confirms_release, context_for, join, vpcnet_enis
 from vpcnet.control.context import ControlContext
 from vpcnet.control.provision import provision_node
+from vpcnet.control.warmpool import warm_pool_scan
 from vpcnet.domain import Assignment
 from vpcnet.settings import Settings
+from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.wellknown import IP_FAMILY_ANNOTATION
 from vpcnet_sim.ec2 import Ec2Emulator, World
 from vpcnet_sim.kube import KubeEmulator
@@ -58,6 +60,8 @@ def test_the_80_goes_back_only_after_the_agent_confirms_it(
     assert ctx.recorder.node_calls("n1").get("UnassignIpv6Addresses") is None
 
     assert agent_confirms_release(ctx, "n1") == {prefix}
+    # The warm-pool scan sees the confirmed /80 and sends the pass (even in full mode).
+    assert [f.task for f in warm_pool_scan(ctx) if f.args[0] == "n1"] == [PROVISION_NODE]
     provision_node(ctx, "n1", iid, ec2_world.azs[0])
     assert primary_prefixes(ec2_emulator, iid) == []
     assert ctx.recorder.node_calls("n1")["UnassignIpv6Addresses"] == 1

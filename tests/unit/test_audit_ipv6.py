@@ -84,3 +84,7 @@ def test_an_ipv6_node_without_its_80_that_cannot_get_one_must_be_tainted() -> No
     assert kinds(bare) == ["pool-empty-untainted"]
     assert kinds(node(family=IpFamily.IPV6, redis_v6=(), ec2_v6=(), why_no_growth="no IPv6 CIDR",
                       taints=frozenset({NO_FREE_IPS_TAINT}))) == []
+
+
+def test_an_unwanted_80_a_pod_still_uses_is_not_leaked() -> None:
+    assert kinds(node(family=IpFamily.IPV4, assigned6={POD1: "c1"})) == []

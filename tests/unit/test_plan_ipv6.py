@@ -271,3 +271,10 @@ def test_a_type_without_ipv6_is_a_config_error_and_its_limits_cache_keeps_the_co
         plan_node(dataclasses.replace(spec(IpFamily.DUAL), limits=none6), [eni(0)])
     assert limits_from_json(limits_to_json(none6)) == none6
     assert limits_from_json(limits_to_json(limits())).ipv6_per_eni is None
+
+
+def test_no_80_is_asked_for_when_the_primarys_ipv6_slots_are_full() -> None:
+    one_slot = dataclasses.replace(spec(IpFamily.DUAL), limits=dataclasses.replace(limits(), ipv6_per_eni=1))
+    full6 = dataclasses.replace(eni(0), ipv6_addresses=(SUBNET6.network_address + 5,))
+    assert not ipv6_actions(plan_node(one_slot, [full6]).actions)
+    assert "holds its 1 IPv6 addresses" in growth_blocker(one_slot, [full6])

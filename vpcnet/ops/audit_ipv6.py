@@ -6,7 +6,8 @@ Pure, on the same snapshot as ``vpcnet.ops.audit``. What it holds to:
   to; an IPv6 address is assigned to one pod, from a /80 the node's ENIs hold in EC2;
 * invariant 4: Redis' /80s equal EC2's (a /80 in Redis only, or in EC2 only);
 * invariant 2 (nothing leaked): a /80 on a managed ENI of a node whose family wants no
-  IPv6 is being given back (in release-req); one that is not has leaked.
+  IPv6 is being given back (in release-req) or still holds a pod's address; one that
+  does neither has leaked.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _leaked(snap: Snapshot, holders: dict[IPv6Net, list[Holder]]) -> Iterator[Vi
         if n.ip_family.wants_ipv6 or not n.instance_alive:
             continue
         for p in sorted(_node_ec2_prefixes(n, holders) - n.release_requested6):
+            if any(ip in p for ip in n.assigned6):
+                continue  # a pod still holds an address of it: asked back once it is gone
             yield Violation(2, "ipv6-prefix-leaked", str(p),
                             f"on {n.name}, whose ip family {n.ip_family.value} wants no IPv6, "
                             "and not being given back (release-req)")
