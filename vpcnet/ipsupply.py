@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vpcnet.domain import EniRecord, IPv4
+from vpcnet.domain import EniRecord, IpFamily, IPv4, IPv6Net
 from vpcnet.plan import PoolUsage
 from vpcnet.state.records import NodeRecord
 
@@ -37,11 +37,28 @@ def cannot_grow(record: NodeRecord) -> str:
     return record.error or record.no_growth
 
 
-def no_ip_can_be_had(enis: Iterable[EniRecord], usage: PoolUsage, why_no_growth: str) -> bool:
-    """No IP free, none leaving the cooldown (it ends well within an ADD's budget), and
-    the pool cannot grow (``why_no_growth``: :func:`cannot_grow` of the node's record):
-    what the agent's CNI STATUS answers with code 50."""
+def live_ipv6_prefixes(enis: Iterable[EniRecord], usage: PoolUsage) -> frozenset[IPv6Net]:
+    """The /80s pods may take addresses from: held by the node's ENIs, not being given back."""
+    return frozenset(p for r in enis for p in r.ipv6_prefixes) - usage.release_requested6
+
+
+def _no_ipv4(enis: Iterable[EniRecord], usage: PoolUsage, why_no_growth: str) -> bool:
     pool = pool_ips(enis)
     if _free(pool, usage) or (usage.cooling & pool) - usage.release_requested:
         return False
     return bool(why_no_growth)
+
+
+def no_ip_can_be_had(enis: Iterable[EniRecord], usage: PoolUsage, why_no_growth: str,
+                     family: IpFamily = IpFamily.IPV4) -> bool:
+    """For some family the node's pods need (``family``): no address free, none leaving
+    the cooldown (it ends well within an ADD's budget), and the pool cannot grow
+    (``why_no_growth``: :func:`cannot_grow` of the node's record): what the agent's CNI
+    STATUS answers with code 50. IPv6: a /80 never runs out, so only a node without a
+    live one, that cannot get one, has none to give."""
+    records = tuple(enis)
+    if family.wants_ipv4 and _no_ipv4(records, usage, why_no_growth):
+        return True
+    if family.wants_ipv6 and not live_ipv6_prefixes(records, usage):
+        return bool(why_no_growth)
+    return False

@@ -13,10 +13,13 @@ import json
 from collections.abc import Callable, Mapping
 from importlib import resources
 
-from vpcnet.domain import InstanceLimits, Mode
+from vpcnet.domain import InstanceLimits, IpFamily, Mode
 from vpcnet.errors import TemporaryError, UnknownInstanceTypeError
 
 PREFIX_SIZE = 16  # a delegated /28 gives 16 addresses and occupies one IPv4 slot of the ENI
+# The kubelet-style cap the AWS VPC CNI's max-pods calculator applies when addresses do
+# not bound the pods (prefix delegation, IPv6): 110 below 30 vCPUs, 250 from 30 on.
+SMALL_NODE_MAX_PODS, LARGE_NODE_MAX_PODS, LARGE_NODE_VCPUS = 110, 250, 30
 
 
 @functools.cache
@@ -45,6 +48,7 @@ def limits_to_json(limits: InstanceLimits) -> str:
             "max_enis": limits.max_enis,
             "ipv4_per_eni": limits.ipv4_per_eni,
             "hypervisor": limits.hypervisor,
+            "ipv6_per_eni": limits.ipv6_per_eni,
         },
         sort_keys=True,
     )
@@ -57,6 +61,8 @@ def limits_from_json(raw: str | bytes) -> InstanceLimits:
         max_enis=int(d["max_enis"]),
         ipv4_per_eni=int(d["ipv4_per_eni"]),
         hypervisor=str(d.get("hypervisor", "nitro")),
+        # Absent from entries cached before IPv6 support: not known.
+        ipv6_per_eni=int(d["ipv6_per_eni"]) if d.get("ipv6_per_eni") is not None else None,
     )
 
 
@@ -69,6 +75,28 @@ def max_pod_ips(limits: InstanceLimits, mode: Mode) -> int:
     """The most pod addresses a node of this type can hold in ``mode``."""
     slots = limits.max_enis * slots_per_eni(limits)
     return slots * PREFIX_SIZE if mode is Mode.PREFIX else slots
+
+
+def ipv6_max_pods(vcpus: int | None) -> int:
+    """Pods an IPv6 node can run: one /80 is 2**48 addresses, so the bound is the
+    kubelet-style cap, by vCPUs. The bundled table and the cached limits carry no vCPU
+    count: without one (None) the cap is the small nodes' 110."""
+    if vcpus is not None and vcpus >= LARGE_NODE_VCPUS:
+        return LARGE_NODE_MAX_PODS
+    return SMALL_NODE_MAX_PODS
+
+
+def max_pods(limits: InstanceLimits, mode: Mode, family: IpFamily, vcpus: int | None = None) -> int:
+    """The most pods a node of this type can run in ``mode`` and ``family``: ipv4, its
+    pod addresses (:func:`max_pod_ips`); ipv6, :func:`ipv6_max_pods`; dual (each pod
+    takes one of each), the smaller of the two."""
+    ipv4 = max_pod_ips(limits, mode)
+    ipv6 = ipv6_max_pods(vcpus)
+    if family is IpFamily.IPV4:
+        return ipv4
+    if family is IpFamily.IPV6:
+        return ipv6
+    return min(ipv4, ipv6)
 
 
 def resolve_limits(

@@ -4,6 +4,15 @@ Each ``plan_*`` compares EC2's view of the instance's attached ENIs (or Redis' c
 it) and the agent's pool usage with the mode's targets, and returns the actions that
 converge them. No I/O: the control plane re-reads the world, plans, then acts.
 
+IP families (``NodeSpec.ip_family``): the IPv4 plans below concern IPv4 only (their
+full/warm/prefix targets are IPv4 targets). A node that wants IPv6 (ipv6, dual) gets one
+/80 prefix on its primary ENI (``AssignIpv6Prefixes(primary, 1)``), which meets every
+target (2**48 addresses); an ipv6-only node plans no IPv4 growth at all (no secondary
+IPv4s, no extra ENIs). A /80 the node no longer wants goes back through the agent as
+IPv4 addresses do: its CIDR into ``release-req``, the agent confirms it in
+``release-ok``, then ``UnassignIpv6Prefixes``; never while a pod holds one of its
+addresses.
+
 A plan also states the EC2 calls it costs (``Plan.ec2_calls``); a clean join costs
 ``join_calls`` (one DescribeInstances plus the plan), which the tests and the storm
 benchmark hold the real call counts against.
@@ -15,7 +24,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vpcnet.control.view import EniView
 from vpcnet.domain import EniRecord, InstanceLimits, IpFamily, IPv4, IPv4Net, IPv6, IPv6Net, Mode
@@ -58,6 +67,9 @@ class NodeSpec:
     # later pass never collides with an old token.
     epoch: str = ""
     ip_family: IpFamily = IpFamily.IPV4
+    # The IPv6 /64 of the primary ENI's subnet, where its /80s come from; None: the
+    # subnet has none (a node wanting IPv6 there is a ConfigError).
+    ipv6_subnet_cidr: IPv6Net | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,11 @@ class PoolUsage:
     assigned6: frozenset[IPv6] = frozenset()
     release_requested6: frozenset[IPv6Net] = frozenset()
     release_confirmed6: frozenset[IPv6Net] = frozenset()
+
+
+# What release-req/release-ok hold, and a pass hands back to EC2: IPv4 addresses, and
+# /80 prefixes by CIDR (an IPv4 /28 goes back as its 16 addresses).
+Releasable = IPv4 | IPv6Net
 
 
 # --- actions --------------------------------------------------------------------------
@@ -155,9 +172,11 @@ class SetDeleteOnTermination:
 
 @dataclass(frozen=True, slots=True)
 class RequestRelease:
-    """Ask the agent to take free IPs out of its pool (Redis only; no EC2 call)."""
+    """Ask the agent to take free IPs (and /80 prefixes, by CIDR) out of its pool
+    (Redis only; no EC2 call)."""
 
     ips: tuple[IPv4, ...]
+    ipv6_prefixes: tuple[IPv6Net, ...] = ()
 
     @property
     def ec2_calls(self) -> Mapping[str, int]:
@@ -271,6 +290,7 @@ def view_from_record(cluster: str, rec: EniRecord) -> EniView:
         primary_ip=rec.primary_ip,
         ips=rec.ips,
         prefixes=rec.prefixes,
+        ipv6_prefixes=rec.ipv6_prefixes,
         security_groups=rec.security_groups,
         device_index=rec.device_index,
         attachment_id=None,
@@ -436,7 +456,7 @@ def plan_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Pl
     return Plan(tuple(actions))
 
 
-def plan_node(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUsage()) -> Plan:
+def _plan_ipv4(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
     if spec.mode is Mode.FULL:
         return plan_full(spec, enis, usage)
     if spec.mode is Mode.WARM:
@@ -444,9 +464,88 @@ def plan_node(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUs
     return plan_prefix(spec, enis, usage)
 
 
-def growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
-    """Why the node's pool cannot grow any more ("" when it can): every ENI the instance
-    type allows is attached and each holds every address it allows."""
+def _ipv4_only_drains(spec: NodeSpec, usage: PoolUsage) -> tuple[NodeSpec, PoolUsage]:
+    """An ipv6-only node's IPv4 plan: no target, no demand (its pods wait on no IPv4),
+    so it grows nothing and gives back unused secondaries the way a trim does."""
+    mode = Mode.WARM if spec.mode is Mode.FULL else spec.mode
+    return (replace(spec, mode=mode, targets=Targets(0, 0, 0, 0)),
+            replace(usage, demand=0))
+
+
+def _primary(spec: NodeSpec, enis: Sequence[EniView]) -> EniView | None:
+    return next((e for e in managed_enis(spec.cluster, enis) if e.is_primary), None)
+
+
+def _kept_ipv6_prefix(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> IPv6Net | None:
+    """The /80 the node keeps: the primary ENI's lowest one not being given back."""
+    primary = _primary(spec, enis)
+    if not spec.ip_family.wants_ipv6 or primary is None:
+        return None
+    live = sorted(p for p in primary.ipv6_prefixes if p not in usage.release_requested6)
+    return live[0] if live else None
+
+
+def _ipv6_check(spec: NodeSpec, primary: EniView | None) -> None:
+    """A node wanting IPv6 where no /80 can ever come is a configuration error."""
+    if not spec.ip_family.wants_ipv6:
+        return
+    if not spec.limits.supports_prefixes:
+        raise ConfigError(
+            f"ip family {spec.ip_family.value} needs IPv6 prefix delegation (a Nitro instance); "
+            f"{spec.limits.instance_type} is {spec.limits.hypervisor or 'bare metal'}"
+        )
+    if spec.limits.ipv6_slots <= 0:
+        raise ConfigError(f"ip family {spec.ip_family.value}: instance type "
+                          f"{spec.limits.instance_type} supports no IPv6")
+    if spec.ipv6_subnet_cidr is None:
+        subnet = primary.subnet_id if primary else spec.eni_config.subnet_id
+        raise ConfigError(f"ip family {spec.ip_family.value}: subnet {subnet} has no IPv6 CIDR")
+
+
+def plan_ipv6(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
+    """The node's /80s: one on the primary ENI when the family wants IPv6; every other
+    /80 on its managed ENIs asked back (release-req), and handed back to EC2 once the
+    agent confirmed it (release-ok) and no pod holds an address of it."""
+    primary = _primary(spec, enis)
+    _ipv6_check(spec, primary)
+    kept = _kept_ipv6_prefix(spec, enis, usage)
+    actions: list[Action] = []
+    if (spec.ip_family.wants_ipv6 and kept is None and primary is not None
+            and primary.used_ipv6_slots < spec.limits.ipv6_slots):  # else growth_blocker says why
+        actions.append(AssignIpv6Prefixes(primary.eni_id, 1))
+    releasable = usage.release_confirmed6 & usage.release_requested6
+    asking: list[IPv6Net] = []
+    for e in managed_enis(spec.cluster, enis):
+        done: list[IPv6Net] = []
+        for p in sorted(e.ipv6_prefixes):
+            if p == kept:
+                continue
+            if any(ip in p for ip in usage.assigned6):
+                continue  # a pod still holds an address of it: not asked back, never unassigned
+            if p in releasable:
+                done.append(p)
+            elif p not in usage.release_requested6:
+                asking.append(p)
+        if done:
+            actions.append(UnassignIpv6Prefixes(e.eni_id, tuple(done)))
+    if asking:
+        actions.append(RequestRelease((), tuple(asking)))
+    return Plan(tuple(actions))
+
+
+def plan_node(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUsage()) -> Plan:
+    """The IPv4 plan of the node's mode (none for an ipv6-only node beyond giving back
+    unused IPv4s), then its /80s (:func:`plan_ipv6`)."""
+    ipv6 = plan_ipv6(spec, enis, usage)  # first: its ConfigError before any IPv4 plan
+    if spec.ip_family.wants_ipv4:
+        ipv4 = _plan_ipv4(spec, enis, usage)
+    else:
+        drain_spec, drain_usage = _ipv4_only_drains(spec, usage)
+        ipv4 = _plan_ipv4(drain_spec, enis, drain_usage)
+    return Plan(ipv4.actions + ipv6.actions, ipv4.notes + ipv6.notes)
+
+
+def _ipv4_growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
     slots = slots_per_eni(spec.limits)
     managed = managed_enis(spec.cluster, enis)
     if free_device_indices(spec.limits, enis) or any(e.used_slots < slots for e in managed):
@@ -454,6 +553,36 @@ def growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
     unit = "/28 prefixes" if spec.mode is Mode.PREFIX else "IPs"
     return (f"ENI and IP limits reached: {len(managed)} of {spec.limits.max_enis} ENIs attached, "
             f"each with its {slots} {unit} ({spec.limits.instance_type})")
+
+
+def _ipv6_growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
+    primary = _primary(spec, enis)
+    if primary is not None and primary.ipv6_prefixes:
+        return ""
+    if not spec.limits.supports_prefixes:
+        return (f"no IPv6 /80 prefix can be delegated: {spec.limits.instance_type} is not a "
+                f"Nitro instance")
+    if spec.ipv6_subnet_cidr is None:
+        subnet = primary.subnet_id if primary else spec.eni_config.subnet_id
+        return f"no IPv6 /80 prefix can be delegated: subnet {subnet} has no IPv6 CIDR"
+    if primary is not None and primary.used_ipv6_slots >= spec.limits.ipv6_slots:
+        return (f"no IPv6 /80 prefix can be delegated: the primary ENI holds its "
+                f"{spec.limits.ipv6_slots} IPv6 addresses ({spec.limits.instance_type})")
+    return ""
+
+
+def growth_blocker(spec: NodeSpec, enis: Sequence[EniView]) -> str:
+    """Why the node's pool cannot grow any more ("" when it can), for each family it
+    wants: IPv4, every ENI the instance type allows is attached and each holds every
+    address it allows; IPv6, the primary ENI holds no /80 and none can be delegated
+    (not Nitro, a subnet without IPv6, its IPv6 slots full). The agent fails an ADD
+    fast, and the no-free-IPs taint goes on, when the family it needs cannot grow."""
+    reasons = []
+    if spec.ip_family.wants_ipv4:
+        reasons.append(_ipv4_growth_blocker(spec, enis))
+    if spec.ip_family.wants_ipv6:
+        reasons.append(_ipv6_growth_blocker(spec, enis))
+    return "; ".join(r for r in reasons if r)
 
 
 def join_calls(plan: Plan) -> dict[str, int]:
@@ -464,7 +593,10 @@ def join_calls(plan: Plan) -> dict[str, int]:
 
 
 def min_join_calls(spec: NodeSpec) -> dict[str, int]:
-    """The minimum EC2 calls for a clean join of a fresh instance (its primary ENI alone)."""
+    """The minimum EC2 calls for a clean join of a fresh instance (its primary ENI alone,
+    in a dual-stack subnet when the family wants IPv6: its one AssignIpv6Addresses)."""
+    if spec.ip_family.wants_ipv6 and spec.ipv6_subnet_cidr is None:
+        spec = replace(spec, ipv6_subnet_cidr=IPv6Net("2001:db8::/64"))
     primary = EniView(
         eni_id="eni-primary", mac="02:00:00:00:00:00", subnet_id=spec.eni_config.subnet_id,
         primary_ip=IPv4("10.0.0.10"), device_index=0,

@@ -114,7 +114,8 @@ def warm_pool(self: ControlTask) -> int:
 def gc_enis(self: ControlTask) -> dict[str, Any]:
     with background():
         report = gc.gc_enis(self.context)
-    return {"available": report.available, "deleted": list(report.deleted)}
+    return {"available": report.available, "deleted": list(report.deleted),
+            "released_ipv6_prefixes": [str(p) for p in report.released_ipv6_prefixes]}
 
 
 @_task(REFRESH_LIMITS)

@@ -51,15 +51,17 @@ def run_status(args: argparse.Namespace) -> int:
         "queues": _queue_depths(settings.broker),
         "recent_errors": list(world.errors),
         "node_list": [
-            {k: v[k] for k in ("name", "instance_type", "phase", "ips_total", "ips_assigned",
-                               "ips_free", "agent_ready", "taints", "error")}
+            {k: v[k] for k in ("name", "instance_type", "phase", "ip_family", "max_pods",
+                               "ips_total", "ips_assigned", "ips_free", "ipv6_prefixes",
+                               "ipv6_assigned", "agent_ready", "taints", "error")}
             for v in views
         ],
     }
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
-    console = Console(width=max(Console().width, 120))  # wide tables; pipes default to 80
+    # emoji=False: IPv6 text such as "2001:db8:0:100:2::" holds emoji codes (":100:")
+    console = Console(width=max(Console().width, 120), emoji=False)  # wide tables; pipes default to 80
     console.print(
         f"cluster [bold]{settings.cluster_name}[/]: {summary['nodes']} nodes "
         f"({', '.join(f'{k} {n}' for k, n in sorted(summary['phases'].items())) or 'none'}), "
@@ -67,12 +69,15 @@ def run_status(args: argparse.Namespace) -> int:
         f"queues {summary['queues']}"
     )
     table = Table()
-    for col in ("node", "type", "phase", "IPs used/total", "free", "agent", "taints", "error"):
+    for col in ("node", "type", "phase", "family", "max pods", "IPs used/total", "free",
+                "IPv6 used (/80s)", "agent", "taints", "error"):
         table.add_column(col)
     for v in views:
         table.add_row(
-            v["name"], v["instance_type"], v["phase"], f"{v['ips_assigned']}/{v['ips_total']}",
-            str(v["ips_free"]), "ready" if v["agent_ready"] else "-",
+            v["name"], v["instance_type"], v["phase"], v["ip_family"] or "-",
+            "-" if v["max_pods"] is None else str(v["max_pods"]),
+            f"{v['ips_assigned']}/{v['ips_total']}", str(v["ips_free"]), _ipv6_cell(v),
+            "ready" if v["agent_ready"] else "-",
             ",".join(t.removeprefix(KEY_PREFIX) for t in v["taints"]) or "-", v["error"] or "",
         )
     console.print(table)
@@ -84,6 +89,13 @@ def run_status(args: argparse.Namespace) -> int:
             errors.add_row(str(e.get("node", "")), str(e.get("kind", "")), str(e.get("message", "")))
         console.print(errors)
     return 0
+
+
+def _ipv6_cell(view: dict[str, Any]) -> str:
+    prefixes = view["ipv6_prefixes"]
+    if not prefixes and not view["ipv6_assigned"]:
+        return "-"
+    return f"{view['ipv6_assigned']} ({len(prefixes)})"
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -102,23 +114,29 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, default=str))
         return 0
-    console = Console(width=max(Console().width, 120))
+    # emoji=False: IPv6 text such as "2001:db8:0:100:2::" holds emoji codes (":100:")
+    console = Console(width=max(Console().width, 120), emoji=False)
     console.print(
         f"[bold]{view['name']}[/] {view['instance_id']} {view['instance_type']} phase={view['phase']} "
-        f"mode={view['mode']} agent={'ready' if view['agent_ready'] else 'not ready'} "
+        f"mode={view['mode']} family={view['ip_family'] or '-'} max-pods={view['max_pods']} "
+        f"ipv6={','.join(view['ipv6_prefixes']) or '-'} (assigned {view['ipv6_assigned']}) "
+        f"agent={'ready' if view['agent_ready'] else 'not ready'} "
         f"IPs {view['ips_assigned']}/{view['ips_total']} (free {view['ips_free']}, "
         f"cooldown {view['ips_cooldown']}) taints={view['taints'] or '-'}"
     )
     if view["error"]:
         console.print(f"[red]error:[/] {view['error']}")
     table = Table()
-    for col in ("ENI", "dev", "subnet", "Redis IPs", "EC2", "EC2 IPs", "assigned", "pods"):
+    for col in ("ENI", "dev", "subnet", "Redis IPs", "EC2", "EC2 IPs", "assigned",
+                "IPv6 /80s", "IPv6 assigned", "pods"):
         table.add_column(col)
     for e in view["enis"]:
         table.add_row(
             e["eni_id"] + (" (primary)" if e["primary"] else ""), str(e["device_index"]),
-            e["subnet_cidr"], str(len(e["ips"]) + 16 * len(e["prefixes"])), e["ec2_status"],
-            str(e["ec2_ips"]), str(e["assigned"]), ", ".join(e["pods"]) or "-",
+            " ".join(c for c in (e["subnet_cidr"], e["subnet_ipv6_cidr"]) if c),
+            str(len(e["ips"]) + 16 * len(e["prefixes"])), e["ec2_status"],
+            str(e["ec2_ips"]), str(e["assigned"]), ", ".join(e["ipv6_prefixes"]) or "-",
+            str(e["ipv6_assigned"]), ", ".join(e["pods"]) or "-",
         )
     console.print(table)
     return 0

@@ -29,17 +29,19 @@ from vpcnet.control.common import Deadline
 from vpcnet.control.fanout import submit_here
 from vpcnet.control.lanes import Lane, plan_lanes
 from vpcnet.control.view import EniView, InstanceView, created_at_tag, eni_description
-from vpcnet.domain import IPv4
 from vpcnet.errors import Ec2PermanentError, PermanentError, TemporaryError
 from vpcnet.plan import (
     Action,
     AddEni,
     AssignIps,
+    AssignIpv6Prefixes,
     AssignPrefixes,
     NodeSpec,
     Plan,
+    Releasable,
     SetDeleteOnTermination,
     UnassignIps,
+    UnassignIpv6Prefixes,
     UnassignPrefixes,
 )
 from vpcnet.wellknown import TAG_CLUSTER, TAG_CREATED_AT, TAG_INSTANCE, TAG_NODE
@@ -61,7 +63,7 @@ class StaleClientToken(TemporaryError):
 @dataclass(frozen=True, slots=True)
 class Acted:
     enis: tuple[EniView, ...]  # the instance's ENIs as they now are
-    released: tuple[IPv4, ...]  # addresses handed back to EC2
+    released: tuple[Releasable, ...]  # addresses (and /80s) handed back to EC2
     failure: Exception | None = None  # the first lane's failure; the pass raises it
     # Some lane's ClientToken names an ENI that is gone (GC deleted it, or the lane
     # discarded it): a retry must mint new tokens, not replay that one.
@@ -86,7 +88,7 @@ class _Progress:
     def __init__(self, enis: Iterable[EniView]) -> None:
         self._lock = threading.Lock()
         self._enis = {e.eni_id: e for e in enis}
-        self._released: list[IPv4] = []
+        self._released: list[Releasable] = []
         self._failures: list[Exception] = []
         self._halted = False
         self._token_spent = False
@@ -105,7 +107,7 @@ class _Progress:
         with self._lock:
             return self._enis[eni_id]
 
-    def update(self, view: EniView, released: Iterable[IPv4] = ()) -> None:
+    def update(self, view: EniView, released: Iterable[Releasable] = ()) -> None:
         with self._lock:
             self._enis[view.eni_id] = view
             self._released += released
@@ -206,6 +208,18 @@ def _do(ec2: Ec2, spec: NodeSpec, a: Action, progress: _Progress) -> None:
         progress.update(
             dataclasses.replace(e, prefixes=tuple(p for p in e.prefixes if p not in a.prefixes)),
             [ip for p in a.prefixes for ip in p],
+        )
+    elif isinstance(a, AssignIpv6Prefixes):
+        got6 = ec2.assign_ipv6_prefixes(a.eni_id, a.count)
+        e = progress.eni(a.eni_id)
+        progress.update(dataclasses.replace(e, ipv6_prefixes=e.ipv6_prefixes + tuple(got6)))
+    elif isinstance(a, UnassignIpv6Prefixes):
+        ec2.unassign_ipv6_prefixes(a.eni_id, a.prefixes)
+        e = progress.eni(a.eni_id)
+        progress.update(
+            dataclasses.replace(
+                e, ipv6_prefixes=tuple(p for p in e.ipv6_prefixes if p not in a.prefixes)),
+            a.prefixes,
         )
 
 

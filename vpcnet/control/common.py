@@ -14,7 +14,7 @@ import structlog
 from vpcnet.aws.calls import attributed_to
 from vpcnet.aws.fence import fenced_by
 from vpcnet.control.context import ControlContext
-from vpcnet.domain import InstanceLimits, IPv4Net, NodePhase
+from vpcnet.domain import InstanceLimits, IPv4Net, IPv6Net, NodePhase
 from vpcnet.errors import LockHeld, NotFoundError, StateError, TemporaryError, VpcnetError
 from vpcnet.limits import resolve_limits
 from vpcnet.plan import Targets
@@ -133,10 +133,27 @@ def subnet_cidr(ctx: ControlContext, subnet_id: str) -> IPv4Net:
         found = ctx.ec2.describe_subnets([subnet_id])
         if not found:
             raise NotFoundError(f"subnet {subnet_id} not found")
-        ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone)
+        ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone,
+                               found[0].ipv6_cidr)
         return found[0].cidr
 
     return _single_flight(ctx, f"subnet-{subnet_id}", cached, fill)
+
+
+def subnet_ipv6_cidr(ctx: ControlContext, subnet_id: str) -> IPv6Net | None:
+    """A subnet's IPv6 /64 (None: it has none), cached with its CIDR; an entry cached
+    before IPv6 support lacks it and is filled again, once."""
+
+    def fill() -> tuple[IPv6Net | None]:
+        found = ctx.ec2.describe_subnets([subnet_id])
+        if not found:
+            raise NotFoundError(f"subnet {subnet_id} not found")
+        ctx.state.store_subnet(subnet_id, found[0].cidr, found[0].availability_zone,
+                               found[0].ipv6_cidr)
+        return (found[0].ipv6_cidr,)
+
+    return _single_flight(ctx, f"subnet6-{subnet_id}",
+                          lambda: ctx.state.cached_subnet_ipv6(subnet_id), fill)[0]
 
 
 def surface_error(ctx: ControlContext, node: str, err: VpcnetError, reason: str) -> None:

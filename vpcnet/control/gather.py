@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future
 
 from vpcnet.aws.calls import attributed_to
-from vpcnet.control.common import instance_limits, subnet_cidr, targets
+from vpcnet.control.common import instance_limits, subnet_cidr, subnet_ipv6_cidr, targets
 from vpcnet.control.context import ControlContext
 from vpcnet.control.inputs import ProvisionInputs, pass_epoch
 from vpcnet.control.networking import NodeNetworking, choose_subnet, node_networking
@@ -27,7 +27,8 @@ def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
     """Bad input (annotations, a subnet that does not exist) fails here: nothing acted."""
     node = ref.name
     previous = ctx.state.read_node(node)
-    net = node_networking(ctx.settings.mode, ref.labels, ref.annotations, ctx.profiles)
+    net = node_networking(ctx.settings.mode, ref.labels, ref.annotations, ctx.profiles,
+                          ctx.settings.ip_family)
     inst = ctx.ec2.describe_instance(ref.instance_id)
     if inst is None or not inst.alive:
         state = inst.state if inst else "not found"
@@ -39,6 +40,8 @@ def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
         # New ENIs go to the config's subnet; the others keep the subnet they are in.
         subnets = {config.subnet_id, *(e.subnet_id for e in managed_enis(ctx.cluster, inst.enis))}
         subnet_cidrs = {s: subnet_cidr(ctx, s) for s in sorted(subnets)}
+        # Every ENI record carries its subnet's /64 (the agent's IPv6 routes need it).
+        subnet_ipv6_cidrs = {s: subnet_ipv6_cidr(ctx, s) for s in sorted(subnets)}
     finally:
         limits = limits_of.result()  # its error first, as when the limits were read first
     return ProvisionInputs(
@@ -50,8 +53,10 @@ def gather(ctx: ControlContext, ref: NodeRef) -> ProvisionInputs:
         limits=limits,
         usage=usage,
         mode=net.mode,
+        ip_family=net.ip_family,
         eni_config=config,
         subnet_cidrs=subnet_cidrs,
+        subnet_ipv6_cidrs=subnet_ipv6_cidrs,
         targets=targets(ctx),
         epoch=pass_epoch(previous.record if previous else None, time.time()),
     )
@@ -89,7 +94,8 @@ def eni_config(ctx: ControlContext, net: NodeNetworking, inst: InstanceView) -> 
         with attributed_to(None):
             found = ctx.ec2.describe_subnets([subnet]) if ctx.state.cached_subnet(subnet) is None else []
         if found:
-            ctx.state.store_subnet(subnet, found[0].cidr, found[0].availability_zone)
+            ctx.state.store_subnet(subnet, found[0].cidr, found[0].availability_zone,
+                                   found[0].ipv6_cidr)
         cached = ctx.state.cached_subnet(subnet)
         if cached is None:
             raise ConfigError(f"subnet {subnet} does not exist")
@@ -99,7 +105,8 @@ def eni_config(ctx: ControlContext, net: NodeNetworking, inst: InstanceView) -> 
         filters = {f"tag:{k}": [v] for k, v in net.subnet_tags.items()}
         filters["vpc-id"] = [inst.vpc_id]
         chosen = choose_subnet(ctx.ec2.describe_subnets(filters=filters), inst.availability_zone)
-        ctx.state.store_subnet(chosen.subnet_id, chosen.cidr, chosen.availability_zone)
+        ctx.state.store_subnet(chosen.subnet_id, chosen.cidr, chosen.availability_zone,
+                               chosen.ipv6_cidr)
         subnet = chosen.subnet_id
     else:
         subnet = primary.subnet_id if primary else inst.subnet_id

@@ -1,6 +1,9 @@
 """Garbage collection of leaked ENIs: tagged for this cluster, ``available`` (attached to
 nothing), and older than the grace period (so an ENI between create and attach is safe).
 
+Deleting an ENI gives back everything it holds, its IPv6 /80s too (EC2 releases them
+with the ENI): the report names the /80s so freed.
+
 Each delete is fenced by the lock of the node the ENI is tagged for (invariant 9): the
 lock serialises GC with that node's provisioning pass (which may have created the ENI
 and be about to attach it, under a ClientToken epoch older than the grace period) and
@@ -19,6 +22,7 @@ from vpcnet.aws.fence import fenced_by
 from vpcnet.control.common import log
 from vpcnet.control.context import ControlContext
 from vpcnet.control.view import EniView, created_at
+from vpcnet.domain import IPv6Net
 from vpcnet.errors import Ec2PermanentError, LockHeld
 from vpcnet.state.lock import RedisLock
 from vpcnet.wellknown import TAG_CLUSTER, TAG_NODE
@@ -29,6 +33,8 @@ class GcReport:
     available: int
     deleted: tuple[str, ...]
     skipped: tuple[str, ...] = ()  # leaked, but their lock was held: the next run retries
+    # The /80s the deleted ENIs held, back to the subnet with them.
+    released_ipv6_prefixes: tuple[IPv6Net, ...] = ()
 
 
 def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
@@ -38,6 +44,7 @@ def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
         enis = ctx.ec2.describe_enis({f"tag:{TAG_CLUSTER}": [ctx.cluster], "status": ["available"]})
         deleted: list[str] = []
         skipped: list[str] = []
+        freed6: list[IPv6Net] = []
         for e in enis:
             born = created_at(e.tags)
             # An undated ENI carrying our cluster tag is still ours: the grace starts at 0.
@@ -48,11 +55,13 @@ def gc_enis(ctx: ControlContext, now: float | None = None) -> GcReport:
                 skipped.append(e.eni_id)
             elif outcome:
                 deleted.append(e.eni_id)
+                freed6.extend(e.ipv6_prefixes)
     if deleted:
-        log.info("leaked ENIs deleted", count=len(deleted), enis=deleted)
+        log.info("leaked ENIs deleted", count=len(deleted), enis=deleted,
+                 ipv6_prefixes=[str(p) for p in freed6])
     if skipped:
         log.info("leaked ENIs left for the next run", count=len(skipped), enis=skipped)
-    return GcReport(len(enis), tuple(deleted), tuple(skipped))
+    return GcReport(len(enis), tuple(deleted), tuple(skipped), tuple(freed6))
 
 
 def _lock_of(ctx: ControlContext, eni: EniView) -> RedisLock:

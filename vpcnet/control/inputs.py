@@ -10,10 +10,10 @@ the read changes it, so planning and the write-back are functions of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vpcnet.control.view import InstanceView
-from vpcnet.domain import EniRecord, InstanceLimits, IPv4Net, Mode, NodePhase
+from vpcnet.domain import EniRecord, InstanceLimits, IpFamily, IPv4Net, IPv6Net, Mode, NodePhase
 from vpcnet.errors import StateError
 from vpcnet.plan import EniConfig, NodeSpec, PoolUsage, Targets
 from vpcnet.state.records import NodeRecord
@@ -34,6 +34,9 @@ class ProvisionInputs:
     targets: Targets
     # The pass epoch (ClientTokens, created-at tag): an unfinished pass's, or fresh.
     epoch: str
+    ip_family: IpFamily = IpFamily.IPV4
+    # The IPv6 /64 of each subnet in ``subnet_cidrs`` (None: it has none).
+    subnet_ipv6_cidrs: Mapping[str, IPv6Net | None] = field(default_factory=dict)
 
     @property
     def was_ready(self) -> bool:
@@ -49,7 +52,18 @@ class ProvisionInputs:
             eni_config=self.eni_config,
             targets=self.targets,
             epoch=self.epoch,
+            ip_family=self.ip_family,
+            ipv6_subnet_cidr=self.ipv6_cidr_of(self._primary_subnet()),
         )
+
+    def _primary_subnet(self) -> str:
+        primary = self.instance.primary_eni()
+        return primary.subnet_id if primary else self.instance.subnet_id
+
+    def ipv6_cidr_of(self, subnet_id: str) -> IPv6Net | None:
+        """The subnet's /64; None when it has none or was not looked up (a pass whose
+        inputs name no IPv6 facts: then the ENIs' records say none either)."""
+        return self.subnet_ipv6_cidrs.get(subnet_id)
 
     def cidr_of(self, subnet_id: str) -> IPv4Net:
         try:

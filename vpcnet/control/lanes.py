@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vpcnet.plan import Action, AddEni, AssignIps, AssignPrefixes, Plan, RequestRelease
+from vpcnet.plan import (
+    Action,
+    AddEni,
+    AssignIps,
+    AssignIpv6Prefixes,
+    AssignPrefixes,
+    Plan,
+    RequestRelease,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +34,10 @@ class Lane:
 
     @property
     def grows_pool(self) -> bool:
-        """Adds addresses to an existing ENI: what pods waiting on the node need first."""
-        return any(isinstance(a, AssignIps | AssignPrefixes) for a in self.actions)
+        """Adds addresses (or a /80) to an existing ENI: what pods waiting on the node need
+        first."""
+        return any(isinstance(a, AssignIps | AssignPrefixes | AssignIpv6Prefixes)
+                   for a in self.actions)
 
 
 def plan_lanes(plan: Plan) -> tuple[Lane, ...]:

@@ -1,4 +1,4 @@
-"""Per-node networking choices: mode, subnet and security groups (custom networking).
+"""Per-node networking choices: mode, IP family, subnet and security groups (custom networking).
 
 Defaults come from the cluster settings and the instance (its subnet, its groups). A node
 overrides them with annotations, or with a profile: named in the ``vpcnet.io/profile``
@@ -7,7 +7,7 @@ Profiles are a JSON file (``Settings.profiles_path``, e.g. a mounted ConfigMap):
 
     {"profiles": [{"name": "pods-b", "node_selector": {"pool": "b"},
                    "subnet_tags": {"vpcnet.io/pods": "b"}, "security_groups": ["sg-1"],
-                   "mode": "warm"}]}
+                   "mode": "warm", "ip_family": "dual"}]}
 
 Pure apart from reading that file; invalid input is a ``ConfigError`` (permanent).
 """
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vpcnet.control.view import SubnetView
-from vpcnet.domain import Mode
+from vpcnet.domain import IpFamily, Mode
 from vpcnet.errors import ConfigError
 from vpcnet.wellknown import (
+    IP_FAMILY_ANNOTATION,
     MODE_ANNOTATION,
     PROFILE_ANNOTATION,
     SECURITY_GROUPS_ANNOTATION,
@@ -52,6 +53,7 @@ class Profile:
     name: str
     node_selector: Mapping[str, str] = field(default_factory=dict)
     mode: Mode | None = None
+    ip_family: IpFamily | None = None
     subnet_id: str | None = None
     subnet_tags: Mapping[str, str] | None = None
     security_groups: tuple[str, ...] | None = None
@@ -69,6 +71,7 @@ class NodeNetworking:
     subnet_tags: Mapping[str, str] | None = None
     security_groups: tuple[str, ...] | None = None  # None: the instance's groups
     profile: str | None = None
+    ip_family: IpFamily = IpFamily.IPV4
 
 
 def _mode(raw: str, where: str) -> Mode:
@@ -76,6 +79,13 @@ def _mode(raw: str, where: str) -> Mode:
         return Mode(raw.strip())
     except ValueError:
         raise ConfigError(f"{where}: mode {_show(raw)} is not one of full, warm, prefix") from None
+
+
+def _family(raw: str, where: str) -> IpFamily:
+    try:
+        return IpFamily(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: ip family {_show(raw)} is not one of ipv4, ipv6, dual") from None
 
 
 def _subnet(raw: str, where: str) -> str:
@@ -124,6 +134,7 @@ def parse_profile(d: Mapping[str, Any]) -> Profile:
         name=name,
         node_selector={str(k): str(v) for k, v in sel.items()},
         mode=_mode(str(d["mode"]), where) if d.get("mode") else None,
+        ip_family=_family(str(d["ip_family"]), where) if d.get("ip_family") else None,
         subnet_id=_subnet(str(d["subnet_id"]), where) if d.get("subnet_id") else None,
         subnet_tags={str(k): str(v) for k, v in tags.items()} if tags else None,
         security_groups=_groups([str(g) for g in groups], where) if groups else None,
@@ -147,8 +158,10 @@ def node_networking(
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     profiles: Mapping[str, Profile],
+    default_family: IpFamily = IpFamily.IPV4,
 ) -> NodeNetworking:
-    """The node's choices: annotations override the profile, which overrides defaults."""
+    """The node's choices: annotations override the profile, which overrides defaults
+    (``default_mode``, ``default_family``: the cluster settings)."""
     profile: Profile | None = None
     if PROFILE_ANNOTATION in annotations:
         name = annotations[PROFILE_ANNOTATION]
@@ -159,11 +172,14 @@ def node_networking(
         profile = next((p for p in profiles.values() if p.selects(labels)), None)
 
     mode = profile.mode if profile and profile.mode else default_mode
+    family = profile.ip_family if profile and profile.ip_family else default_family
     subnet_id = profile.subnet_id if profile else None
     subnet_tags = profile.subnet_tags if profile else None
     groups = profile.security_groups if profile else None
     if MODE_ANNOTATION in annotations:
         mode = _mode(annotations[MODE_ANNOTATION], f"annotation {MODE_ANNOTATION}")
+    if IP_FAMILY_ANNOTATION in annotations:
+        family = _family(annotations[IP_FAMILY_ANNOTATION], f"annotation {IP_FAMILY_ANNOTATION}")
     if SUBNET_ANNOTATION in annotations:
         subnet_id, subnet_tags = _subnet(annotations[SUBNET_ANNOTATION], f"annotation {SUBNET_ANNOTATION}"), None
     elif SUBNET_TAGS_ANNOTATION in annotations:
@@ -171,7 +187,7 @@ def node_networking(
         subnet_id = None
     if SECURITY_GROUPS_ANNOTATION in annotations:
         groups = _groups(annotations[SECURITY_GROUPS_ANNOTATION].split(","), f"annotation {SECURITY_GROUPS_ANNOTATION}")
-    return NodeNetworking(mode, subnet_id, subnet_tags, groups, profile.name if profile else None)
+    return NodeNetworking(mode, subnet_id, subnet_tags, groups, profile.name if profile else None, family)
 
 
 def choose_subnet(candidates: Sequence[SubnetView], availability_zone: str) -> SubnetView:

@@ -101,7 +101,7 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
     if plan.touches_ec2:
         ctx.state.record_intent(node, intent_fields(inputs), lock_token=token)
     log.info("provisioning pass", node=node, instance=spec.instance_id, mode=spec.mode.value,
-             actions=len(plan.actions), calls=plan.ec2_calls())
+             ip_family=spec.ip_family.value, actions=len(plan.actions), calls=plan.ec2_calls())
     early: list[tuple[WriteBack, int]] = []  # the write of the grown pools, once landed
 
     def pools_grown(grown: Acted) -> None:
@@ -129,7 +129,10 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
         return Outcome(node, phase, len(plan.actions), False, previous, join_calls(plan))
     if plan.touches_ec2 and not inputs.was_ready:
         pod_ips = sum(len(r.pod_ips()) for r in wb.enis)
-        _event(ctx, node, "Provisioned", f"{len(wb.enis)} ENIs, {pod_ips} pod IPs ({spec.mode.value})")
+        ipv6 = sum(len(r.ipv6_prefixes) for r in wb.enis)
+        extra = f", {ipv6} IPv6 /80" if ipv6 else ""
+        _event(ctx, node, "Provisioned",
+               f"{len(wb.enis)} ENIs, {pod_ips} pod IPs{extra} ({spec.mode.value}, {spec.ip_family.value})")
     return Outcome(node, phase, len(plan.actions), True, generation, join_calls(plan))
 
 

@@ -88,17 +88,24 @@ def _reconcile_node(
         yield Followup(NODE_READY, (st.name,), why="agent ready")
 
 
-def _fingerprint_ec2(ctx: ControlContext, inst: InstanceView) -> set[tuple[str, int, frozenset[str]]]:
+# An ENI as both sides describe it: id, device index, and every pool entry (IPv4
+# addresses, /28s and /80s, as strings). A /80 Redis lacks or names wrongly makes the
+# node differ, and its pass rewrites Redis from EC2.
+Fingerprint = set[tuple[str, int, frozenset[str]]]
+
+
+def _fingerprint_ec2(ctx: ControlContext, inst: InstanceView) -> Fingerprint:
     return {
         (e.eni_id, e.device_index if e.device_index is not None else -1,
-         frozenset(map(str, (*e.ips, *e.prefixes))))
+         frozenset(map(str, (*e.ips, *e.prefixes, *e.ipv6_prefixes))))
         for e in managed_enis(ctx.cluster, inst.enis)
     }
 
 
-def _fingerprint_redis(st: NodeState) -> set[tuple[str, int, frozenset[str]]]:
+def _fingerprint_redis(st: NodeState) -> Fingerprint:
     return {
-        (r.eni_id, r.device_index, frozenset(map(str, (*r.ips, *r.prefixes)))) for r in st.enis
+        (r.eni_id, r.device_index, frozenset(map(str, (*r.ips, *r.prefixes, *r.ipv6_prefixes))))
+        for r in st.enis
     }
 
 

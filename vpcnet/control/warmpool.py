@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from vpcnet.control.common import log, targets
 from vpcnet.control.context import ControlContext
 from vpcnet.control.followup import Followup
-from vpcnet.domain import Mode, NodePhase
+from vpcnet.domain import IpFamily, Mode, NodePhase
 from vpcnet.errors import ConfigError, StateError, VpcnetError
 from vpcnet.ipsupply import cannot_grow, no_ip_can_be_had
-from vpcnet.plan import EniConfig, NodeSpec, plan_node, view_from_record
+from vpcnet.plan import EniConfig, NodeSpec, PoolUsage, plan_node, view_from_record
 from vpcnet.state.control import NodeState
 from vpcnet.tasknames import PROVISION_NODE
 from vpcnet.wellknown import NO_FREE_IPS_TAINT
@@ -36,12 +36,13 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY) or not st.enis:
         return
     usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
-    if st.phase is NodePhase.READY:
-        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st.enis, usage, cannot_grow(st.record)))
     record = st.record
+    family = IpFamily.parse(record.ip_family)
+    if st.phase is NodePhase.READY:
+        _no_free_ips_taint(ctx, st, no_ip_can_be_had(st.enis, usage, cannot_grow(record), family))
     mode = Mode(record.mode or ctx.settings.mode.value)
-    if mode is Mode.FULL:
-        return
+    if mode is Mode.FULL and not _ipv6_pending(family, st, usage):
+        return  # full mode has nothing to top up or trim (its /80s may have work)
     limits = ctx.state.cached_limits(record.instance_type)
     if limits is None:
         return  # provisioning fills the cache; nothing to plan against yet
@@ -54,6 +55,8 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
         mode=mode,
         eni_config=EniConfig(first.subnet_id, first.security_groups),
         targets=targets(ctx),
+        ip_family=family,
+        ipv6_subnet_cidr=first.subnet_ipv6_cidr,
     )
     try:
         plan = plan_node(spec, [view_from_record(ctx.cluster, r) for r in st.enis], usage)
@@ -62,6 +65,13 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     if plan:
         yield Followup(PROVISION_NODE, (node, st.instance_id, record.az),
                        why=f"warm pool: {len(plan.actions)} actions")
+
+
+def _ipv6_pending(family: IpFamily, st: NodeState, usage: PoolUsage) -> bool:
+    """The node's /80s may need a pass: one is being given back, one is held that the
+    family no longer wants (its pods gone since), or a wanted one is missing."""
+    held = any(r.ipv6_prefixes for r in st.enis)
+    return bool(usage.release_requested6) or held != family.wants_ipv6
 
 
 def _no_free_ips_taint(ctx: ControlContext, st: NodeState, empty: bool) -> None:

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 from vpcnet.control.inputs import ProvisionInputs
 from vpcnet.control.view import EniView
-from vpcnet.domain import EniRecord, IPv4, NodePhase
+from vpcnet.domain import EniRecord, NodePhase
 from vpcnet.plan import (
     AddEni,
     AssignIps,
+    AssignIpv6Prefixes,
     AssignPrefixes,
     Plan,
+    Releasable,
     RequestRelease,
     growth_blocker,
     join_calls,
@@ -40,8 +42,8 @@ from vpcnet.state.records import NodeRecord
 class WriteBack:
     record: NodeRecord
     enis: tuple[EniRecord, ...]  # by device index
-    released: tuple[IPv4, ...]  # handed back to EC2: out of release-req/release-ok
-    release_requests: tuple[IPv4, ...]  # to add to release-req
+    released: tuple[Releasable, ...]  # handed back to EC2: out of release-req/release-ok
+    release_requests: tuple[Releasable, ...]  # to add to release-req (/80s by CIDR)
     state_changed: bool  # the node record or ENIs differ from the store's
 
     @property
@@ -78,12 +80,12 @@ def wants_early_write(inputs: ProvisionInputs, plan: Plan) -> bool:
     """Write the grown pools back before the new ENIs' chains end: the node is READY (a
     joining node is tainted, no pod waits on it), the plan adds addresses to existing
     ENIs and also makes new ENIs, which take a whole chain longer."""
-    grows = any(isinstance(a, AssignIps | AssignPrefixes) for a in plan.actions)
+    grows = any(isinstance(a, AssignIps | AssignPrefixes | AssignIpv6Prefixes) for a in plan.actions)
     return inputs.was_ready and grows and any(isinstance(a, AddEni) for a in plan.actions)
 
 
 def plan_write_back(
-    inputs: ProvisionInputs, plan: Plan, enis: Sequence[EniView], released: Sequence[IPv4],
+    inputs: ProvisionInputs, plan: Plan, enis: Sequence[EniView], released: Sequence[Releasable],
     *, finished: bool = True, retire_epoch: bool = False,
 ) -> WriteBack:
     """``finished``: the pass acted all its plan. ``retire_epoch``: its ClientTokens name
@@ -100,6 +102,7 @@ def plan_write_back(
         subnet_id=inst.subnet_id,
         primary_ip=str(inst.primary_ip or ""),
         mode=inputs.mode.value,
+        ip_family=inputs.ip_family.value,
         phase=phase,
         error="",
         # Finished: the next pass starts a new epoch. Unfinished: its retry replays this one.
@@ -108,11 +111,13 @@ def plan_write_back(
         no_growth=growth_blocker(inputs.spec(), enis),
     )
     records = tuple(sorted(
-        (e.to_record(inputs.cidr_of(e.subnet_id)) for e in managed_enis(inputs.cluster, enis)),
+        (e.to_record(inputs.cidr_of(e.subnet_id), inputs.ipv6_cidr_of(e.subnet_id))
+         for e in managed_enis(inputs.cluster, enis)),
         key=lambda r: r.device_index,
     ))
-    requests = tuple(ip for a in plan.actions if isinstance(a, RequestRelease) for ip in a.ips
-                     if finished)
+    asked = [a for a in plan.actions if isinstance(a, RequestRelease)] if finished else []
+    requests: tuple[Releasable, ...] = (*(ip for a in asked for ip in a.ips),
+                                        *(p for a in asked for p in a.ipv6_prefixes))
     changed = (
         inputs.previous is None
         or not inputs.previous.same_desired(record)

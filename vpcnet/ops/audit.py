@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vpcnet.domain import Assignment, EniRecord, IPv4, IPv4Net, NodePhase
+from vpcnet.domain import Assignment, EniRecord, IpFamily, IPv4, IPv4Net, IPv6, IPv6Net, NodePhase
 from vpcnet.ipsupply import no_ip_can_be_had
 from vpcnet.plan import PoolUsage
 from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
@@ -30,6 +30,7 @@ class Ec2Eni:
     ips: frozenset[IPv4] = frozenset()  # secondary private IPs
     prefixes: frozenset[IPv4Net] = frozenset()
     age_seconds: float = 0.0
+    ipv6_prefixes: frozenset[IPv6Net] = frozenset()  # delegated /80s
 
     def pod_ips(self) -> frozenset[IPv4]:
         out = set(self.ips)
@@ -58,10 +59,20 @@ class NodeView:
     cooling: frozenset[IPv4] = frozenset()
     release_requested: frozenset[IPv4] = frozenset()
     why_no_growth: str = ""
+    # IPv6 (vpcnet.ops.audit_ipv6): the node's family as the control plane wrote it, the
+    # agent's IPv6 assignments (the same ``assigned`` hash), the /80s in release-req,
+    # and the instance's primary ENI (untagged, so not among the snapshot's ENIs).
+    ip_family: IpFamily = IpFamily.IPV4
+    assigned6: Mapping[IPv6, Assignment] = field(default_factory=dict)
+    release_requested6: frozenset[IPv6Net] = frozenset()
+    primary_eni_id: str = ""
+    primary_eni_ipv6_prefixes: frozenset[IPv6Net] = frozenset()
 
     def usage(self) -> PoolUsage:
         return PoolUsage(assigned=frozenset(self.assigned), cooling=self.cooling,
-                         release_requested=self.release_requested)
+                         release_requested=self.release_requested,
+                         assigned6=frozenset(self.assigned6),
+                         release_requested6=self.release_requested6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +272,7 @@ def check_taints(snap: Snapshot) -> list[Violation]:
         # leaving the cooldown or a pool that can still grow are IPs an ADD waits for).
         if (n.agent_ready and n.phase == NodePhase.READY.value and n.redis_enis
                 and NO_FREE_IPS_TAINT not in n.taints
-                and no_ip_can_be_had(n.redis_enis, n.usage(), n.why_no_growth)):
+                and no_ip_can_be_had(n.redis_enis, n.usage(), n.why_no_growth, n.ip_family)):
             out.append(Violation(5, "pool-empty-untainted", n.name,
                                  "no IP free or cooling down, the pool cannot grow "
                                  f"({n.why_no_growth}), and no taint"))
@@ -269,11 +280,14 @@ def check_taints(snap: Snapshot) -> list[Violation]:
 
 
 def audit(snap: Snapshot) -> list[Violation]:
+    from vpcnet.ops.audit_ipv6 import check_ipv6  # it builds on this module's types
+
     return sorted(
         check_ip_uniqueness(snap)
         + check_enis(snap)
         + check_redis_matches_ec2(snap)
         + check_taints(snap)
+        + check_ipv6(snap)
     )
 
 

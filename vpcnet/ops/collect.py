@@ -12,15 +12,16 @@ import ipaddress
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vpcnet.control.context import ControlContext
 from vpcnet.control.view import EniView, InstanceView, created_at
-from vpcnet.domain import Assignment, IPv4
+from vpcnet.domain import Assignment, InstanceLimits, IpFamily, IPv4, IPv6, Mode, PodIp
 from vpcnet.ipsupply import cannot_grow
 from vpcnet.kube.client import KubeClient
 from vpcnet.kube.types import NodeObj, PodObj
+from vpcnet.limits import bundled_limits, max_pods
 from vpcnet.ops.audit import Ec2Eni, NodeView, PodView, Snapshot, Violation, audit
 from vpcnet.plan import PoolUsage
 from vpcnet.settings import Settings
@@ -35,7 +36,7 @@ class World:
 
     settings: Settings
     redis_nodes: Mapping[str, NodeState]
-    assigned: Mapping[str, Mapping[IPv4, Assignment]]
+    assigned: Mapping[str, Mapping[PodIp, Assignment]]  # both families, as the agent mirrors them
     usage: Mapping[str, PoolUsage]  # cooldown and release-req (``assigned`` is above)
     agents: Mapping[str, AgentRecord]  # nodes whose agent has reported
     kube_nodes: Mapping[str, NodeObj]
@@ -44,6 +45,8 @@ class World:
     instances: Mapping[str, InstanceView]
     errors: tuple[Mapping[str, Any], ...]
     taken_at: float
+    # The cluster's cached limits of the nodes' instance types (max pods per family).
+    limits: Mapping[str, InstanceLimits] = field(default_factory=dict)
 
 
 def _created_age(eni: EniView, now: float) -> float:
@@ -53,13 +56,22 @@ def _created_age(eni: EniView, now: float) -> float:
     return math.inf if born is None else max(0.0, now - born)
 
 
-def read_assigned(ctx: ControlContext, node: str) -> dict[IPv4, Assignment]:
+def read_assigned(ctx: ControlContext, node: str) -> dict[PodIp, Assignment]:
+    """The agent's ``assigned`` hash: ip string (either family) -> Assignment JSON."""
     raw = ctx.state.redis.hgetall(ctx.state.node_keys(node).assigned)
-    out: dict[IPv4, Assignment] = {}
+    out: dict[PodIp, Assignment] = {}
     for ip, value in raw.items():
         a = Assignment.from_json(value)
-        out[ipaddress.IPv4Address(ip.decode() if isinstance(ip, bytes) else ip)] = a
+        out[ipaddress.ip_address(ip.decode() if isinstance(ip, bytes) else ip)] = a
     return out
+
+
+def ipv4_assigned(assigned: Mapping[PodIp, Assignment]) -> dict[IPv4, Assignment]:
+    return {ip: a for ip, a in assigned.items() if isinstance(ip, IPv4)}
+
+
+def ipv6_assigned(assigned: Mapping[PodIp, Assignment]) -> dict[IPv6, Assignment]:
+    return {ip: a for ip, a in assigned.items() if isinstance(ip, IPv6)}
 
 
 def collect(settings: Settings) -> World:
@@ -100,6 +112,8 @@ def collect(settings: Settings) -> World:
             instances=instances,
             errors=tuple(ctx.state.errors(20)),
             taken_at=time.time(),
+            limits={t: lim for t in sorted({s.record.instance_type for s in redis_nodes.values()})
+                    if t and (lim := ctx.state.cached_limits(t)) is not None},
         )
     finally:
         kube.close()
@@ -117,6 +131,7 @@ def to_snapshot(world: World) -> Snapshot:
             ips=frozenset(e.ips),
             prefixes=frozenset(e.prefixes),
             age_seconds=_created_age(e, now),
+            ipv6_prefixes=frozenset(e.ipv6_prefixes),
         )
         for e in world.enis
     )
@@ -126,6 +141,7 @@ def to_snapshot(world: World) -> Snapshot:
         kube_node = world.kube_nodes.get(name)
         primary = inst.primary_eni() if inst else None
         usage = world.usage.get(name, PoolUsage())
+        assigned = world.assigned.get(name, {})
         nodes.append(
             NodeView(
                 name=name,
@@ -135,13 +151,18 @@ def to_snapshot(world: World) -> Snapshot:
                 phase=_phase(state.record),
                 taints=frozenset(t.key for t in kube_node.taints) if kube_node else frozenset(),
                 redis_enis=state.enis,
-                assigned=world.assigned.get(name, {}),
+                assigned=ipv4_assigned(assigned),
                 agent_ready=name in world.agents and world.agents[name].ready,
                 primary_ip=inst.primary_ip if inst else None,
                 primary_eni_ips=frozenset(primary.ips) if primary else frozenset(),
                 cooling=usage.cooling,
                 release_requested=usage.release_requested,
                 why_no_growth=cannot_grow(state.record),
+                ip_family=IpFamily.parse(state.record.ip_family),
+                assigned6=ipv6_assigned(assigned),
+                release_requested6=usage.release_requested6,
+                primary_eni_id=primary.eni_id if primary else "",
+                primary_eni_ipv6_prefixes=frozenset(primary.ipv6_prefixes) if primary else frozenset(),
             )
         )
     pods = tuple(
@@ -170,7 +191,9 @@ def node_view(world: World, name: str) -> dict[str, Any]:
     """One node as status/inspect/demo show it: Redis, EC2, agent and pods side by side."""
     state = world.redis_nodes.get(name)
     record = state.record if state else None
-    assigned = world.assigned.get(name, {})
+    both = world.assigned.get(name, {})
+    assigned = ipv4_assigned(both)
+    assigned6 = ipv6_assigned(both)
     pods_by_ip = {str(p.pod_ip): f"{p.namespace}/{p.name}" for p in world.pods if p.pod_ip}
     inst = world.instances.get(state.instance_id) if state else None
     ec2_by_id = {e.eni_id: e for e in inst.enis} if inst else {}
@@ -189,6 +212,9 @@ def node_view(world: World, name: str) -> dict[str, Any]:
                 "subnet_cidr": str(rec.subnet_cidr),
                 "ips": [str(i) for i in rec.ips],
                 "prefixes": [str(p) for p in rec.prefixes],
+                "ipv6_prefixes": [str(p) for p in rec.ipv6_prefixes],
+                "subnet_ipv6_cidr": str(rec.subnet_ipv6_cidr or ""),
+                "ipv6_assigned": sum(1 for ip in assigned6 if any(ip in p for p in rec.ipv6_prefixes)),
                 "ec2_status": ec2.status if ec2 else "missing",
                 "ec2_ips": len(ec2.ips) + 16 * len(ec2.prefixes) if ec2 else 0,
                 "assigned": sum(1 for ip in pod_ips if ip in assigned),
@@ -207,6 +233,10 @@ def node_view(world: World, name: str) -> dict[str, Any]:
         "phase": _phase(record) if record else "unknown",
         "error": record.error if record else "",
         "mode": record.mode if record else "",
+        "ip_family": IpFamily.parse(record.ip_family).value if record else "",
+        "max_pods": _max_pods(world, record),
+        "ipv6_prefixes": [str(p) for r in (state.enis if state else ()) for p in r.ipv6_prefixes],
+        "ipv6_assigned": len(assigned6),
         "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
         "agent_ready": agent is not None and agent.ready,
         "agent": dataclasses.asdict(agent) if agent is not None else {},
@@ -216,6 +246,18 @@ def node_view(world: World, name: str) -> dict[str, Any]:
         "ips_cooldown": agent.cooldown if agent is not None else 0,
         "enis": enis,
     }
+
+
+def _max_pods(world: World, record: NodeRecord | None) -> int | None:
+    """The node's pod capacity in its mode and family (``vpcnet.limits.max_pods``), from
+    the cached limits, else the bundled table. Neither carries a vCPU count: the IPv6
+    cap is then the small nodes' 110. None when the type or mode is unknown."""
+    if record is None or not record.mode:
+        return None
+    limits = world.limits.get(record.instance_type) or bundled_limits(record.instance_type)
+    if limits is None:
+        return None
+    return max_pods(limits, Mode(record.mode), IpFamily.parse(record.ip_family))
 
 
 def collect_nodes_view(settings: Settings) -> list[dict[str, Any]]:

@@ -30,10 +30,10 @@ from typing import Any
 
 import redis
 
-from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, NodePhase
+from vpcnet.domain import EniRecord, InstanceLimits, IPv4, IPv4Net, IPv6, IPv6Net, NodePhase
 from vpcnet.errors import LockHeld, StateError
 from vpcnet.limits import limits_from_json, limits_to_json
-from vpcnet.plan import PoolUsage
+from vpcnet.plan import PoolUsage, Releasable
 from vpcnet.state.claims import FollowupClaims
 from vpcnet.state.keys import SCHEMA_VERSION, ClusterKeys, NodeKeys
 from vpcnet.state.lock import Lease, RedisLock
@@ -132,12 +132,26 @@ class NodeState:
         return self.record.instance_id
 
 
-def _ip_list(ips: Sequence[IPv4]) -> str:
+def _ip_list(ips: Sequence[Releasable]) -> str:
     return json.dumps([str(i) for i in ips])
 
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _by_family(raw: Any) -> tuple[frozenset[IPv4], frozenset[IPv6]]:
+    """Addresses as the agent stores them (``assigned`` holds both families), split."""
+    parsed = [ipaddress.ip_address(_s(x)) for x in raw]
+    return (frozenset(a for a in parsed if isinstance(a, IPv4)),
+            frozenset(a for a in parsed if isinstance(a, IPv6)))
+
+
+def _releases(raw: Any) -> tuple[frozenset[IPv4], frozenset[IPv6Net]]:
+    """A release set: IPv4 addresses, and /80 prefixes as CIDRs (``a:b::/80``)."""
+    texts = [_s(x) for x in raw]
+    return (frozenset(ipaddress.IPv4Address(t) for t in texts if "/" not in t and ":" not in t),
+            frozenset(ipaddress.IPv6Network(t) for t in texts if "/" in t and ":" in t))
 
 
 class ControlState:
@@ -197,8 +211,8 @@ class ControlState:
         enis: Sequence[EniRecord],
         *,
         lock_token: str,
-        released: Sequence[IPv4] = (),
-        release_requests: Sequence[IPv4] = (),
+        released: Sequence[Releasable] = (),
+        release_requests: Sequence[Releasable] = (),
     ) -> int:
         """Replace the node's ENIs, update fields, bump and publish ``generation``.
 
@@ -314,15 +328,16 @@ class ControlState:
         except redis.RedisError as e:
             raise StateError(f"read usage {node}: {e}") from e
 
-        def ips(raw: Any) -> frozenset[IPv4]:
-            return frozenset(ipaddress.IPv4Address(_s(x)) for x in raw)
-
         try:  # the agent's word: never below 0, never more than a node could hold
             demand = min(max(int(_s(waiting)), 0), 10_000) if waiting is not None else 0
         except ValueError:
             demand = 0
-        return PoolUsage(assigned=ips(assigned), cooling=ips(cooling),
-                         release_requested=ips(req), release_confirmed=ips(ok), demand=demand)
+        assigned4, assigned6 = _by_family(assigned)
+        req4, req6 = _releases(req)
+        ok4, ok6 = _releases(ok)
+        return PoolUsage(assigned=assigned4, cooling=_by_family(cooling)[0],
+                         release_requested=req4, release_confirmed=ok4, demand=demand,
+                         assigned6=assigned6, release_requested6=req6, release_confirmed6=ok6)
 
     def agent(self, node: str) -> AgentRecord | None:
         """The agent's last report; None when it has written none."""
@@ -347,7 +362,7 @@ class ControlState:
         fields = text_fields(dict(zip(("epoch", "generation", "write_id"), version_raw, strict=True)))
         return StoreVersion.from_fields(fields), AgentRecord.from_redis(agent_raw) if agent_raw else None
 
-    def request_release(self, node: str, ips: Sequence[IPv4], *, lock_token: str) -> None:
+    def request_release(self, node: str, ips: Sequence[Releasable], *, lock_token: str) -> None:
         """Add ``ips`` to release-req (and tell the agent), fenced by the node's lock: a
         pass's write-back when its node state is unchanged (else ``write_node`` carries
         the requests)."""
@@ -403,6 +418,18 @@ class ControlState:
         prefix = self.keys.limits("x")[:-1]
         return sorted(_s(k)[len(prefix):] for k in self.redis.scan_iter(match=prefix + "*"))
 
+    def cached_subnet_ipv6(self, subnet_id: str) -> tuple[IPv6Net | None] | None:
+        """The subnet's IPv6 /64 as a 1-tuple (its value None: the subnet has none), or
+        None when the cache does not know (no entry, or one from before IPv6 support)."""
+        try:
+            raw = self.redis.hget(self.keys.subnet(subnet_id), "ipv6_cidr")
+        except redis.RedisError:
+            return None
+        if raw is None:
+            return None
+        text = _s(raw)
+        return (ipaddress.IPv6Network(text) if text else None,)
+
     def cached_subnet(self, subnet_id: str) -> tuple[IPv4Net, str] | None:
         try:
             raw = self.redis.hgetall(self.keys.subnet(subnet_id))
@@ -413,8 +440,11 @@ class ControlState:
         d = {_s(a): _s(b) for a, b in raw.items()}
         return ipaddress.IPv4Network(d["cidr"]), d.get("az", "")
 
-    def store_subnet(self, subnet_id: str, cidr: IPv4Net, az: str) -> None:
+    def store_subnet(self, subnet_id: str, cidr: IPv4Net, az: str,
+                     ipv6_cidr: IPv6Net | None = None) -> None:
+        """``ipv6_cidr``: the subnet's /64, stored as "" when it has none."""
         try:
-            self.redis.hset(self.keys.subnet(subnet_id), mapping={"cidr": str(cidr), "az": az})
+            self.redis.hset(self.keys.subnet(subnet_id), mapping={
+                "cidr": str(cidr), "az": az, "ipv6_cidr": str(ipv6_cidr) if ipv6_cidr else ""})
         except redis.RedisError:
             pass
