@@ -36,7 +36,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vpcnet.agent.ipam import AttachmentKey, ChangeKind, DemandListener, GrowthCheck, _eni_dict, _eni_from
+from vpcnet.agent.ipam import (
+    AttachmentKey,
+    ChangeKind,
+    DemandListener,
+    GrowthCheck,
+    _eni_dict,
+    _eni_from,
+)
 from vpcnet.domain import IPV6_PREFIX_LEN, Assignment, EniRecord, IPv6, IPv6Net
 from vpcnet.errors import CheckpointError, ConfigError, PoolExhausted
 
