@@ -1,0 +1,155 @@
+"""The real agent on a dual-family node of the simulated VPC, pods made by exec'ing the
+installed plugin: an ADD waits for the /80 that is coming and gets both addresses, the
+``assigned`` mirror holds both, CHECK checks both, DEL frees both; a node that cannot get
+a /80 fails the ADD at once with the control plane's reason and keeps no IPv4 half-done;
+a /80 asked back is confirmed in ``release-ok`` once no pod holds an address of it.
+
+The EC2 emulator does not delegate /80s yet (V1) and the dataplane does not program IPv6
+yet (V4): the /80 is written into the node's ENI record as the control plane will, and
+the IPv6 side is asserted on the IPAM and the wire, not on the pod's interfaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tests.fixtures.netns import SimEnv, SimNode, wait_for
+from vpcnet.domain import Assignment
+from vpcnet.state.keys import ClusterKeys
+from vpcnet_sim.runtime import CniError, Pod
+
+pytestmark = pytest.mark.timeout(240)
+
+SUBNET6 = ipaddress.IPv6Network("2001:db8:0:1::/64")
+PREFIX = ipaddress.IPv6Network("2001:db8:0:1:a::/80")
+
+
+def publish(node: SimNode, prefixes6: tuple[ipaddress.IPv6Network, ...], **fields: str) -> int:
+    """Write ``enis`` + ``node`` for a new generation in one transaction, as the control
+    plane does for a dual node: the /80s on the primary ENI, ``ip_family`` and ``fields``."""
+    node.env.vpc.sync()
+    node.generation += 1
+    records = [
+        replace(r, ipv6_prefixes=prefixes6, subnet_ipv6_cidr=SUBNET6) if r.device_index == 0 else r
+        for r in node.records()
+    ]
+    k = node.keys
+    client = node.env.redis()
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(k.enis)
+        pipe.hset(k.enis, mapping={r.eni_id: r.to_json() for r in records})
+        pipe.hset(k.node, mapping={
+            "instance_id": node.instance_id, "instance_type": "m5.large",
+            "primary_ip": node.primary_ip, "phase": "provisioned", "mode": "warm",
+            "ip_family": "dual", "error": "", "no_growth": "",
+            "generation": node.generation, "updated": time.time(), **fields,
+        })
+        pipe.sadd(ClusterKeys(node.env.cluster).nodes, node.name)
+        pipe.publish(k.changed_channel, "enis")
+        pipe.execute()
+    finally:
+        client.close()
+    return node.generation
+
+
+def assigned(node: SimNode) -> dict[str, Assignment]:
+    client = node.env.redis()
+    try:
+        raw = client.hgetall(node.keys.assigned)
+    finally:
+        client.close()
+    return {k.decode(): Assignment.from_json(v) for k, v in raw.items()}
+
+
+def redis_get(node: SimNode, what: str) -> Any:
+    client = node.env.redis()
+    try:
+        if what == "demand":
+            return {k.decode(): v.decode() for k, v in client.hgetall(node.keys.demand).items()}
+        return {m.decode() for m in client.smembers(node.keys.release_ok)}
+    finally:
+        client.close()
+
+
+def addresses(pod: Pod) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_address(e["address"].split("/")[0]) for e in pod.result["ips"]]
+
+
+def test_dual_pods_get_both_addresses_once_the_80_arrives(sim_env: SimEnv) -> None:
+    node = sim_env.add_node("node-d", subnet_index=0)
+    node.assign_ips(0, 2)
+    agent = sim_env.agent(node).start()
+    agent.wait_ready(publish(node, ()))  # dual, but no /80 delegated yet
+    rt = agent.runtime()
+
+    # The ADD waits: the /80 is coming (no error, no no_growth), so it counts as demand.
+    pod = sim_env.new_pod(rt, "d1")
+    failure: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            rt.add(pod)
+        except BaseException as e:  # reported by the assertion below
+            failure.append(e)
+
+    adding = threading.Thread(target=add)
+    adding.start()
+    wait_for(lambda: redis_get(node, "demand").get("waiting") == "1", 30, "the ADD waiting for a /80")
+    assert pod.result == {}
+    publish(node, (PREFIX,))
+    adding.join(60)
+    assert not adding.is_alive() and not failure, failure or agent.log()[-3000:]
+
+    ip4, ip6 = addresses(pod)
+    assert ip4.version == 4 and ip4 in {ipaddress.ip_address(i) for i in node.eni_view(0)["secondary_ips"]}
+    assert ip6.version == 6 and ip6 in PREFIX and ip6 != PREFIX.network_address
+    assert [r["dst"] for r in pod.result["routes"]] == ["0.0.0.0/0", "::/0"]
+    mirror = wait_for(lambda: (m := assigned(node)) and len(m) == 2 and m, 10, "both addresses mirrored")
+    assert set(mirror) == {str(ip4), str(ip6)}
+    assert {(a.container_id, a.ifname) for a in mirror.values()} == {(pod.container_id, "eth0")}
+
+    rt.check(pod)  # the agent checks both families against prevResult
+    wrong = dict(pod.result, ips=[pod.result["ips"][0], dict(pod.result["ips"][1], address=f"{PREFIX[9]}/128")])
+    with pytest.raises(CniError) as bad:
+        rt.exec_plugin(rt.load_conflist(), rt.load_conflist()["plugins"][0], "CHECK", pod, wrong)
+    assert bad.value.code == 102 and "IPv6" in bad.value.error["msg"]
+
+    rt.delete(pod)
+    wait_for(lambda: assigned(node) == {}, 10, "DEL freeing both addresses in the mirror")
+
+    # The /80 asked back: no pod holds an address of it, so it is confirmed.
+    client = node.env.redis()
+    try:
+        client.sadd(node.keys.release_req, str(PREFIX))
+        client.publish(node.keys.changed_channel, "release")
+    finally:
+        client.close()
+    wait_for(lambda: str(PREFIX) in redis_get(node, "release-ok"), 30, "the /80 in release-ok")
+    checkpoint = json.loads((agent.base / "lib" / "checkpoint.json").read_text())["payload"]
+    assert checkpoint["ipv6"]["released"] == [str(PREFIX)]
+
+
+def test_a_node_that_cannot_get_an_80_fails_the_add_at_once_with_the_reason(sim_env: SimEnv) -> None:
+    node = sim_env.add_node("node-e", subnet_index=0)
+    node.assign_ips(0, 2)
+    agent = sim_env.agent(node).start()
+    why = "subnet-x has no IPv6 CIDR: a dual node needs one"
+    agent.wait_ready(publish(node, (), error=why))
+    rt = agent.runtime()
+    pod = sim_env.new_pod(rt, "e1")
+    with pytest.raises(CniError) as failed:
+        rt.add(pod)
+    # The blocker's reason, not the end of the ADD's budget (which it did not wait out).
+    assert failed.value.code == 11 and why in failed.value.error["details"], failed.value.error
+    assert "budget" not in failed.value.error["details"]
+    assert assigned(node) == {}  # the IPv4 taken first was given back: nothing half-done
+    checkpoint = json.loads((agent.base / "lib" / "checkpoint.json").read_text())["payload"]
+    assert checkpoint["allocations"] == [] and checkpoint["ipv6"]["allocations"] == []
