@@ -46,12 +46,14 @@ def publish(node: SimNode, prefixes6: tuple[ipaddress.IPv6Network, ...], **field
         pipe = client.pipeline(transaction=True)
         pipe.delete(k.enis)
         pipe.hset(k.enis, mapping={r.eni_id: r.to_json() for r in records})
-        pipe.hset(k.node, mapping={
+        mapping: dict[str | bytes, bytes | float | int | str] = {
             "instance_id": node.instance_id, "instance_type": "m5.large",
             "primary_ip": node.primary_ip, "phase": "provisioned", "mode": "warm",
             "ip_family": "dual", "error": "", "no_growth": "",
-            "generation": node.generation, "updated": time.time(), **fields,
-        })
+            "generation": node.generation, "updated": time.time(),
+        }
+        mapping.update(fields)
+        pipe.hset(k.node, mapping=mapping)
         pipe.sadd(ClusterKeys(node.env.cluster).nodes, node.name)
         pipe.publish(k.changed_channel, "enis")
         pipe.execute()
