@@ -23,7 +23,7 @@ import pytest
 from tests.fixtures.netns import SimEnv, SimNode, wait_for
 from vpcnet.domain import Assignment
 from vpcnet.state.keys import ClusterKeys
-from vpcnet_sim.runtime import CniError, Pod
+from vpcnet_sim.runtime import CniError, Pod, PodRuntime
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -81,6 +81,11 @@ def redis_get(node: SimNode, what: str) -> Any:
         client.close()
 
 
+def status(rt: PodRuntime, pod: Pod) -> dict[str, Any]:
+    conflist = rt.load_conflist()
+    return rt.exec_plugin(conflist, conflist["plugins"][0], "STATUS", pod, None)
+
+
 def addresses(pod: Pod) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return [ipaddress.ip_address(e["address"].split("/")[0]) for e in pod.result["ips"]]
 
@@ -94,6 +99,7 @@ def test_dual_pods_get_both_addresses_once_the_80_arrives(sim_env: SimEnv) -> No
 
     # The ADD waits: the /80 is coming (no error, no no_growth), so it counts as demand.
     pod = sim_env.new_pod(rt, "d1")
+    assert status(rt, pod) == {}  # a /80 that is coming: a pod can start
     failure: list[BaseException] = []
 
     def add() -> None:
@@ -147,6 +153,9 @@ def test_a_node_that_cannot_get_an_80_fails_the_add_at_once_with_the_reason(sim_
     agent.wait_ready(publish(node, (), error=why))
     rt = agent.runtime()
     pod = sim_env.new_pod(rt, "e1")
+    with pytest.raises(CniError) as unavailable:
+        status(rt, pod)
+    assert unavailable.value.code == 50 and why in unavailable.value.error["details"]
     with pytest.raises(CniError) as failed:
         rt.add(pod)
     # The blocker's reason, not the end of the ADD's budget (which it did not wait out).

@@ -391,8 +391,9 @@ class RedisSync:
             pipe.hset(self.keys.assigned, str(c.ip), c.allocation.to_assignment().to_json())
         elif c.kind is ChangeKind.DROP:
             pipe.hdel(self.keys.assigned, str(c.ip))
-        elif c.kind is ChangeKind.CONFIRM and c.prefix is not None:
-            pipe.sadd(self.keys.release_ok, str(c.prefix))
+        # CONFIRM: not from here. ``confirm_released6`` writes release-ok once the
+        # checkpoint holding the release is on disk: a crash in between must not leave
+        # a /80 given back to the control plane that the restarted pool still uses.
         # VANISH: the pod still holds the address; it stays in ``assigned``.
 
     # -- subscription ------------------------------------------------------------------

@@ -20,8 +20,8 @@
 Families (``family()``, the node's ``ip_family``): an ipv4 pod gets one IPv4 (above), an
 ipv6 pod one IPv6 from the node's /80s (``Ipam6``), a dual pod one of each under the
 same key, both or neither: when the second fails the first is released. An ADD waits
-for a /80 that is coming like for an IPv4 (``can_grow6``); STATUS is 50 only when no
-address of a wanted family can be had. DEL, GC and CHECK cover both families.
+for a /80 that is coming like for an IPv4 (``can_grow6``); STATUS is 50 when an address
+of a wanted family cannot be had (a dual pod needs both), never for an unwanted one. DEL, GC and CHECK cover both families.
 
 Which of them may run at once is the caller's (``Dispatcher``): one key at a time, GC alone.
 """
@@ -89,12 +89,13 @@ class CniService:
     def status(self, budget: float) -> dict[str, Any]:
         if not self.is_ready():
             raise CniError(p.ERR_NOT_AVAILABLE, "vpcnet agent not ready", "the node's ENIs are not programmed yet")
+        # Per wanted family: a dual pod needs both, so either one missing fails its ADD.
         family = self.family()
         why = self.ipam.outlook(budget, self.can_grow) if family.wants_ipv4 else ""
-        why6 = self.ipam6.outlook(self.can_grow6) if family.wants_ipv6 else ""
-        if why and (why6 or not family.wants_ipv6):
+        if why:
             raise CniError(p.ERR_NOT_AVAILABLE, "no IP can be had on this node", why)
-        if why6 and not family.wants_ipv4:
+        why6 = self.ipam6.outlook(self.can_grow6) if family.wants_ipv6 else ""
+        if why6:
             raise CniError(p.ERR_NOT_AVAILABLE, "no IPv6 address can be had on this node", why6)
         return {"ok": True}
 
