@@ -8,11 +8,15 @@ interface by index; ``routes`` are ``{dst, gw}``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from typing import Any
 
 import pytest
 
 from tests.unit.test_cni_plugin import ADD_REPLY, ScriptedAgent, agent, conf, env, run  # noqa: F401
+from vpcnet.agent.cniserver.request import parse_request
+from vpcnet.cni.protocol import CniError
 
 DUAL_REPLY = {**ADD_REPLY, "ip6": "2001:db8:1:2:3::7", "gateway6": "fe80::1"}
 V6_REPLY = {k: v for k, v in DUAL_REPLY.items() if k not in ("ip", "gateway")}
@@ -91,3 +95,19 @@ def test_check_sends_the_addresses_of_both_families(
         assert (rc, out) == (0, None)
         sent = agent.requests[-1]
         assert {k: sent[k] for k in ("expectIp", "expectIp6") if k in sent} == expect
+
+
+def test_the_agent_parses_expect_ip6_of_a_check() -> None:
+    def check(**expect: object) -> bytes:
+        return json.dumps({"v": 1, "command": "CHECK", "containerId": "c1", "ifname": "eth0",
+                           "netns": "/n", **expect}).encode()
+
+    dual = parse_request(check(expectIp="10.0.0.1", expectIp6="2001:db8::7"))
+    assert dual.expect_ip == ipaddress.IPv4Address("10.0.0.1")
+    assert dual.expect_ip6 == ipaddress.IPv6Address("2001:db8::7")
+    only6 = parse_request(check(expectIp6="2001:db8::7"))
+    assert only6.expect_ip is None and only6.expect_ip6 == ipaddress.IPv6Address("2001:db8::7")
+    for bad in ({}, {"expectIp6": "10.0.0.1"}, {"expectIp": "2001:db8::7"}, {"expectIp6": 7}):
+        with pytest.raises(CniError) as e:
+            parse_request(check(**bad))
+        assert e.value.code == 7

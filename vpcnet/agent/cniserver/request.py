@@ -81,6 +81,8 @@ def parse_request(raw: bytes) -> Request:
         except ValueError as e:
             raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 address") from e
         try:
+            if raw6 is not None and not isinstance(raw6, str):  # the int form is an address too
+                raise ValueError(f"expectIp6 {raw6!r} is not a string")
             expect6 = None if raw6 is None else ipaddress.IPv6Address(raw6)
         except ValueError as e:
             raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv6 address") from e
