@@ -164,3 +164,33 @@ def test_a_node_that_cannot_get_an_80_fails_the_add_at_once_with_the_reason(sim_
     assert assigned(node) == {}  # the IPv4 taken first was given back: nothing half-done
     checkpoint = json.loads((agent.base / "lib" / "checkpoint.json").read_text())["payload"]
     assert checkpoint["allocations"] == [] and checkpoint["ipv6"]["allocations"] == []
+
+
+def test_a_dual_pod_keeps_both_addresses_across_redis_loss_and_restart_until_gc(sim_env: SimEnv) -> None:
+    node = sim_env.add_node("node-f", subnet_index=0)
+    node.assign_ips(0, 2)
+    agent = sim_env.agent(node).start()
+    agent.wait_ready(publish(node, (PREFIX,)))
+    rt = agent.runtime()
+    pod = sim_env.new_pod(rt, "f1")
+    rt.add(pod)
+    ip4, ip6 = addresses(pod)
+    assert ip6 in PREFIX
+
+    # Redis loses the node (invariant 4): the restarted agent serves from its checkpoint.
+    agent.stop()
+    client = node.env.redis()
+    try:
+        client.delete(node.keys.node, node.keys.enis, node.keys.assigned)
+    finally:
+        client.close()
+    agent.start()
+    wait_for(lambda: set(assigned(node)) == {str(ip4), str(ip6)}, 30,
+             "the restarted agent mirroring both addresses from its checkpoint")
+    rt.check(pod)  # both still the pod's, as prevResult recorded them
+
+    # GC without the pod among the valid attachments frees both.
+    conflist = rt.load_conflist()
+    gc = dict(conflist["plugins"][0], **{"cni.dev/valid-attachments": []})
+    rt.exec_plugin(conflist, gc, "GC", pod, None)
+    wait_for(lambda: assigned(node) == {}, 10, "GC freeing both addresses in the mirror")
