@@ -9,6 +9,10 @@ The "host" is the agent's own network namespace or, in simulation, the named
 namespace ``AgentSettings.host_netns``: netlink sockets are opened inside it with
 ``flags=0`` (a wrong name fails rather than creating an empty namespace) and the
 iptables/sysctl binaries run through ``ip netns exec <ns>`` argv lists, never a shell.
+
+IPv6: the ENI tables' routes are converged for both families; IPv6 has no node rules
+and no NAT (ip6tables is never touched). ``ipv6_default_gateway`` reads the gateway of
+the node's own IPv6 default route, which the per-ENI IPv6 default routes reuse.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from vpcnet.agent.hostplan import (
     render_restore,
 )
 from vpcnet.agent.routing import MAIN_TABLE, NODE_RULE_PRIORITIES, is_eni_table
+from vpcnet.domain import IPv6
 from vpcnet.errors import HostNetworkError
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,21 @@ class HostNetwork:
         """Links by MAC (lower case). Pod veths are skipped so ENIs win any MAC clash."""
         with self._ipr() as ipr:
             return _links_by_mac(ipr, self.veth_prefix)
+
+    def ipv6_default_gateway(self) -> IPv6 | None:
+        """The gateway of the node's IPv6 default route in the main table (on AWS the
+        VPC router's link-local address, learned by RA); None when there is none."""
+        with self._ipr() as ipr:
+            for msg in ipr.route("dump", family=socket.AF_INET6):
+                table = int(msg.get("RTA_TABLE") or msg["table"])
+                if table != MAIN_TABLE or msg["dst_len"] != 0 or msg["type"] != RTN_UNICAST:
+                    continue
+                # ECMP (several RA routers): the first hop's gateway.
+                hops = [msg, *(msg.get("RTA_MULTIPATH") or ())]
+                for gateway in (hop.get("RTA_GATEWAY") for hop in hops):
+                    if gateway:
+                        return ipaddress.IPv6Address(gateway)
+        return None
 
     # -- converge -----------------------------------------------------------------
 
@@ -288,7 +308,9 @@ def _ensure_address(
             raise
 
 
-def _route_key(table: int, dst: ipaddress.IPv4Network, oif: int, gw: str | None) -> tuple[Any, ...]:
+def _route_key(
+    table: int, dst: ipaddress.IPv4Network | ipaddress.IPv6Network, oif: int, gw: str | None
+) -> tuple[Any, ...]:
     return (table, str(dst), oif, gw)
 
 
@@ -303,16 +325,17 @@ def _ensure_routes(
     for r in routes:
         wanted[_route_key(r.table, r.dst, links[r.oif].index, _s(r.gateway))] = r
     have: dict[tuple[Any, ...], Any] = {}
-    for msg in ipr.route("dump", family=socket.AF_INET):
-        table = int(msg.get("RTA_TABLE") or msg["table"])
-        if not is_eni_table(table) or msg["type"] != RTN_UNICAST:
-            continue
-        dst = ipaddress.IPv4Network(f"{msg.get('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
-        have[_route_key(table, dst, int(msg.get("RTA_OIF") or 0), msg.get("RTA_GATEWAY"))] = msg
+    for family, unspecified in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for msg in ipr.route("dump", family=family):
+            table = int(msg.get("RTA_TABLE") or msg["table"])
+            if not is_eni_table(table) or msg["type"] != RTN_UNICAST:
+                continue
+            dst = ipaddress.ip_network(f"{msg.get('RTA_DST') or unspecified}/{msg['dst_len']}")
+            have[_route_key(table, dst, int(msg.get("RTA_OIF") or 0), msg.get("RTA_GATEWAY"))] = msg
     for key, msg in have.items():
         if key not in wanted:
             table, dst, oif, gw = key
-            kwargs: dict[str, Any] = {"dst": dst, "table": table, "oif": oif}
+            kwargs: dict[str, Any] = {"dst": dst, "table": table, "oif": oif, "family": _family(dst)}
             if gw:
                 kwargs["gateway"] = gw
             try:
@@ -326,7 +349,13 @@ def _ensure_routes(
     for key, r in sorted(wanted.items(), key=lambda kv: kv[1].gateway is not None):
         if key in have:
             continue
-        kwargs = {"dst": str(r.dst), "table": r.table, "oif": links[r.oif].index, "proto": RT_PROTO_STATIC}
+        kwargs = {
+            "dst": str(r.dst),
+            "table": r.table,
+            "oif": links[r.oif].index,
+            "proto": RT_PROTO_STATIC,
+            "family": _family(str(r.dst)),
+        }
         if r.gateway is None:
             kwargs["scope"] = RT_SCOPE_LINK
         else:
@@ -387,6 +416,10 @@ def _ensure_rules(ipr: IPRoute, rules: Sequence[RuleSpec], report: ConvergeRepor
 
 def _split_save_rule(line: str) -> list[str]:
     return shlex.split(line)
+
+
+def _family(dst: str) -> int:
+    return socket.AF_INET6 if ":" in dst else socket.AF_INET
 
 
 def _s(ip: object | None) -> str | None:

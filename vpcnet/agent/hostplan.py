@@ -19,6 +19,21 @@ Routing (the pod half lives in ``vpcnet.agent.podnet``):
   traffic to a Service that kube-proxy rewrites to a VPC address still leaves by
   the pod's own ENI. This is the AWS VPC CNI's ``not to <vpc> lookup main`` rule,
   generalised to several CIDRs.
+
+IPv6 (ENIs holding /80 prefixes, ``EniRecord.ipv6_prefixes``; design point 5 of #14):
+
+- IPv6 forwarding on (``net.ipv6.conf.all.forwarding=1``). Forwarding makes the kernel
+  ignore router advertisements on links with ``accept_ra=1``, so the primary ENI's
+  link (the one learning the node's default route by RA on AWS) gets ``accept_ra=2``,
+  written before forwarding.
+- ``proxy_ndp=1`` on every ENI link holding /80s: the VPC router resolves pod
+  addresses by NDP, and the node answers for them (``podnet`` adds the entries),
+  without the kernel's random delay (``proxy_delay=0``).
+- a non-primary ENI with /80s gets an IPv6 default route in its table, via the
+  link-local gateway of the node's own IPv6 default route (``ipv6_gateway``: read
+  from the main table by ``hostnet``); its pods' ``from`` rules point there. Without
+  an IPv6 default route no IPv6 node can work: ``plan_host`` refuses, naming it.
+- no NAT at all for IPv6 (no ip6tables chain); IPv4 SNAT as above.
 """
 
 from __future__ import annotations
@@ -34,8 +49,21 @@ from vpcnet.agent.routing import (
     PRIO_VPC_GOTO,
     eni_table,
 )
-from vpcnet.domain import EniRecord, IPv4, IPv4Net
-from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD, RP_FILTER_LOOSE, rp_filter
+from vpcnet.domain import EniRecord, IPv4, IPv4Net, IPv6, IPv6Net
+from vpcnet.errors import HostNetworkError
+from vpcnet.host_sysctls import (
+    ACCEPT_RA_WITH_FORWARDING,
+    FORWARDING_ON,
+    IP_FORWARD,
+    IPV6_FORWARDING,
+    PROXY_DELAY_NONE,
+    PROXY_NDP_ON,
+    RP_FILTER_LOOSE,
+    accept_ra,
+    proxy_delay,
+    proxy_ndp,
+    rp_filter,
+)
 
 SNAT_CHAIN = "VPCNET-SNAT"
 IMDS_CHAIN = "VPCNET-IMDS"
@@ -45,9 +73,9 @@ IMDS_ADDRESS = "169.254.169.254"
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     table: int
-    dst: IPv4Net  # 0.0.0.0/0 for the default route
+    dst: IPv4Net | IPv6Net  # 0.0.0.0/0 or ::/0 for the default route
     oif: str  # link name; resolved to an index by the adapter
-    gateway: IPv4 | None = None  # None: scope link (directly reachable)
+    gateway: IPv4 | IPv6 | None = None  # None: scope link (directly reachable)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,16 +108,22 @@ class EniLinkSpec:
     set_mtu: int | None  # the primary ENI's MTU belongs to the OS; secondaries get ours
     address: ipaddress.IPv4Interface | None  # primary IP / subnet length, secondaries only
     table: int | None
+    # The node's IPv6 default gateway (link-local), set when this non-primary ENI holds
+    # /80s: its table then routes the pods' IPv6 traffic too.
+    gateway6: IPv6 | None = None
 
     @property
     def routes(self) -> tuple[RouteSpec, ...]:
         if self.table is None:
             return ()
         gw = self.eni.gateway
-        return (
+        routes = [
             RouteSpec(self.table, ipaddress.IPv4Network(f"{gw}/32"), self.ifname),
             RouteSpec(self.table, ipaddress.IPv4Network("0.0.0.0/0"), self.ifname, gw),
-        )
+        ]
+        if self.gateway6 is not None:
+            routes.append(RouteSpec(self.table, ipaddress.IPv6Network("::/0"), self.ifname, self.gateway6))
+        return tuple(routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,20 +217,39 @@ def plan_host(
     mtu: int = 9001,
     veth_prefix: str = "vpc",
     imds_redirect_port: int = 0,
+    ipv6_gateway: IPv6 | None = None,
 ) -> HostPlan:
     """The desired host state for the ENIs whose link was found (``link_names``: MAC -> name).
 
     ENIs without a link yet (still attaching) are left out; the caller retries them.
+    ``ipv6_gateway``: the gateway of the node's IPv6 default route (main table), None
+    when it has none; needed as soon as an ENI holds /80 prefixes.
     """
     if snat and not vpc_cidrs:
         raise ValueError("SNAT needs the VPC CIDRs (from metadata or settings)")
+    present = [e for e in sorted(enis, key=lambda e: e.device_index) if e.mac.lower() in link_names]
+    with_v6 = [e for e in present if e.ipv6_prefixes]
+    if with_v6 and ipv6_gateway is None:
+        raise HostNetworkError(
+            f"the node has no IPv6 default route (main table) but {', '.join(e.eni_id for e in with_v6)} "
+            "hold(s) IPv6 prefixes: pods' IPv6 traffic would go nowhere; an IPv6 node cannot be "
+            "made ready without one (on AWS it is learned by router advertisement on the primary ENI)"
+        )
     links: list[EniLinkSpec] = []
     sysctls = {IP_FORWARD: FORWARDING_ON}
-    for eni in sorted(enis, key=lambda e: e.device_index):
-        ifname = link_names.get(eni.mac.lower())
-        if ifname is None:
-            continue
+    if with_v6:
+        # accept_ra=2 first: forwarding=1 would make the primary ignore RAs and lose
+        # its IPv6 default route when it expires.
+        for eni in present:
+            if eni.is_primary or eni.device_index == 0:
+                sysctls[accept_ra(link_names[eni.mac.lower()])] = ACCEPT_RA_WITH_FORWARDING
+        sysctls[IPV6_FORWARDING] = FORWARDING_ON
+    for eni in present:
+        ifname = link_names[eni.mac.lower()]
         primary = eni.is_primary or eni.device_index == 0
+        if eni.ipv6_prefixes:
+            sysctls[proxy_ndp(ifname)] = PROXY_NDP_ON
+            sysctls[proxy_delay(ifname)] = PROXY_DELAY_NONE
         links.append(
             EniLinkSpec(
                 eni=eni,
@@ -206,6 +259,7 @@ def plan_host(
                 if primary
                 else ipaddress.IPv4Interface(f"{eni.primary_ip}/{eni.subnet_cidr.prefixlen}"),
                 table=None if primary else eni_table(eni.device_index),
+                gateway6=ipv6_gateway if eni.ipv6_prefixes and not primary else None,
             )
         )
         # Replies to pods of one ENI may arrive on another: strict rp_filter would drop them.

@@ -143,6 +143,12 @@ class ImdsClient:
             vpc_cidrs=tuple(
                 _net(v, "vpc CIDR") for v in _lines(self.get(base + "vpc-ipv4-cidr-blocks"))
             ),
+            # IPv6 keys are absent for an ENI without IPv6: absent reads as empty.
+            ipv6s=tuple(_ip6(v, "ipv6s") for v in _lines(self.get(base + "ipv6s"))),
+            ipv6_prefixes=tuple(
+                _net6(v, "ipv6-prefix") for v in _lines(self.get(base + "ipv6-prefix"))
+            ),
+            subnet_ipv6_cidr=_subnet_ipv6(self.get(base + "subnet-ipv6-cidr-blocks")),
         )
 
     def attached_enis(self) -> dict[str, str]:
@@ -178,3 +184,25 @@ def _net(raw: str, what: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(raw.strip())
     except ValueError as e:
         raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+
+
+def _ip6(raw: str, what: str) -> ipaddress.IPv6Address:
+    try:
+        return ipaddress.IPv6Address(raw.strip())
+    except ValueError as e:
+        raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+
+
+def _net6(raw: str, what: str) -> ipaddress.IPv6Network:
+    try:
+        return ipaddress.IPv6Network(raw.strip())
+    except ValueError as e:
+        raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+
+
+def _subnet_ipv6(text: str | None) -> ipaddress.IPv6Network | None:
+    """The subnet's /64 from ``subnet-ipv6-cidr-blocks`` (AWS gives a subnet at most one)."""
+    blocks = [_net6(v, "subnet IPv6 CIDR") for v in _lines(text)]
+    if len(blocks) > 1:
+        raise ImdsError(f"IMDS lists more than one subnet IPv6 CIDR: {[str(b) for b in blocks]}")
+    return blocks[0] if blocks else None

@@ -310,6 +310,8 @@ class Agent:
             mtu=self.settings.mtu,
             veth_prefix=self.settings.veth_prefix,
             imds_redirect_port=self.settings.imds_redirect_port,
+            # Read only when needed: ENIs with /80s route IPv6 via the node's gateway.
+            ipv6_gateway=self.hostnet.ipv6_default_gateway() if any(e.ipv6_prefixes for e in present) else None,
         )
         self.hostnet.ensure(plan)
         diff = self.ipam.set_enis(present)  # only programmed ENIs feed the pool

@@ -37,18 +37,24 @@ from vpcnet.errors import PodNetworkError
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NETLINK_CAP_ACK = 10  # acks without a copy of the request
 SOL_NETLINK = 270
 AF_INET = socket.AF_INET
+AF_INET6 = socket.AF_INET6
+AF_UNSPEC = socket.AF_UNSPEC  # a dump of every family
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
 FR_ACT_TO_TBL = 1
 NUD_PERMANENT = 0x80
+NTF_PROXY = 0x08  # a proxy (NDP) neighbour entry: the node answers for that address
 IFF_UP = 1
+# linux/if_addr.h: an IPv6 address without duplicate address detection is usable at
+# once (the kernel never marks it tentative); a tentative one is not usable yet.
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 
 REQ = NLM_F_REQUEST | NLM_F_ACK
 CREATE = REQ | NLM_F_CREATE | NLM_F_EXCL
@@ -332,12 +338,33 @@ def link_delete(ifname: str) -> Request:
     return msg, RTM_DELLINK, REQ
 
 
-def address(index: int, ip: str, prefixlen: int = 32) -> Request:
+def family_of(ip: str) -> int:
+    """AF_INET6 for an IPv6 address string, else AF_INET."""
+    return AF_INET6 if ":" in ip else AF_INET
+
+
+def host_len(ip: str) -> int:
+    """The prefix length of one address of ``ip``'s family (32 or 128)."""
+    return 128 if ":" in ip else 32
+
+
+def address(index: int, ip: str, prefixlen: int | None = None) -> Request:
+    """``ip/prefixlen`` (default: a host address); IPv6 addresses skip DAD.
+
+    Without ``nodad`` an IPv6 address stays tentative (unusable as a source, and
+    answering no neighbour solicitation) until DAD finishes, about a second after the
+    link is up; a pod's address and its gateway are unique by construction.
+    """
+    family = family_of(ip)
     msg = ifaddrmsg()
-    msg["family"] = AF_INET
-    msg["prefixlen"] = prefixlen
+    msg["family"] = family
+    msg["prefixlen"] = host_len(ip) if prefixlen is None else prefixlen
     msg["index"] = index
-    msg["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+    attrs: list[tuple[str, Any]] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+    if family == AF_INET6:
+        msg["flags"] = IFA_F_NODAD
+        attrs = [("IFA_ADDRESS", ip), ("IFA_FLAGS", IFA_F_NODAD)]
+    msg["attrs"] = attrs
     return msg, RTM_NEWADDR, CREATE
 
 
@@ -345,8 +372,9 @@ def route(
     dst: str, dst_len: int, oif: int, gateway: str | None = None, table: int = MAIN_TABLE,
     delete: bool = False,
 ) -> Request:
+    family = family_of(gateway or dst)
     msg = rtmsg()
-    msg["family"] = AF_INET
+    msg["family"] = family
     msg["dst_len"] = dst_len
     msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries it
     if delete:  # like iproute2: match the route whatever its scope and protocol
@@ -354,7 +382,8 @@ def route(
         msg["scope"] = RT_SCOPE_NOWHERE
     else:
         msg["proto"] = RTPROT_STATIC
-        msg["scope"] = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+        # IPv6 has no route scopes (the kernel reports every route as universe).
+        msg["scope"] = RT_SCOPE_UNIVERSE if gateway or family == AF_INET6 else RT_SCOPE_LINK
     msg["type"] = RTN_UNICAST
     attrs: list[tuple[str, Any]] = [("RTA_TABLE", table)]
     if oif:  # 0 on delete: whatever device the route uses
@@ -369,11 +398,23 @@ def route(
 
 def permanent_neighbour(index: int, ip: str, mac: str) -> Request:
     msg = ndmsg()
-    msg["family"] = AF_INET
+    msg["family"] = family_of(ip)
     msg["ifindex"] = index
     msg["state"] = NUD_PERMANENT
     msg["attrs"] = [("NDA_DST", ip), ("NDA_LLADDR", mac)]
     return msg, RTM_NEWNEIGH, CREATE
+
+
+def proxy_neighbour(index: int, ip: str, *, delete: bool = False) -> Request:
+    """The NDP proxy entry ``ip`` on link ``index`` (``ip -6 neigh add proxy``): with
+    ``proxy_ndp`` on that link, the node answers neighbour solicitations for ``ip``."""
+    msg = ndmsg()
+    msg["family"] = AF_INET6
+    msg["ifindex"] = index
+    msg["state"] = NUD_PERMANENT
+    msg["flags"] = NTF_PROXY
+    msg["attrs"] = [("NDA_DST", ip)]
+    return msg, (RTM_DELNEIGH if delete else RTM_NEWNEIGH), (REQ if delete else CREATE)
 
 
 def rule(
@@ -382,32 +423,37 @@ def rule(
 ) -> Request:
     """An ip rule; on delete ``table=0`` matches the rule whatever its table."""
     msg = fibmsg()
-    msg["family"] = AF_INET
+    msg["family"] = family_of(src or dst or "")
     msg["action"] = FR_ACT_TO_TBL if (table or not delete) else 0
     msg["table"] = table if table < 256 else 252
     attrs: list[tuple[str, Any]] = [("FRA_PRIORITY", priority)]
     if table:
         attrs.append(("FRA_TABLE", table))
     if src is not None:
-        msg["src_len"] = 32
+        msg["src_len"] = host_len(src)
         attrs.append(("FRA_SRC", src))
     if dst is not None:
-        msg["dst_len"] = 32
+        msg["dst_len"] = host_len(dst)
         attrs.append(("FRA_DST", dst))
     msg["attrs"] = attrs
     return msg, (RTM_DELRULE if delete else RTM_NEWRULE), (REQ if delete else CREATE)
 
 
-def dump_request(kind: str) -> tuple[Any, int]:
-    """(empty message, type) to dump links, addresses, routes, neighbours or rules."""
+def dump_request(kind: str, family: int = AF_INET) -> tuple[Any, int]:
+    """(empty message, type) to dump links, addresses, routes, neighbours or rules of
+    ``family`` (AF_UNSPEC: all), or ("proxy") the NDP proxy entries."""
     msg_cls, msg_type = {
         "link": (ifinfmsg, RTM_GETLINK),
         "addr": (ifaddrmsg, RTM_GETADDR),
         "route": (rtmsg, RTM_GETROUTE),
         "neigh": (ndmsg, RTM_GETNEIGH),
         "rule": (fibmsg, RTM_GETRULE),
+        "proxy": (ndmsg, RTM_GETNEIGH),
     }[kind]
     msg = msg_cls()
-    if kind != "link":
-        msg["family"] = AF_INET
+    if kind == "proxy":
+        msg["family"] = AF_INET6
+        msg["flags"] = NTF_PROXY  # the kernel dumps the proxy table for exactly this flag
+    elif kind != "link":
+        msg["family"] = family
     return msg, msg_type

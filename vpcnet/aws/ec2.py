@@ -34,7 +34,7 @@ from vpcnet.aws.calls import CallRecorder
 from vpcnet.aws.fence import Fence, current_fence
 from vpcnet.aws.ratelimit import RateLimiter
 from vpcnet.control.view import EniView, InstanceView, SubnetView
-from vpcnet.domain import InstanceLimits, IPv4, IPv4Net
+from vpcnet.domain import InstanceLimits, IPv4, IPv4Net, IPv6Net
 from vpcnet.errors import Ec2Error, Ec2PermanentError, Ec2TemporaryError
 from vpcnet.observability.metrics import record_ec2_call
 
@@ -124,6 +124,12 @@ def eni_from_sdk(d: Mapping[str, Any]) -> EniView:
         delete_on_termination=bool(att.get("DeleteOnTermination", False)),
         tags=_tags(d.get("TagSet")),
         description=str(d.get("Description", "")),
+        ipv6_addresses=tuple(
+            ipaddress.IPv6Address(a["Ipv6Address"]) for a in d.get("Ipv6Addresses", ())
+        ),
+        ipv6_prefixes=tuple(
+            ipaddress.IPv6Network(p["Ipv6Prefix"]) for p in d.get("Ipv6Prefixes", ())
+        ),
     )
 
 
@@ -148,6 +154,14 @@ def instance_from_sdk(d: Mapping[str, Any]) -> InstanceView:
     )
 
 
+def _subnet_ipv6_cidr(d: Mapping[str, Any]) -> IPv6Net | None:
+    """The subnet's associated IPv6 /64 (an association being made or removed is not one)."""
+    for assoc in d.get("Ipv6CidrBlockAssociationSet", ()):
+        if assoc.get("Ipv6CidrBlockState", {}).get("State") == "associated":
+            return ipaddress.IPv6Network(assoc["Ipv6CidrBlock"])
+    return None
+
+
 def subnet_from_sdk(d: Mapping[str, Any]) -> SubnetView:
     return SubnetView(
         subnet_id=d["SubnetId"],
@@ -156,7 +170,16 @@ def subnet_from_sdk(d: Mapping[str, Any]) -> SubnetView:
         available_ips=int(d.get("AvailableIpAddressCount", 0)),
         vpc_id=d.get("VpcId", ""),
         tags=_tags(d.get("Tags")),
+        ipv6_cidr=_subnet_ipv6_cidr(d),
     )
+
+
+def _ipv6_per_eni(net: Mapping[str, Any]) -> int | None:
+    """EC2's Ipv6AddressesPerInterface (0 where the type has no IPv6; None: not listed)."""
+    if net.get("Ipv6Supported") is False:
+        return 0
+    raw = net.get("Ipv6AddressesPerInterface")
+    return int(raw) if raw is not None else None
 
 
 def _fence_for(action: str) -> Fence | None:
@@ -283,6 +306,7 @@ class Ec2:
                     max_enis=int(net["MaximumNetworkInterfaces"]),
                     ipv4_per_eni=int(net["Ipv4AddressesPerInterface"]),
                     hypervisor=str(t.get("Hypervisor", "")),
+                    ipv6_per_eni=_ipv6_per_eni(net),
                 )
         return None
 
@@ -376,6 +400,17 @@ class Ec2:
         self.call(
             "UnassignPrivateIpAddresses", NetworkInterfaceId=eni_id,
             Ipv4Prefixes=[str(p) for p in prefixes],
+        )
+
+    def assign_ipv6_prefixes(self, eni_id: str, count: int) -> tuple[IPv6Net, ...]:
+        """``count`` new /80 prefixes on the ENI (AssignIpv6Addresses, Ipv6PrefixCount)."""
+        resp = self.call("AssignIpv6Addresses", NetworkInterfaceId=eni_id, Ipv6PrefixCount=count)
+        return tuple(ipaddress.IPv6Network(p) for p in resp.get("AssignedIpv6Prefixes", ()))
+
+    def unassign_ipv6_prefixes(self, eni_id: str, prefixes: Sequence[IPv6Net]) -> None:
+        self.call(
+            "UnassignIpv6Addresses", NetworkInterfaceId=eni_id,
+            Ipv6Prefixes=[str(p) for p in prefixes],
         )
 
     def detach_eni(self, attachment_id: str, *, force: bool = False) -> None:

@@ -12,7 +12,9 @@ GET    config              current options
 POST   config              change options: ``{"latency": "aws"|"fast",
                            "throttle": bool, "attach_delay": s, "detach_delay": s,
                            "bucket_overrides": {"Action": [capacity, refill]}}``
-POST   bootstrap           create a VPC + subnets + SG: ``{"cidr", "subnets", "azs"}``
+POST   bootstrap           create a VPC + subnets + SG: ``{"cidr", "subnets", "azs",
+                           "ipv4_only_subnets"}`` (those get no IPv6 /64)
+GET    subnets             every subnet: id, cidr, ipv6_cidr (None: IPv4-only), vpc, AZ
 GET    instances           every instance with its ENIs
 POST   instances           run one: ``{"instance_type", "subnet_id", "name",
                            "security_group_ids", "tags"}``
@@ -65,6 +67,8 @@ def _bootstrap(emu: Ec2Emulator, body: dict[str, Any]) -> Result:
         kwargs["subnets"] = tuple(body["subnets"])
     if "azs" in body:
         kwargs["azs"] = tuple(body["azs"])
+    if "ipv4_only_subnets" in body:
+        kwargs["ipv4_only_subnets"] = tuple(body["ipv4_only_subnets"])
     return 200, emu.bootstrap_vpc(**kwargs).to_dict()
 
 
@@ -94,6 +98,8 @@ def _route(emu: Ec2Emulator, method: str, path: str, body: dict[str, Any]) -> Re
         return (200, emu.config.to_dict()) if method == "GET" else _config(emu, body)
     if parts == ["bootstrap"] and method == "POST":
         return _bootstrap(emu, body)
+    if parts == ["subnets"] and method == "GET":
+        return 200, emu.subnets_view()
     if parts == ["instances"]:
         return (200, emu.instances_view()) if method == "GET" else _run(emu, body)
     if len(parts) == 2 and parts[0] == "instances":

@@ -4,9 +4,12 @@ The ``aws`` preset uses typical in-region EC2 latencies (assumed figures, not a
 measurement; jitter +-30 %): CreateNetworkInterface ~0.3 s, AttachNetworkInterface ~0.3 s for the call and
 ~2 s more until the attachment reads ``attached``, DetachNetworkInterface ~0.3 s plus
 ~1 s until the ENI is ``available`` again, DeleteNetworkInterface ~0.2 s,
-Assign/UnassignPrivateIpAddresses ~0.2 s, ModifyNetworkInterfaceAttribute and CreateTags
+Assign/UnassignPrivateIpAddresses and Assign/UnassignIpv6Addresses ~0.2 s, ModifyNetworkInterfaceAttribute and CreateTags
 ~0.15 s, Describe* ~0.1 s, other mutating calls ~0.2 s. ``fast`` is all zeros.
 Throttling is independent of the preset and on by default, as on AWS.
+
+IPv6: every VPC ``bootstrap_vpc`` makes gets a /56 (from 2001:db8::/32) and each of its
+subnets a /64 of it, except the subnets whose IPv4 CIDR ``ipv4_only_subnets`` names.
 
 ``time_scaled(K)`` runs the emulated clock K times faster: every latency and attachment
 delay divided by K, every token bucket refilling K times faster (``time_scale``). A
@@ -45,6 +48,8 @@ _AWS_LATENCY: Mapping[str, Latency] = {
     "DeleteNetworkInterface": Latency(0.2, _AWS_JITTER),
     "AssignPrivateIpAddresses": Latency(0.2, _AWS_JITTER),
     "UnassignPrivateIpAddresses": Latency(0.2, _AWS_JITTER),
+    "AssignIpv6Addresses": Latency(0.2, _AWS_JITTER),
+    "UnassignIpv6Addresses": Latency(0.2, _AWS_JITTER),
     "ModifyNetworkInterfaceAttribute": Latency(0.15, _AWS_JITTER),
     "CreateTags": Latency(0.15, _AWS_JITTER),
     "DeleteTags": Latency(0.15, _AWS_JITTER),
@@ -67,6 +72,8 @@ class Ec2SimConfig:
     bucket_overrides: Mapping[str, Bucket] = field(default_factory=dict)
     seed: int | None = None  # for jitter and fault draws
     time_scale: float = 1.0  # >1: the emulated clock runs this many times faster
+    # IPv4 CIDRs of the subnets bootstrap_vpc makes without an IPv6 /64 (IPv4-only)
+    ipv4_only_subnets: tuple[str, ...] = ()
 
     def time_scaled(self, k: float) -> Ec2SimConfig:
         """Latencies and delays divided by ``k``, buckets refilling ``k`` times faster."""
@@ -133,6 +140,7 @@ class Ec2SimConfig:
             "detach_delay": self.detach_delay,
             "throttle": self.throttle,
             "time_scale": self.time_scale,
+            "ipv4_only_subnets": list(self.ipv4_only_subnets),
             "bucket_overrides": {
                 k: [b.capacity, b.refill_per_second] for k, b in self.bucket_overrides.items()
             },

@@ -27,11 +27,12 @@ from vpcnet_sim.ec2.config import Ec2SimConfig
 from vpcnet_sim.ec2.counters import Counters
 from vpcnet_sim.ec2.faults import FaultInjector, FaultRule
 from vpcnet_sim.ec2.imds import TokenStore
+from vpcnet_sim.ec2.ipv6space import associate_vpc_ipv6, subnet_ipv6_block
 from vpcnet_sim.ec2.limits import is_known
 from vpcnet_sim.ec2.models import SimEc2Backend, SimInstance
 from vpcnet_sim.ec2.server import Ec2App, HttpServer
 from vpcnet_sim.ec2.throttle import Throttler
-from vpcnet_sim.ec2.views import instance_view
+from vpcnet_sim.ec2.views import instance_view, subnet_view
 
 DEFAULT_AMI = "ami-12c6146b"  # one of moto's built-in images
 
@@ -46,6 +47,8 @@ class World:
     subnet_cidrs: tuple[str, ...]
     azs: tuple[str, ...]
     security_group_id: str
+    vpc_ipv6_cidr: str = ""  # the VPC's /56
+    subnet_ipv6_cidrs: tuple[str, ...] = ()  # per subnet, its /64 ("" for IPv4-only)
 
     @property
     def subnet_id(self) -> str:
@@ -154,22 +157,38 @@ class Ec2Emulator:
         cidr: str = "10.0.0.0/16",
         subnets: Iterable[str] = ("10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"),
         azs: Iterable[str] = ("us-east-1a", "us-east-1b", "us-east-1c"),
+        ipv4_only_subnets: Iterable[str] | None = None,
     ) -> World:
+        """A VPC (IPv4 ``cidr`` and an IPv6 /56), its subnets (each with a /64 of the
+        /56 unless ``ipv4_only_subnets``, default the config's, names its IPv4 CIDR)
+        and a security group."""
         subnet_cidrs = tuple(subnets)
         zones = tuple(azs)
         if not subnet_cidrs or not zones:
             raise ValueError("bootstrap_vpc needs at least one subnet and one AZ")
+        v4_only = set(self.config.ipv4_only_subnets if ipv4_only_subnets is None
+                      else ipv4_only_subnets)
+        unknown = v4_only - set(subnet_cidrs)
+        if unknown:
+            raise ValueError(f"ipv4_only_subnets names no subnet of this VPC: {sorted(unknown)}")
         with self.lock:
             b = self.backend
             vpc = b.create_vpc(cidr)
+            vpc6 = associate_vpc_ipv6(vpc, len(self._worlds) + 1)
             ids = []
             used_azs = []
+            cidrs6 = []
             for i, sc in enumerate(subnet_cidrs):
                 az = zones[i % len(zones)]
-                ids.append(b.create_subnet(vpc_id=vpc.id, cidr_block=sc, availability_zone=az).id)
+                sc6 = "" if sc in v4_only else str(subnet_ipv6_block(vpc6, i))
+                subnet = b.create_subnet(vpc_id=vpc.id, cidr_block=sc, availability_zone=az,
+                                         ipv6_cidr_block=sc6 or None)
+                ids.append(subnet.id)
                 used_azs.append(az)
+                cidrs6.append(sc6)
             sg = b.create_security_group("vpcnet-nodes", "vpcnet simulated nodes", vpc_id=vpc.id)
-            world = World(vpc.id, cidr, tuple(ids), subnet_cidrs, tuple(used_azs), sg.id)
+            world = World(vpc.id, cidr, tuple(ids), subnet_cidrs, tuple(used_azs), sg.id,
+                          str(vpc6), tuple(cidrs6))
             self._worlds.append(world)
         return world
 
@@ -231,6 +250,13 @@ class Ec2Emulator:
                 raise NotFoundError(f"no instance {instance_id}")
             return instance_view(self.backend, instance)
 
+    def subnets_view(self) -> list[dict[str, Any]]:
+        """Every subnet with its IPv4 CIDR and IPv6 /64 (None for an IPv4-only one)."""
+        with self.lock:
+            subnets = [s for by_az in self.backend.subnets.values() for s in by_az.values()]
+            return sorted((subnet_view(self.backend, s) for s in subnets),
+                          key=lambda v: (v["vpc_id"], v["cidr"]))
+
     def instances_view(self) -> list[dict[str, Any]]:
         with self.lock:
             self.backend.settle()
@@ -270,7 +296,8 @@ class Ec2Emulator:
             new = config or old
             if preset is not None:
                 keep = {k: getattr(new, k) for k in ("region", "account_id", "throttle",
-                                                     "bucket_overrides", "seed")}
+                                                     "bucket_overrides", "seed",
+                                                     "ipv4_only_subnets")}
                 new = Ec2SimConfig.preset_named(preset, **keep).time_scaled(new.time_scale)
             new = new.with_(**changes) if changes else new
             if (new.region, new.account_id) != (old.region, old.account_id):

@@ -113,3 +113,18 @@ def address_in_use(ip: str) -> SimApiError:
 
 def eni_in_use(eni_id: str) -> SimApiError:
     return SimApiError("InvalidNetworkInterface.InUse", f"Interface: [{eni_id}] in use.")
+
+
+def ipv6_limit() -> SimApiError:
+    # The per-ENI limit is Ipv6AddressesPerInterface; a /80 prefix takes one slot.
+    return SimApiError(
+        "PrivateIpAddressLimitExceeded", "Number of IPv6 addresses will exceed limit."
+    )
+
+
+def no_ipv6_cidr(subnet_id: str) -> SimApiError:
+    return SimApiError(
+        "InvalidParameterValue",
+        f"The subnet '{subnet_id}' does not have an IPv6 CIDR block associated with it; "
+        "IPv6 addresses and prefixes cannot be assigned.",
+    )

@@ -72,6 +72,7 @@ def eni_xml(backend: SimEc2Backend, eni: SimNetworkInterface) -> str:
         )
     )
     out.append(_items("ipv4PrefixSet", (_el("ipv4Prefix", p) for p in eni.prefixes)))
+    out.append(_items("ipv6PrefixSet", (_el("ipv6Prefix", p) for p in eni.ipv6_prefix_list)))
     out.append(_el("requesterId", eni.requester_id))
     out.append(_el("requesterManaged", bool(eni.requester_managed)))
     out.append(_el("sourceDestCheck", bool(eni.source_dest_check)))

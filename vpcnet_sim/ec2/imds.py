@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Union
 
-from vpcnet_sim.ec2.models import SimEc2Backend, SimInstance, SimNetworkInterface
-from vpcnet_sim.ec2.views import vpc_cidrs
+from vpcnet_sim.ec2.models import SimEc2Backend, SimInstance, SimNetworkInterface, subnet_ipv6_cidr
+from vpcnet_sim.ec2.views import vpc_cidrs, vpc_ipv6_cidrs
 
 Tree = dict[str, Union[str, "Tree"]]
 
@@ -66,7 +66,18 @@ def _mac_tree(backend: SimEc2Backend, instance: SimInstance, eni: SimNetworkInte
     }
     if eni.prefixes:  # the key only exists once a prefix is delegated, as on EC2
         tree["ipv4-prefix"] = "\n".join(eni.prefixes)
-    return tree
+    # IPv6 keys exist only when there is something to list, as on EC2.
+    if eni.ipv6_addresses:
+        tree["ipv6s"] = "\n".join(eni.ipv6_addresses)
+    if eni.ipv6_prefixes:
+        tree["ipv6-prefix"] = "\n".join(eni.ipv6_prefix_list)
+    subnet6 = subnet_ipv6_cidr(eni.subnet)
+    if subnet6:
+        tree["subnet-ipv6-cidr-blocks"] = subnet6
+    vpc6 = vpc_ipv6_cidrs(backend, eni.subnet.vpc_id)
+    if vpc6:
+        tree["vpc-ipv6-cidr-blocks"] = "\n".join(vpc6)
+    return dict(sorted(tree.items()))  # IMDS lists keys in alphabetical order
 
 
 def _hostname(ip: str, region: str) -> str:

@@ -1,4 +1,4 @@
-"""Per-instance-type ENI and IPv4 limits, from the same data DescribeInstanceTypes serves.
+"""Per-instance-type ENI, IPv4 and IPv6 limits, from the same data DescribeInstanceTypes serves.
 
 moto ships AWS's instance type catalogue; using it for both the API answer and the
 enforcement keeps the two from ever disagreeing.
@@ -28,6 +28,8 @@ def instance_limits(instance_type: str) -> InstanceLimits:
         max_enis=int(net["MaximumNetworkInterfaces"]),
         ipv4_per_eni=int(net["Ipv4AddressesPerInterface"]),
         hypervisor=str(hypervisor),
+        # IPv6 addresses + /80 prefixes one ENI may hold (0 where IPv6 is unsupported)
+        ipv6_per_eni=int(net.get("Ipv6AddressesPerInterface", 0)) if net.get("Ipv6Supported") else 0,
     )
 
 
@@ -37,3 +39,4 @@ def is_known(instance_type: str) -> bool:
 
 # An unattached ENI may hold as many addresses as the largest instance type allows.
 MAX_IPV4_PER_ENI = max(int(t["NetworkInfo"]["Ipv4AddressesPerInterface"]) for t in INSTANCE_TYPES.values())
+MAX_IPV6_PER_ENI = max(int(t["NetworkInfo"].get("Ipv6AddressesPerInterface", 0)) for t in INSTANCE_TYPES.values())

@@ -29,6 +29,7 @@ from moto.ec2.models.subnets import Subnet
 
 from vpcnet_sim.ec2 import errors
 from vpcnet_sim.ec2.ipam import SubnetPool
+from vpcnet_sim.ec2.ipam6 import Ipv6SubnetPool
 
 
 def _tag_list(backend: Any, resource_id: str, resource_type: str) -> list[dict[str, str]]:
@@ -38,6 +39,14 @@ def _tag_list(backend: Any, resource_id: str, resource_type: str) -> list[dict[s
         {"resource_id": resource_id, "resource_type": resource_type, "key": k, "value": v}
         for k, v in tags.items()
     ]
+
+
+def subnet_ipv6_cidr(subnet: Any) -> str | None:
+    """The subnet's associated IPv6 CIDR (its /64), None for an IPv4-only subnet."""
+    for assoc in subnet.ipv6_cidr_block_associations.values():
+        if assoc["ipv6CidrBlockState"]["State"] == "associated":
+            return str(assoc["ipv6CidrBlock"])
+    return None
 
 
 class SimSubnet(Subnet):
@@ -62,6 +71,20 @@ class SimSubnet(Subnet):
         # Releases go through the ENI's pool bookkeeping.
         return None
 
+    @property
+    def ipv6_cidr_block_association_set(self) -> list[dict[str, Any]]:
+        # moto nests the state dict inside another "state" (DescribeSubnets then shows
+        # "{'State': 'associated'}" as the state); EC2 says "associated".
+        return [
+            {
+                "associationId": assoc["associationId"],
+                "ipv6CidrBlock": assoc["ipv6CidrBlock"],
+                "ipv6CidrBlockState": {"state": assoc["ipv6CidrBlockState"]["State"]},
+            }
+            for assoc in self.ipv6_cidr_block_associations.values()
+            if assoc["ipv6CidrBlockState"]["State"] == "associated"
+        ]
+
     def get_tags(self) -> list[dict[str, str]]:
         return _tag_list(self.ec2_backend, self.id, "subnet")
 
@@ -79,6 +102,8 @@ class SimNetworkInterface(NetworkInterface):
         super().__init__(backend, subnet, primary_ip, None, **kwargs)
         self.mac_address = backend.new_mac()
         self.ipv4_prefixes: list[dict[str, str]] = []
+        self.ipv6_prefixes: list[dict[str, str]] = []  # delegated /80s
+        self.ipv6_addresses: list[str] = []  # moto's attribute: DescribeInstances reads it
         self.attached_at = 0.0  # monotonic time the attachment reads "attached"
         self.detach_at: float | None = None  # monotonic time a detach completes
         self.network_card_index = 0
@@ -133,8 +158,22 @@ class SimNetworkInterface(NetworkInterface):
         return len(self.private_ip_addresses) + len(self.ipv4_prefixes)
 
     @property
+    def ipv6_prefix_list(self) -> list[str]:
+        return [p["Ipv6Prefix"] for p in self.ipv6_prefixes]
+
+    @property
+    def ipv6_slots(self) -> int:
+        """What counts against the per-ENI IPv6 limit: every address and every /80."""
+        return len(self.ipv6_addresses) + len(self.ipv6_prefixes)
+
+    @property
     def pool(self) -> SubnetPool:
         return self.sim_backend.pool(self.subnet.id)
+
+    @property
+    def pool6(self) -> Ipv6SubnetPool | None:
+        """The subnet's IPv6 pool; None for a subnet without an IPv6 CIDR."""
+        return self.sim_backend.pool6(self.subnet.id)
 
     def add_ips(self, ips: list[str]) -> None:
         self.private_ip_addresses.extend({"Primary": False, "PrivateIpAddress": ip} for ip in ips)
@@ -151,6 +190,17 @@ class SimNetworkInterface(NetworkInterface):
     def remove_prefixes(self, prefixes: list[str]) -> None:
         drop = set(prefixes)
         self.ipv4_prefixes = [p for p in self.ipv4_prefixes if p["Ipv4Prefix"] not in drop]
+
+    def add_ipv6_prefixes(self, prefixes: list[str]) -> None:
+        self.ipv6_prefixes.extend({"Ipv6Prefix": p} for p in prefixes)
+
+    def remove_ipv6_prefixes(self, prefixes: list[str]) -> None:
+        drop = set(prefixes)
+        self.ipv6_prefixes = [p for p in self.ipv6_prefixes if p["Ipv6Prefix"] not in drop]
+
+    def remove_ipv6_addresses(self, ips: list[str]) -> None:
+        drop = set(ips)
+        self.ipv6_addresses = [ip for ip in self.ipv6_addresses if ip not in drop]
 
     def get_tags(self) -> list[dict[str, str]]:
         return _tag_list(self.ec2_backend, self.id, "network-interface")
@@ -203,6 +253,7 @@ class SimEc2Backend(EC2Backend):
         self.clock = clock
         self.rng = rng or random.Random()
         self._pools: dict[str, SubnetPool] = {}
+        self._pools6: dict[str, Ipv6SubnetPool] = {}  # only subnets with an IPv6 CIDR
         self._macs: set[str] = set()
         self.instances_by_id: dict[str, SimInstance] = {}
         self.pending_detach: set[str] = set()
@@ -220,6 +271,9 @@ class SimEc2Backend(EC2Backend):
         pool = SubnetPool(ipaddress.IPv4Network(subnet.cidr_block))
         subnet.pool = pool  # type: ignore[attr-defined]
         self._pools[subnet.id] = pool
+        ipv6_cidr = subnet_ipv6_cidr(subnet)
+        if ipv6_cidr is not None:
+            self._pools6[subnet.id] = Ipv6SubnetPool(ipaddress.IPv6Network(ipv6_cidr))
         return subnet
 
     def delete_subnet(self, subnet_id: str) -> Subnet:
@@ -230,6 +284,7 @@ class SimEc2Backend(EC2Backend):
             )
         subnet = super().delete_subnet(subnet_id)
         self._pools.pop(subnet_id, None)
+        self._pools6.pop(subnet_id, None)
         return subnet
 
     def pool(self, subnet_id: str) -> SubnetPool:
@@ -237,6 +292,9 @@ class SimEc2Backend(EC2Backend):
             return self._pools[subnet_id]
         except KeyError:
             raise errors.not_found_subnet(subnet_id) from None
+
+    def pool6(self, subnet_id: str) -> Ipv6SubnetPool | None:
+        return self._pools6.get(subnet_id)
 
     # -- ENIs ------------------------------------------------------------------------
 
@@ -276,6 +334,10 @@ class SimEc2Backend(EC2Backend):
         else:
             primary = pool.allocate_ips(1)[0]
         kwargs.pop("secondary_ips_count", None)
+        # IPv6 addresses come from the subnet's Ipv6SubnetPool (the rules add them), not
+        # from moto's random pick, which may repeat an address or land in a /80.
+        kwargs.pop("ipv6_addresses", None)
+        kwargs.pop("ipv6_address_count", None)
         try:
             eni = SimNetworkInterface(  # type: ignore[abstract]
                 self,
@@ -308,6 +370,10 @@ class SimEc2Backend(EC2Backend):
         self.pending_detach.discard(eni_id)
         eni.pool.release_ips(eni.all_ips)
         eni.pool.release_prefixes(eni.prefixes)
+        pool6 = eni.pool6
+        if pool6 is not None:  # a deleted ENI's /80s and addresses are free again
+            pool6.release_ips(eni.ipv6_addresses)
+            pool6.release_prefixes(eni.ipv6_prefix_list)
         self._macs.discard(eni.mac_address)
         self.tags.pop(eni_id, None)
 
@@ -355,6 +421,11 @@ class SimEc2Backend(EC2Backend):
             primary = instance.nics.get(0)
             if isinstance(primary, SimNetworkInterface):
                 primary.attached_at = 0.0  # attached at launch, no "attaching" phase
+                pool6 = primary.pool6
+                if pool6 is not None and not primary.ipv6_addresses:
+                    # A dual-stack subnet: the instance's own IPv6 address, as a launch
+                    # with AssignIpv6AddressOnCreation (or Ipv6AddressCount=1) gives.
+                    primary.ipv6_addresses.extend(pool6.allocate_ips(1))
                 if not any(n.get("DeleteOnTermination") is False for n in kwargs.get("nics", [])):
                     primary.delete_on_termination = True  # AWS default at launch
         return reservation

@@ -14,7 +14,7 @@ import moto.core.responses as moto_responses
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.responses import EC2Response
 
-from vpcnet_sim.ec2 import errors, fastxml, rules
+from vpcnet_sim.ec2 import errors, fastxml, rules, rules6
 from vpcnet_sim.ec2.describe import check_max_results, filter_enis, paginate
 from vpcnet_sim.ec2.models import SimEc2Backend
 
@@ -48,6 +48,18 @@ class SimEc2Response(EC2Response):
             ip_count=int(self._get_param("SecondaryPrivateIpAddressCount") or 0),
             prefixes=tuple(prefixes),
             prefix_count=int(self._get_param("Ipv4PrefixCount") or 0),
+        )
+
+    def _ipv6_request(self, *, structs: bool) -> rules6.Ipv6Request:
+        """The IPv6 part of a request; CreateNetworkInterface wraps each address and
+        prefix in a structure, AssignIpv6Addresses lists plain strings."""
+        ips = self._list("Ipv6Addresses")
+        prefixes = self._list("Ipv6Prefixes")
+        return rules6.Ipv6Request(
+            ips=tuple(i["Ipv6Address"] if structs else i for i in ips),
+            ip_count=int(self._get_param("Ipv6AddressCount") or 0),
+            prefixes=tuple(p["Ipv6Prefix"] if structs else p for p in prefixes),
+            prefix_count=int(self._get_param("Ipv6PrefixCount") or 0),
         )
 
     def _tags(self, resource_type: str) -> dict[str, str]:
@@ -109,6 +121,7 @@ class SimEc2Response(EC2Response):
             group_ids=self._list("Groups"),
             description=self._get_param("Description") or "",
             tags=self._tags("network-interface"),
+            req6=self._ipv6_request(structs=True),
         )
         if token:
             backend.client_tokens[token] = (fingerprint, eni)
@@ -166,6 +179,30 @@ class SimEc2Response(EC2Response):
             self._list("Ipv4Prefixes"),
         )
         return EmptyResult()
+
+    def assign_ipv6_addresses(self) -> ActionResult:
+        eni_id = self._get_param("NetworkInterfaceId")
+        taken = rules6.assign(self.ec2_backend, eni_id, self._ipv6_request(structs=False))
+        return ActionResult(
+            {
+                "NetworkInterfaceId": eni_id,
+                "AssignedIpv6Addresses": taken.ips,
+                "AssignedIpv6Prefixes": taken.prefixes,
+            }
+        )
+
+    def unassign_ipv6_addresses(self) -> ActionResult:
+        eni_id = self._get_param("NetworkInterfaceId")
+        freed = rules6.unassign(
+            self.ec2_backend, eni_id, self._list("Ipv6Addresses"), self._list("Ipv6Prefixes")
+        )
+        return ActionResult(
+            {
+                "NetworkInterfaceId": eni_id,
+                "UnassignedIpv6Addresses": freed.ips,
+                "UnassignedIpv6Prefixes": freed.prefixes,
+            }
+        )
 
     def modify_network_interface_attribute(self) -> ActionResult:
         self.error_on_dryrun()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from vpcnet.domain import InstanceLimits
 from vpcnet.errors import UnknownInstanceTypeError
-from vpcnet_sim.ec2 import errors
-from vpcnet_sim.ec2.limits import MAX_IPV4_PER_ENI, instance_limits
+from vpcnet_sim.ec2 import errors, rules6
+from vpcnet_sim.ec2.limits import MAX_IPV4_PER_ENI, MAX_IPV6_PER_ENI, instance_limits
 from vpcnet_sim.ec2.models import SimEc2Backend, SimInstance, SimNetworkInterface
 
 
@@ -125,8 +125,11 @@ def create_eni(
     group_ids: list[str],
     description: str,
     tags: dict[str, str],
+    req6: rules6.Ipv6Request | None = None,
 ) -> SimNetworkInterface:
     req.validate()
+    req6 = req6 or rules6.Ipv6Request()
+    req6.validate()
     pool = backend.pool(subnet_id)  # InvalidSubnetID.NotFound before anything else
     subnet = backend.get_subnet(subnet_id)
     for gid in group_ids:
@@ -140,16 +143,22 @@ def create_eni(
     needed_ips = (0 if primary_ip else 1) + req.ip_count
     if needed_ips + 16 * req.prefix_count > pool.free_count():
         raise errors.insufficient_addresses()
+    if req6.slots and backend.pool6(subnet_id) is None:
+        raise errors.no_ipv6_cidr(subnet_id)
+    if req6.slots > MAX_IPV6_PER_ENI:
+        raise errors.ipv6_limit()
     eni = backend.create_network_interface(
         subnet, primary_ip, group_ids=group_ids or None, description=description, tags=tags
     )
     try:
         taken = _take(eni, req, backend)
+        eni.add_ips(taken.ips)
+        eni.add_prefixes(taken.prefixes)
+        if req6.slots:
+            rules6.take(eni, rules6.check_room(eni, req6), req6)
     except errors.SimApiError:
-        backend.delete_network_interface(eni.id)
+        backend.delete_network_interface(eni.id)  # releases whatever it holds by now
         raise
-    eni.add_ips(taken.ips)
-    eni.add_prefixes(taken.prefixes)
     return eni
 
 
@@ -244,6 +253,7 @@ def attach(backend: SimEc2Backend, eni_id: str, instance_id: str, device_index: 
         raise errors.ip_limit()
     if eni.ipv4_prefixes and not limits.supports_prefixes:
         raise _no_prefix_support(instance)
+    rules6.check_attach(eni, instance)
     return backend.attach(eni, instance, device_index)
 
 

@@ -6,13 +6,38 @@ from typing import Any
 
 from vpcnet.errors import UnknownInstanceTypeError
 from vpcnet_sim.ec2.limits import instance_limits
-from vpcnet_sim.ec2.models import SimEc2Backend, SimInstance, SimNetworkInterface
+from vpcnet_sim.ec2.models import (
+    SimEc2Backend,
+    SimInstance,
+    SimNetworkInterface,
+    subnet_ipv6_cidr,
+)
 
 
 def vpc_cidrs(backend: SimEc2Backend, vpc_id: str) -> list[str]:
     vpc = backend.get_vpc(vpc_id)
     cidrs = [str(a["cidr_block"]) for a in vpc.get_cidr_block_association_set()]
     return cidrs or [vpc.cidr_block]
+
+
+def vpc_ipv6_cidrs(backend: SimEc2Backend, vpc_id: str) -> list[str]:
+    """The VPC's associated IPv6 blocks (its /56), empty for an IPv4-only VPC."""
+    vpc = backend.get_vpc(vpc_id)
+    return [
+        str(a["cidr_block"])
+        for a in vpc.get_cidr_block_association_set(ipv6=True)
+        if a["cidr_block_state"]["state"] == "associated"
+    ]
+
+
+def subnet_view(backend: SimEc2Backend, subnet: Any) -> dict[str, Any]:
+    return {
+        "subnet_id": subnet.id,
+        "cidr": subnet.cidr_block,
+        "ipv6_cidr": subnet_ipv6_cidr(subnet),  # its /64, None for an IPv4-only subnet
+        "vpc_id": subnet.vpc_id,
+        "availability_zone": subnet.availability_zone,
+    }
 
 
 def eni_view(backend: SimEc2Backend, eni: SimNetworkInterface) -> dict[str, Any]:
@@ -32,6 +57,10 @@ def eni_view(backend: SimEc2Backend, eni: SimNetworkInterface) -> dict[str, Any]
         "primary_ip": eni.private_ip_address,
         "secondary_ips": eni.secondary_ips,
         "prefixes": eni.prefixes,
+        "ipv6_addresses": list(eni.ipv6_addresses),
+        "ipv6_prefixes": eni.ipv6_prefix_list,  # delegated /80s
+        "subnet_ipv6_cidr": subnet_ipv6_cidr(eni.subnet),  # None: IPv4-only subnet
+        "vpc_ipv6_cidrs": vpc_ipv6_cidrs(backend, eni.subnet.vpc_id),
         "security_groups": sorted(g.id for g in eni.group_set),
         "description": eni.description,
         "tags": dict(backend.tags.get(eni.id) or {}),
