@@ -6,8 +6,9 @@
   allocation durable (checkpoint fsynced) *before* programming anything, programs the
   pod (an IP some interface routes already is refused; rules an agent left for an IP
   nothing routes are replaced); on failure rolls the pod back and frees an IP it took.
-- DEL: removes the pod's veth and rules, then frees the IP into the cooldown; an IP is
-  only freed once its rules are gone, so a failed DEL keeps it (the runtime retries).
+- DEL: removes the pod's veth and rules (and its IPv6 proxy entry), then frees the IP
+  into the cooldown; an IP is only freed once its rules are gone, so a failed DEL keeps
+  it (the runtime retries).
 - CHECK: the IP the runtime recorded is still ours and ``PodNetwork.check`` passes.
 - ADD waits, within the budget the plugin names, for an IP that is coming (one leaving
   the cooldown, or any while ``can_grow`` says the control plane can still add IPs: the
@@ -199,7 +200,9 @@ class CniService:
         alloc6 = self.ipam6.get(key)
         with self.clock.timed("netlink"):
             self.podnet.teardown(
-                key, alloc.ip if alloc else None, eni_table(alloc.eni) if alloc else None, keep_link=True
+                key, alloc.ip if alloc else None, eni_table(alloc.eni) if alloc else None, keep_link=True,
+                ip6=alloc6.ip if alloc6 else None, table6=eni_table(alloc6.eni) if alloc6 else None,
+                ip6_link_mac=alloc6.eni.mac if alloc6 else "",
             )
         if alloc is not None:
             self.ipam.release(key)
