@@ -25,6 +25,7 @@ ENI_ARN = "arn:aws:ec2:*:*:network-interface/*"
 BOTO3_ALLOWED = {Path("vpcnet/aws/ec2.py")}
 # Every EC2 action vpcnet calls; CreateTags because CreateNetworkInterface tags on create.
 EC2_ACTIONS = frozenset({
+    "AssignIpv6Addresses",
     "AssignPrivateIpAddresses",
     "AttachNetworkInterface",
     "CreateNetworkInterface",
@@ -36,6 +37,7 @@ EC2_ACTIONS = frozenset({
     "DescribeSubnets",
     "DetachNetworkInterface",
     "ModifyNetworkInterfaceAttribute",
+    "UnassignIpv6Addresses",
     "UnassignPrivateIpAddresses",
 })
 

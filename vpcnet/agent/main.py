@@ -45,13 +45,15 @@ from vpcnet.agent.hostnet import HostNetwork
 from vpcnet.agent.hostplan import HostPlan, plan_host
 from vpcnet.agent.imds import ImdsClient
 from vpcnet.agent.ipam import Ipam
+from vpcnet.agent.ipam6 import Ipam6
 from vpcnet.agent.metadata import InstanceIdentity
+from vpcnet.agent.pools import NodePools
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.atomicfile import Sync, atomic_write_bytes
 from vpcnet.credentials.provider import node_credentials
-from vpcnet.domain import EniRecord, IPv4Net
-from vpcnet.errors import ImdsError, PermanentError, StateError, VpcnetError
+from vpcnet.domain import EniRecord, IpFamily, IPv4Net
+from vpcnet.errors import ConfigError, ImdsError, PermanentError, StateError, VpcnetError
 from vpcnet.settings import AgentSettings
 from vpcnet.state.records import NodeRecord, StoreVersion
 
@@ -97,7 +99,9 @@ class Agent:
         self.error = ""
         self.programmed: Programmed | None = None
         self.checkpoint = Checkpoint(settings.checkpoint_path)
-        self.ipam = self._load_ipam()
+        self.pools = self._load_pools()
+        self.ipam = self.pools.ipam
+        self.ipam6 = self.pools.ipam6
         self.history = HistoryFile(settings.checkpoint_path)
         self.mark: HistoryMark = self.history.load()
         self._truth_said: tuple[tuple[str, ...], ...] = ((), (), ())
@@ -110,6 +114,7 @@ class Agent:
             self.ipam,
             wake=self.wake,
             credentials=node_credentials(settings),
+            ipam6=self.ipam6,
         )
         self._identity: InstanceIdentity | None = None
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
@@ -122,17 +127,18 @@ class Agent:
 
     # -- parts -------------------------------------------------------------------------
 
-    def _load_ipam(self) -> Ipam:
+    def _load_pools(self) -> NodePools:
         # A corrupt checkpoint raises CheckpointError (permanent): starting from an
         # empty pool could hand out IPs that running pods hold.
         data = self.checkpoint.load()
         if data is None:
             log.info("no checkpoint at %s: starting with an empty pool", self.checkpoint.path)
-            return Ipam(cooldown_seconds=self.settings.ip_cooldown_seconds)
-        ipam = Ipam.from_checkpoint(data, cooldown_seconds=self.settings.ip_cooldown_seconds)
-        stats = ipam.stats()
-        log.info("checkpoint loaded: %d assigned, %d free", stats.assigned, stats.free)
-        return ipam
+            return NodePools(Ipam(cooldown_seconds=self.settings.ip_cooldown_seconds), Ipam6())
+        pools = NodePools.from_checkpoint(data, cooldown_seconds=self.settings.ip_cooldown_seconds)
+        stats = pools.ipam.stats()
+        log.info("checkpoint loaded: %d assigned, %d free, %d IPv6 assigned",
+                 stats.assigned, stats.free, len(pools.ipam6.allocations()))
+        return pools
 
     def _start_cni_server(self) -> None:
         from vpcnet.agent.cniserver import CniServer
@@ -148,6 +154,7 @@ class Agent:
         self._server = CniServer(
             self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready,
             observe=observe, can_grow=self.can_grow,
+            ipam6=self.ipam6, family=self.family, can_grow6=self.can_grow6,
         )
         # Bind here, not in the thread: a second agent on the node must fail loudly.
         self._server.bind()
@@ -172,6 +179,23 @@ class Agent:
         if fields.get("mode", "full") in ("warm", "prefix"):
             return ""
         return "full mode: every ENI and IP the instance type allows is already attached"
+
+    def family(self) -> IpFamily:
+        """The families this node's pods get (the control plane's ``ip_family``; "" and,
+        until the pass that reads it reports the error, a bad value: ipv4)."""
+        try:
+            return IpFamily.parse(self._node_fields.get("ip_family", ""))
+        except ValueError:
+            return IpFamily.IPV4
+
+    def can_grow6(self) -> str:
+        """"" while a /80 can still come to this node (the control plane delegates one
+        to every ipv6/dual node in any mode); else why not: its error (e.g. a subnet
+        without an IPv6 CIDR) or its ``no_growth``."""
+        fields = self._node_fields
+        if fields.get("error"):
+            return f"the control plane cannot provision this node: {fields['error']}"
+        return fields.get("no_growth6") or fields.get("no_growth", "")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -198,7 +222,7 @@ class Agent:
         if self._server_thread is not None:
             self._server_thread.join(5)
         try:
-            self.checkpoint.sync(self.ipam)
+            self.checkpoint.sync(self.pools)
         except VpcnetError as e:
             log.error("final checkpoint write failed: %s", e)
         try:
@@ -236,6 +260,12 @@ class Agent:
         state = self._read_state()
         if state is not None:
             self._node_fields = dict(state.node)
+            self.ipam6.poke()  # waiting ADDs look at the node's outlook again
+            raw_family = state.node.get("ip_family", "")
+            try:
+                IpFamily.parse(raw_family)
+            except ValueError:
+                raise ConfigError(f"node {self.settings.node_name} has an unknown ip_family {raw_family!r}") from None
         identity = self._read_identity()
         if state is not None and state.configured:
             expected = NodeRecord.from_redis(state.node).instance_id
@@ -287,12 +317,18 @@ class Agent:
         diff = self.ipam.set_enis(present)  # only programmed ENIs feed the pool
         for alloc in diff.vanished:
             log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
+        diff6 = self.ipam6.set_enis(present)
+        for alloc6 in diff6.vanished:
+            log.error("IPv6 %s of %s: its /80 %s left the node's ENIs while assigned",
+                      alloc6.ip, alloc6.key, alloc6.prefix)
         if state is not None:
             confirmed = self.ipam.confirm_release(state.release_req)
-            self.checkpoint.sync(self.ipam)
+            confirmed6 = self.ipam6.confirm_release(state.release_req6)
+            self.checkpoint.sync(self.pools)
             self.sync.confirm_released(confirmed)
+            self.sync.confirm_released6(confirmed6)
         else:
-            self.checkpoint.sync(self.ipam)
+            self.checkpoint.sync(self.pools)
         self.history.save(mark)  # before the report names it
         self.mark = mark
         self.programmed = Programmed(version, present, missing, plan)
@@ -321,7 +357,7 @@ class Agent:
     ) -> tuple[EniRecord, ...]:
         """Redis's ENIs, except where they would unprogram or re-point running pods while
         metadata or the live links say the pods' ENI is still attached."""
-        held = held_enis(a.eni for a in self.ipam.allocations())
+        held = held_enis([a.eni for a in self.ipam.allocations()] + [a.eni for a in self.ipam6.allocations()])
         attached: dict[str, str] | None = None
         if disputed(desired, held):
             try:
@@ -353,9 +389,11 @@ class Agent:
             # No IP beyond what the pool already follows: nothing new is handed out.
             log.warning("metadata unreadable during a rollback (%s): the pool does not grow", e)
             known = {ip for e in self.ipam.enis() for ip in e.pod_ips()}
+            known6 = set(self.ipam6.prefixes())
             return tuple(
                 replace(e, ips=tuple(ip for ip in e.ips if ip in known),
-                        prefixes=tuple(p for p in e.prefixes if set(p) <= known))
+                        prefixes=tuple(p for p in e.prefixes if set(p) <= known),
+                        ipv6_prefixes=tuple(p for p in e.ipv6_prefixes if p in known6))
                 for e in desired
             )
 

@@ -16,6 +16,12 @@ Redis may be unreachable at any time: ADD/DEL never wait on it. IPAM changes are
 queued (coalesced per IP, newest wins) and flushed by a mirror thread; after any
 failed write the next successful flush rewrites the whole mirror from the IPAM (the
 local checkpoint is the truth), so the mirror reconciles when Redis is back.
+
+IPv6 (``Ipam6``) shares the mirror: its addresses are in ``assigned`` next to the IPv4
+ones (ip string -> Assignment JSON), a freed one leaves it (no cooldown set: the /80's
+cursor moves on instead), ``release-req`` entries that are /80 CIDR strings are the
+prefixes asked back and ``release-ok`` gets the same strings once given up. ``demand``
+counts the ADDs waiting for either family.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from typing import Any
 import redis
 
 from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
+from vpcnet.agent.ipam6 import Ipam6, Ipv6Change
 from vpcnet.credentials.provider import NodeCredentialProvider
-from vpcnet.domain import EniRecord, IPv4
+from vpcnet.domain import IPV6_PREFIX_LEN, EniRecord, IPv4, IPv6Net
 from vpcnet.errors import StateError
 from vpcnet.state.connection import connect
 from vpcnet.state.keys import ClusterKeys, NodeKeys
@@ -57,6 +64,7 @@ class NodeState:
     enis: tuple[EniRecord, ...]
     node: Mapping[str, str] = field(default_factory=dict)
     release_req: frozenset[IPv4] = frozenset()
+    release_req6: frozenset[IPv6Net] = frozenset()  # /80s asked back
 
     @property
     def generation(self) -> int:
@@ -99,11 +107,13 @@ class RedisSync:
         wake: threading.Event,
         clock: Callable[[], float] = time.time,
         credentials: NodeCredentialProvider | None = None,
+        ipam6: Ipam6 | None = None,
     ) -> None:
         self.keys: NodeKeys = ClusterKeys(cluster).node(node)
         self.cluster_keys = ClusterKeys(cluster)
         self.node_name = node
         self.ipam = ipam
+        self.ipam6 = ipam6 if ipam6 is not None else Ipam6()
         self.wake = wake
         self._clock = clock
         # With ``credentials`` the node's own ACL user (fetched from the issuer, replaced
@@ -121,7 +131,7 @@ class RedisSync:
             # A failover may have lost acknowledged mirror writes: rewrite them all.
             on_master_change=self.request_full_mirror,
         )
-        self._pending: dict[IPv4, IpamChange] = {}
+        self._pending: dict[str, IpamChange | Ipv6Change] = {}  # by ip (or /80) string
         self._pending_lock = threading.Lock()
         self._pending_event = threading.Event()
         self._full_resync = True  # the first flush rewrites the mirror from the IPAM
@@ -134,6 +144,8 @@ class RedisSync:
         self.mirror_flushes = 0
         ipam.add_listener(self._on_ipam_change)
         ipam.add_demand_listener(self.set_demand)
+        self.ipam6.add_listener(self._on_ipam6_change)
+        self.ipam6.add_demand_listener(self.set_demand)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -172,10 +184,18 @@ class RedisSync:
             except (ValueError, KeyError, TypeError) as e:
                 # One bad record must not hide the others; the audit reports it.
                 log.error("skipping malformed ENI record %s: %r", _decode(eni_id), e)
-        release = set()
+        release: set[IPv4] = set()
+        release6: set[IPv6Net] = set()
         for raw in release_raw:
+            text = _decode(raw)
             try:
-                release.add(ipaddress.IPv4Address(_decode(raw)))
+                if "/" in text:
+                    prefix = ipaddress.IPv6Network(text)  # strict: a prefix's own CIDR
+                    if prefix.prefixlen != IPV6_PREFIX_LEN:
+                        raise ValueError(f"not a /{IPV6_PREFIX_LEN}")
+                    release6.add(prefix)
+                else:
+                    release.add(ipaddress.IPv4Address(text))
             except ValueError:
                 log.error("skipping malformed release-req entry %r", raw)
         return NodeState(
@@ -183,6 +203,7 @@ class RedisSync:
             enis=tuple(sorted(enis, key=lambda e: e.device_index)),
             node=node,
             release_req=frozenset(release),
+            release_req6=frozenset(release6),
         )
 
     # -- writes ------------------------------------------------------------------------
@@ -193,6 +214,17 @@ class RedisSync:
             return
         try:
             self._client.sadd(self.keys.release_ok, *sorted(str(ip) for ip in ips))
+        except redis.RedisError as e:
+            self._mark(False)
+            raise StateError(f"cannot write release-ok: {e}") from e
+        self._mark(True)
+
+    def confirm_released6(self, prefixes: set[IPv6Net]) -> None:
+        """``release-ok`` for the /80s the IPv6 pool gave up (their CIDR strings)."""
+        if not prefixes:
+            return
+        try:
+            self._client.sadd(self.keys.release_ok, *sorted(str(p) for p in prefixes))
         except redis.RedisError as e:
             self._mark(False)
             raise StateError(f"cannot write release-ok: {e}") from e
@@ -243,6 +275,8 @@ class RedisSync:
         changed (a pass sized by an earlier count fell short): one provisioning pass per
         episode, not one per waiting ADD."""
         waiting, pool = self.ipam.demand_report()
+        waiting += self.ipam6.demand
+        pool += len(self.ipam6.usable())  # a /80 arriving is a change of the pool
         if waiting == self._demand_written:
             return
         publish = waiting > 0 and (not self._demand_written or pool != self._demand_pool)
@@ -262,7 +296,13 @@ class RedisSync:
     def _on_ipam_change(self, change: IpamChange) -> None:
         # Runs under the IPAM lock on the ADD/DEL path: enqueue only, never block.
         with self._pending_lock:
-            self._pending[change.ip] = change
+            self._pending[str(change.ip)] = change
+        self._pending_event.set()
+
+    def _on_ipam6_change(self, change: Ipv6Change) -> None:
+        # Under the IPv6 pool's lock: enqueue only.
+        with self._pending_lock:
+            self._pending[str(change.ip if change.ip is not None else change.prefix)] = change
         self._pending_event.set()
 
     def _mirror_loop(self) -> None:
@@ -309,13 +349,16 @@ class RedisSync:
         allocations = self.ipam.allocations()
         cooldown = self.ipam.cooldown()
         released = self.ipam.released()
+        assigned: dict[str | bytes, bytes | float | int | str] = {
+            str(a.ip): a.to_assignment().to_json() for a in allocations}
+        assigned.update({str(a.ip): a.to_assignment().to_json() for a in self.ipam6.allocations()})
+        released6 = self.ipam6.released()
         with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.assigned, self.keys.cooldown)
-            if allocations:
-                pipe.hset(
-                    self.keys.assigned,
-                    mapping={str(a.ip): a.to_assignment().to_json() for a in allocations},
-                )
+            if assigned:
+                pipe.hset(self.keys.assigned, mapping=assigned)
+            if released6:
+                pipe.sadd(self.keys.release_ok, *sorted(str(p) for p in released6))
             if cooldown:
                 pipe.zadd(self.keys.cooldown, {str(ip): t for ip, t in cooldown.items()})
             if released:
@@ -325,6 +368,9 @@ class RedisSync:
     def _write_changes(self, changes: Any) -> None:
         with self._client.pipeline(transaction=True) as pipe:
             for c in changes:
+                if isinstance(c, Ipv6Change):
+                    self._queue_change6(pipe, c)
+                    continue
                 ip = str(c.ip)
                 if c.kind is ChangeKind.ASSIGN and c.allocation is not None:
                     pipe.hset(self.keys.assigned, ip, c.allocation.to_assignment().to_json())
@@ -339,6 +385,16 @@ class RedisSync:
                     pipe.sadd(self.keys.release_ok, ip)
                 # VANISH: the pod still holds the IP; it stays in ``assigned``.
             pipe.execute()
+
+    def _queue_change6(self, pipe: Any, c: Ipv6Change) -> None:
+        if c.kind is ChangeKind.ASSIGN and c.allocation is not None:
+            pipe.hset(self.keys.assigned, str(c.ip), c.allocation.to_assignment().to_json())
+        elif c.kind is ChangeKind.DROP:
+            pipe.hdel(self.keys.assigned, str(c.ip))
+        # CONFIRM: not from here. ``confirm_released6`` writes release-ok once the
+        # checkpoint holding the release is on disk: a crash in between must not leave
+        # a /80 given back to the control plane that the restarted pool still uses.
+        # VANISH: the pod still holds the address; it stays in ``assigned``.
 
     # -- subscription ------------------------------------------------------------------
 

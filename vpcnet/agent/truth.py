@@ -94,12 +94,12 @@ def resolve_enis(
 def corroborate(
     enis: Sequence[EniRecord], interfaces: Mapping[str, ImdsInterface]
 ) -> tuple[EniRecord, ...]:
-    """The records with only the IPs and prefixes metadata lists for their MAC.
+    """The records with only the IPs, prefixes and IPv6 /80s metadata lists for their MAC.
 
     Used while the store is known to have gone back: an older record may still carry
     IPs that EC2 has since unassigned (and may have given to another node), which the
-    pool must not hand out again (invariant 1). An IP a pod holds stays held either
-    way (the IPAM keeps it as vanished); ENIs metadata does not show are left as they
+    pool must not hand out again (invariant 1); the same for a /80. An IP a pod holds
+    stays held either way (both pools keep it as vanished); ENIs metadata does not show are left as they
     are (``resolve_enis`` decided on them).
     """
     out = []
@@ -110,11 +110,13 @@ def corroborate(
             continue
         on_ec2 = set(iface.local_ipv4s)
         prefixes = set(iface.ipv4_prefixes)
+        prefixes6 = set(iface.ipv6_prefixes)
         out.append(
             replace(
                 e,
                 ips=tuple(ip for ip in e.ips if ip in on_ec2),
                 prefixes=tuple(p for p in e.prefixes if p in prefixes),
+                ipv6_prefixes=tuple(p for p in e.ipv6_prefixes if p in prefixes6),
             )
         )
     return tuple(out)

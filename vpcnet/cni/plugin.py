@@ -272,7 +272,7 @@ class _Invocation:
             result = _add_result(self.cni_version, reply, env, conf)
         except (KeyError, TypeError, ValueError) as e:
             raise CniError(p.ERR_AGENT_PROTOCOL, "malformed ADD reply from the agent", repr(e)) from e
-        self.note = f"ip {reply.get('ip')} host {reply.get('hostIf')}"
+        self.note = f"ip {reply.get('ip')} ip6 {reply.get('ip6')} host {reply.get('hostIf')}"
         return p.dumps(result)
 
     def _del(self, conf: dict[str, Any], env: dict[str, str]) -> str:
@@ -290,7 +290,7 @@ class _Invocation:
             raise CniError(p.ERR_INVALID_CONFIG, "required prevResult missing")
         req = self._pod_identity(env)
         req["command"] = "CHECK"
-        req["expectIp"] = _ip_of(prev, env["CNI_IFNAME"], env["CNI_NETNS"])
+        req.update(_ips_of(prev, env["CNI_IFNAME"], env["CNI_NETNS"]))
         if conf.get("mtu") is not None:
             req["mtu"] = conf["mtu"]
         self._call(req, conf)
@@ -462,15 +462,21 @@ def _add_result(version: str, reply: dict[str, Any], env: dict[str, str], conf: 
     if version == "1.1.0":
         pod["mtu"] = int(reply["mtu"])
     interfaces += [host, pod]
-    ip: dict[str, Any] = {
-        "address": f"{reply['ip']}/32",
-        "gateway": str(reply["gateway"]),
-        "interface": len(interfaces) - 1,
-    }
-    if version == "0.4.0":
-        ip["version"] = "4"
-    ips.append(ip)
-    routes.append({"dst": "0.0.0.0/0", "gw": str(reply["gateway"])})
+    # One entry per family the agent gave (an ipv4, ipv6 or dual pod), all on the pod's
+    # interface; 0.4.0 names each entry's family, 1.0.0 dropped that field.
+    families = [f for f in _FAMILIES if reply.get(f[0]) is not None]
+    if not families:
+        raise ValueError("the ADD reply carries neither ip nor ip6")
+    for key, gw_key, bits, default_dst, family in families:
+        ip: dict[str, Any] = {
+            "address": f"{reply[key]}/{bits}",
+            "gateway": str(reply[gw_key]),
+            "interface": len(interfaces) - 1,
+        }
+        if version == "0.4.0":
+            ip["version"] = family
+        ips.append(ip)
+        routes.append({"dst": default_dst, "gw": str(reply[gw_key])})
     result = {
         "cniVersion": version,
         "interfaces": interfaces,
@@ -481,8 +487,13 @@ def _add_result(version: str, reply: dict[str, Any], env: dict[str, str], conf: 
     return result
 
 
-def _ip_of(prev: dict[str, Any], ifname: str, netns: str) -> str:
-    """The address ``prevResult`` records for our interface in the sandbox."""
+# (reply address key, reply gateway key, prefix length, default route, 0.4.0 version)
+_FAMILIES = (("ip", "gateway", 32, "0.0.0.0/0", "4"), ("ip6", "gateway6", 128, "::/0", "6"))
+
+
+def _ips_of(prev: dict[str, Any], ifname: str, netns: str) -> dict[str, str]:
+    """``expectIp`` / ``expectIp6``: the addresses ``prevResult`` records for our
+    interface in the sandbox, per family (at least one)."""
     interfaces = prev.get("interfaces")
     ips = prev.get("ips")
     if not isinstance(interfaces, list) or not isinstance(ips, list):
@@ -492,12 +503,16 @@ def _ip_of(prev: dict[str, Any], ifname: str, netns: str) -> str:
         for i, itf in enumerate(interfaces)
         if isinstance(itf, dict) and itf.get("name") == ifname and itf.get("sandbox") == netns
     }
+    found: dict[str, str] = {}
     for entry in ips:
         if isinstance(entry, dict) and entry.get("interface") in ours:
             address = entry.get("address")
             if isinstance(address, str) and "/" in address:
-                return address.split("/", 1)[0]
-    raise CniError(p.ERR_INVALID_CONFIG, f"prevResult has no IP for {ifname} in {netns}")
+                ip = address.split("/", 1)[0]
+                found.setdefault("expectIp6" if ":" in ip else "expectIp", ip)  # the first of each
+    if not found:
+        raise CniError(p.ERR_INVALID_CONFIG, f"prevResult has no IP for {ifname} in {netns}")
+    return found
 
 
 if __name__ == "__main__":

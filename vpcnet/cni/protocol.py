@@ -13,14 +13,18 @@ one JSON object and shuts its write side; the agent reads until EOF (at most
 
 Request keys: ``v`` (``WIRE_VERSION``), ``command`` (ADD, DEL, CHECK, STATUS, GC),
 ``containerId``, ``ifname``, ``netns``, ``podNamespace``, ``podName``, ``mtu`` (int or
-absent), ``expectIp`` (CHECK: the address ``prevResult`` recorded), ``validAttachments``
+absent), ``expectIp`` / ``expectIp6`` (CHECK: the IPv4 / IPv6 address ``prevResult``
+recorded for the pod's interface; each absent when it records none of that family, at
+least one present), ``validAttachments``
 (GC: list of ``[containerId, ifname]``), ``budgetSeconds`` (ADD: how long the agent may
 wait for an IP that is coming before it must answer; the plugin's own timeout minus a
 margin for the reply).
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "code": N, "msg": ..., "details": ...}``
-with a CNI error code. An ADD reply carries ``ip``, ``hostIf``, ``hostMac``, ``podMac``,
-``mtu`` and ``gateway``.
+with a CNI error code. An ADD reply carries ``hostIf``, ``hostMac``, ``podMac`` and
+``mtu``, and per family the pod got (an ipv4 pod the first pair, an ipv6 pod the
+second, a dual pod both): ``ip`` (IPv4) with ``gateway`` (``POD_GATEWAY``) and ``eni``,
+``ip6`` (IPv6) with ``gateway6`` (``POD_GATEWAY6``) and ``eni6`` (the ENI holding its /80).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class Dispatcher:
                 "ok" if reply.get("ok") else f"error {reply.get('code')}: {reply.get('details') or reply.get('msg')}",
                 ms,
                 extra={"command": req.command, "code": code, "ms": round(ms, 2),
-                       **({"eni": reply["eni"], "ip": reply["ip"]} if "eni" in reply else {})},
+                       **{k: reply[k] for k in ("eni", "ip", "ip6") if k in reply}},
             )
         return reply
 

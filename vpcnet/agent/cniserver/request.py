@@ -28,9 +28,10 @@ class Request:
     pod_namespace: str = ""
     pod_name: str = ""
     mtu: int | None = None
-    expect_ip: ipaddress.IPv4Address | None = None
+    expect_ip: ipaddress.IPv4Address | None = None  # CHECK: prevResult's IPv4 (None: none)
     valid: frozenset[AttachmentKey] = frozenset()
     budget: float = DEFAULT_ADD_BUDGET_SECONDS  # ADD: seconds it may wait for an IP
+    expect_ip6: ipaddress.IPv6Address | None = None  # CHECK: prevResult's IPv6 (None: none)
 
 
 def parse_request(raw: bytes) -> Request:
@@ -70,14 +71,23 @@ def parse_request(raw: bytes) -> Request:
     mtu = doc.get("mtu")
     if mtu is not None and (type(mtu) is not int or not 576 <= mtu <= 9001):
         raise CniError(p.ERR_INVALID_CONFIG, "mtu must be an integer in 576..9001")
-    expect = None
+    expect = expect6 = None
     if command == "CHECK":
+        raw4, raw6 = doc.get("expectIp"), doc.get("expectIp6")
+        if raw4 is None and raw6 is None:
+            raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 or IPv6 address")
         try:
-            expect = ipaddress.IPv4Address(doc.get("expectIp"))
+            expect = None if raw4 is None else ipaddress.IPv4Address(raw4)
         except ValueError as e:
             raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv4 address") from e
+        try:
+            if raw6 is not None and not isinstance(raw6, str):  # the int form is an address too
+                raise ValueError(f"expectIp6 {raw6!r} is not a string")
+            expect6 = None if raw6 is None else ipaddress.IPv6Address(raw6)
+        except ValueError as e:
+            raise CniError(p.ERR_INVALID_CONFIG, "prevResult has no valid IPv6 address") from e
     return Request(command, AttachmentKey(cid, ifname), netns, names[0], names[1], mtu, expect,
-                   budget=_budget(doc))
+                   budget=_budget(doc), expect_ip6=expect6)
 
 
 def _budget(doc: dict[str, Any]) -> float:

@@ -22,7 +22,9 @@ from vpcnet.agent.cniserver.sweeper import SpoolSweeper
 from vpcnet.agent.cniserver.timing import RequestTiming
 from vpcnet.agent.cniserver.transport import UnixSocketServer
 from vpcnet.agent.ipam import Ipam
+from vpcnet.agent.ipam6 import Ipam6
 from vpcnet.agent.podnet import PodNetwork
+from vpcnet.domain import IpFamily
 from vpcnet.errors import PodNetworkError, VpcnetError
 from vpcnet.settings import AgentSettings
 
@@ -41,11 +43,15 @@ class CniServer:
         pending_dir: str | None = None,
         observe: Callable[[RequestTiming], None] | None = None,
         can_grow: Callable[[], str] = lambda: "the pool cannot grow",
+        ipam6: Ipam6 | None = None,
+        family: Callable[[], IpFamily] = lambda: IpFamily.IPV4,
+        can_grow6: Callable[[], str] = lambda: "no IPv6 prefix can come",
     ) -> None:
         self.podnet = podnet
         socket_path = Path(settings.socket_path)
         self.spool = Spool(Path(pending_dir or socket_path.parent / "pending-del"))
-        self.service = CniService(settings, ipam, podnet, checkpoint, self.spool, is_ready, on_change, can_grow)
+        self.service = CniService(settings, ipam, podnet, checkpoint, self.spool, is_ready, on_change, can_grow,
+                                  ipam6, family, can_grow6)
         gate, keys = Gate(), KeyLocks()
         self.sweeper = SpoolSweeper(self.spool, self.service.replay_spooled, gate, keys)
         self.dispatcher = Dispatcher(self.service, self.sweeper, gate, keys, observe)
