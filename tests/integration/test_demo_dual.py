@@ -28,9 +28,10 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.startswith("vpcd")}
 
 
-def run_demo(tmp_path: Path, family: str) -> tuple[int, dict[str, Any], str]:
+def run_demo(tmp_path: Path, family: str, kube: str) -> tuple[int, dict[str, Any], str]:
     proc = subprocess.Popen(
-        [VPCNET, "demo", "--json", "--ip-family", family, "--workdir", str(tmp_path / "demo")],
+        [VPCNET, "demo", "--json", "--ip-family", family, "--kube", kube,
+         "--workdir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -58,13 +59,19 @@ def assert_cells_pass(matrix: dict[str, dict[str, str]]) -> None:
 FAMILIES = {"ipv4": ["ipv4"], "ipv6": ["ipv6"], "dual": ["ipv4", "ipv6"]}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_demo_runs_each_family_end_to_end(tmp_path: Path, family: str) -> None:
+# every family on the emulator; dual on the real kube-apiserver too, which validates the
+# pods' two podIPs (one per family, the first equal to podIP)
+CASES = [("ipv4", "emulator"), ("ipv6", "emulator"), ("dual", "emulator"), ("dual", "apiserver")]
+
+
+@pytest.mark.parametrize(("family", "kube"), CASES)
+def test_demo_runs_each_family_end_to_end(tmp_path: Path, family: str, kube: str) -> None:
     before = _netns()
-    rc, report, stderr = run_demo(tmp_path, family)
+    rc, report, stderr = run_demo(tmp_path, family, kube)
     assert rc == 0, (report.get("error"), report.get("lifecycle"), stderr[-3000:])
     assert report["ok"] is True and report["error"] is None
     assert report["ip_family"] == family
+    assert report["kube"]["server"] == ("kube-apiserver" if kube == "apiserver" else "emulator")
     families = FAMILIES[family]
 
     # Twelve pods, each with one distinct address per family of the cluster's.
