@@ -137,6 +137,7 @@ def test_an_address_of_a_80_nobody_proxies_gets_no_answer(vpc6: SimVpc) -> None:
     b = hand_node(vpc6, "b", "br0", "2001:db8:0:1::b")
     hand_pod(a, "pa", "2001:db8:0:1:a::5")
     unclaimed = "2001:db8:0:1:a::6"  # in a's /80, but no pod (and no proxy entry) has it
+    assert nx.ping(b.netns, "2001:db8:0:1:a::5"), "its neighbour in the /80 is routed"
     assert not nx.ping(b.netns, unclaimed, count=1, timeout=2)
     state = neighbour(vpc6.router, unclaimed, "br0")
     assert "lladdr" not in state, f"someone answered for an address nobody holds: {state}"
