@@ -9,13 +9,15 @@ cluster-wide ones at once (``vpcnet.state.control``); Redis Cluster refuses the 
 Per node (writer in brackets):
 
 ``node``         hash  [control plane] instance_id, instance_type, az, subnet_id, primary_ip,
-                       mode, phase (vpcnet.domain.NodePhase), error, updated, and the
+                       mode, ip_family (vpcnet.domain.IpFamily), phase (vpcnet.domain.NodePhase), error, updated, and the
                        store version: epoch, generation, write_id (see "Store history")
 ``enis``         hash  [control plane] eni_id -> EniRecord JSON (vpcnet.domain), pool source
-``assigned``     hash  [agent] ip -> Assignment JSON (mirror of the agent's checkpoint)
+``assigned``     hash  [agent] ip -> Assignment JSON (mirror of the agent's checkpoint); both
+                       families: a dual-stack pod has an IPv4 and an IPv6 entry under one key
 ``cooldown``     zset  [agent] ip -> unix time the IP was freed (not reusable before + cooldown)
-``release-req``  set   [control plane] IPs the warm-pool trim wants to give back to EC2
-``release-ok``   set   [agent] IPs from release-req the agent removed from its pool (unused)
+``release-req``  set   [control plane] IPs the warm-pool trim wants to give back to EC2, and
+                       IPv6 /80 prefixes as their CIDR (``str(IPv6Network)``, compressed)
+``release-ok``   set   [agent] members of release-req the agent removed from its pool (unused)
 ``agent``        hash  [agent] vpcnet.state.records.AgentRecord: ready (0/1), epoch,
                        generation, write_id (the store version programmed), rollback
                        (epoch in which the agent saw the store go back, or empty),
