@@ -63,7 +63,13 @@ def provision_node(self: ControlTask, node_name: str, instance_id: str, az: str,
     priority = _provision_priority(self.context, node_name, background_scan)
     self.clear_followup(node_name)
     with priority:
-        return provision.provision_node(self.context, node_name, instance_id, az).as_dict()
+        out = provision.provision_node(self.context, node_name, instance_id, az)
+    if out.again:  # handed over after the pass's last look, or demand beyond its rounds
+        app.send_task(PROVISION_NODE, args=[node_name, instance_id, az],
+                      kwargs={"background_scan": background_scan})
+        log.info("follow-up enqueued", task=PROVISION_NODE, args=(node_name,),
+                 why=f"work left after {out.rounds} rounds")
+    return out.as_dict()
 
 
 @_task(RELEASE_NODE)

@@ -18,6 +18,7 @@ from vpcnet.domain import InstanceLimits, IPv4Net, IPv6Net, NodePhase
 from vpcnet.errors import LockHeld, NotFoundError, StateError, TemporaryError, VpcnetError
 from vpcnet.limits import resolve_limits
 from vpcnet.plan import Targets
+from vpcnet.state.lock import Lease
 
 log = structlog.get_logger("vpcnet.control")
 T = TypeVar("T")
@@ -27,7 +28,8 @@ EVENT_NORMAL = "Normal"
 
 
 @contextmanager
-def node_lock(ctx: ControlContext, node: str) -> Iterator[str]:
+def node_lock(ctx: ControlContext, node: str,
+              release: Callable[[Lease], None] | None = None) -> Iterator[str]:
     """Hold the node's lock and fence every EC2 mutation inside the block with it.
 
     A heartbeat renews its short TTL while the work runs, so a killed worker frees the
@@ -36,6 +38,8 @@ def node_lock(ctx: ControlContext, node: str) -> Iterator[str]:
     point checks the lease before each mutating call and stops the pass at the first
     call after the loss; a loss the heartbeat sees marks the lease so that next call
     fails without even asking Redis. Yields the token the write-back is fenced by.
+    ``release`` frees the lock at the end, after the heartbeat stopped (default: the
+    lease's own release; a provisioning pass also ends its hand-over there).
     """
     ttl = ctx.lock_ttl_seconds
     lease = ctx.state.lease_lock(node, ttl)
@@ -59,7 +63,10 @@ def node_lock(ctx: ControlContext, node: str) -> Iterator[str]:
     finally:
         stop.set()
         beat.join()
-        lease.release()
+        if release is None or lease.lost or lease.lingers:
+            lease.release()
+        else:
+            release(lease)
 
 
 class Deadline:
@@ -71,6 +78,9 @@ class Deadline:
     def check(self, what: str) -> None:
         if time.monotonic() > self._end:
             raise TemporaryError(f"work budget spent before {what}; continuing in a retry", delay=1.0)
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
 
 
 def targets(ctx: ControlContext) -> Targets:

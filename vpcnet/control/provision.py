@@ -20,6 +20,17 @@ A pass killed after CreateNetworkInterface and re-run must replay the same token
 get the same ENI back, not leak one), so the epoch must be durable before the call; it
 is written fenced, and only when the plan calls EC2. Everything else is re-read by the
 next pass, so a pass killed at any line leaves the EC2 state of one clean run.
+
+A pass serves the demand that arrives while it holds the lock (a burst's ADDs reach the
+agent over a second or more, and a new ENI's chain takes ~3 s). Before it lets the lock
+go it looks again: when the node's pods and waiting ADDs outgrew what it planned for, or
+another pass was handed to it (``vpcnet.state.claims.PassHandover``: a pass that finds
+the lock held by a provisioning pass hands its work over instead of retrying 2 s later),
+it runs another round, a whole pass from a fresh read, inside the same lock and fence,
+at most ``MAX_ROUNDS`` in all. Each round that calls EC2 records its own epoch before
+acting (the previous round, finished, cleared its epoch), so every round's ClientTokens
+are its own and a round killed and re-run replays its own. A hand-over or a demand the
+last round could not take is reported (``Outcome.again``): the task sends one more pass.
 """
 
 from __future__ import annotations
@@ -50,7 +61,16 @@ from vpcnet.errors import (
     TemporaryError,
     VpcnetError,
 )
-from vpcnet.plan import Plan, join_calls, plan_node
+from vpcnet.plan import Plan, PoolUsage, join_calls, plan_node
+from vpcnet.state.claims import HANDED_OVER, HELD_BY_OTHER_WORK, PassHandover
+from vpcnet.state.lock import Lease
+
+# Rounds one pass runs at most under its lock (the first included): a burst arrives
+# within a few rounds; a node whose demand keeps growing beyond gets a new pass (the
+# lock is let go between passes, so other work on the node, node_ready, gets a turn).
+MAX_ROUNDS = 4
+# A further round starts only while this share of the work budget is left.
+_ROUND_BUDGET_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,9 @@ class Outcome:
     generation: int = 0
     plan_calls: Mapping[str, int] = field(default_factory=dict)
     note: str = ""
+    rounds: int = 1  # passes run under one holding of the lock
+    handed_over: bool = False  # the lock's holder serves this pass's work
+    again: bool = False  # work was left for a further pass (the task sends it)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -76,8 +99,7 @@ def provision_node(ctx: ControlContext, node_name: str, instance_id: str, az: st
                 return Outcome(node_name, note="node no longer exists; release cleans up")
             if ref.instance_id != instance_id:
                 return Outcome(node_name, note=f"stale task: node is now {ref.instance_id}")
-            with node_lock(ctx, node_name) as token:
-                return ensure_node(ctx, ref, token)
+            return _locked_rounds(ctx, ref)
         except PermanentError as e:
             surface_error(ctx, node_name, e, _reason(e))
             raise
@@ -91,11 +113,114 @@ def _reason(e: Exception) -> str:
     return "ProvisioningFailed"
 
 
-def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
-    """One converging pass; the caller holds the node's lock (``token``)."""
+def _handover(ctx: ControlContext) -> PassHandover:
+    # Outlives every holding of the lock (the release deletes it): ten lock TTLs.
+    return PassHandover(ctx.state.redis, ctx.state.keys, 10 * ctx.lock_ttl_seconds)
+
+
+def _locked_rounds(ctx: ControlContext, ref: NodeRef) -> Outcome:
+    """Hand the pass to the provisioning pass holding the node's lock, or take the lock
+    and run rounds until the node's demand is served."""
+    node = ref.name
+    handover = _handover(ctx)
+    for _ in range(2):  # the lock may be taken between the look and the acquire
+        if handover.hand_over(node) == HANDED_OVER:
+            log.info("pass handed to the pass holding the node's lock", node=node)
+            return Outcome(node, note="handed to the pass holding the node's lock",
+                           rounds=0, handed_over=True)
+        out = _holding_lock(ctx, ref, handover)
+        if out is not None:
+            return out
+        if handover.hand_over(node) == HELD_BY_OTHER_WORK:
+            break  # node_ready or a release holds it: retry later
+    raise LockHeld(f"node {node} is being worked on by another worker", delay=2.0)
+
+
+def _holding_lock(ctx: ControlContext, ref: NodeRef, handover: PassHandover) -> Outcome | None:
+    """The rounds of one holding of the lock; None when another worker took the lock
+    first (nothing was done)."""
+    node = ref.name
+    wanted_at_release: list[bool] = []
+    acquired = False
+
+    def release(lease: Lease) -> None:
+        wanted_at_release.append(handover.release(node, lease.token))
+
+    try:
+        with node_lock(ctx, node, release=release) as token:
+            acquired = True
+            handover.begin(node, token)
+            out = _rounds(ctx, ref, token, handover)
+    except LockHeld:
+        if acquired:
+            raise  # lost while acting: the task retries
+        return None
+    if any(wanted_at_release) and not out.again:
+        out = dataclasses.replace(out, again=True)  # handed over after the last look
+    return out
+
+
+def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandover) -> Outcome:
     node = ref.name
     deadline = Deadline(ctx.work_budget_seconds)
+    epochs: set[str] = set()
+    out, planned_for = _pass(ctx, ref, token, deadline, epochs)
+    while True:
+        grew = _demand_outgrew(ctx, node, planned_for)
+        wanted = handover.take_wanted(node, token)
+        if not (grew or wanted):
+            return out
+        if out.rounds >= MAX_ROUNDS or deadline.remaining() < _ROUND_BUDGET_SHARE * ctx.work_budget_seconds:
+            log.info("demand left for the next pass", node=node, rounds=out.rounds)
+            return dataclasses.replace(out, again=True)
+        log.info("another round for the demand that arrived during the pass", node=node,
+                 round=out.rounds + 1, demand_grew=grew, handed_over=wanted)
+        more, planned_for = _pass(ctx, ref, token, deadline, epochs)
+        out = _merged(out, more)
+
+
+def _wanted(usage: PoolUsage) -> int:
+    """The addresses a pass plans for, besides the warm targets: held ones and waiting ADDs."""
+    return len(usage.assigned) + len(usage.assigned6) + usage.demand
+
+
+def _demand_outgrew(ctx: ControlContext, node: str, planned_for: int) -> bool:
+    usage = ctx.state.read_usage(node, ctx.settings.ip_cooldown_seconds)
+    return usage.demand > 0 and _wanted(usage) > planned_for
+
+
+def _merged(first: Outcome, later: Outcome) -> Outcome:
+    calls = dict(first.plan_calls)
+    for name, n in later.plan_calls.items():
+        calls[name] = calls.get(name, 0) + n
+    return Outcome(
+        node=first.node,
+        phase=later.phase or first.phase,
+        actions=first.actions + later.actions,
+        written=first.written or later.written,
+        generation=max(first.generation, later.generation),
+        plan_calls=calls,
+        note=later.note or first.note,
+        rounds=first.rounds + later.rounds,
+    )
+
+
+def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
+    """One converging pass; the caller holds the node's lock (``token``)."""
+    return _pass(ctx, ref, token, Deadline(ctx.work_budget_seconds), set())[0]
+
+
+def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
+          epochs: set[str]) -> tuple[Outcome, int]:
+    """One round: the outcome, and the addresses it planned for (``_wanted``).
+    ``epochs``: the fresh epochs of this holding's earlier rounds (each round's own)."""
+    node = ref.name
     inputs = gather(ctx, ref)
+    if inputs.epoch in epochs and not (inputs.previous and inputs.previous.pass_epoch):
+        # Only a clock that did not move between two rounds: a fresh epoch of its own.
+        inputs = dataclasses.replace(inputs, epoch=f"{inputs.epoch}.{len(epochs)}")
+    epochs.add(inputs.epoch)
+    planned_for = _wanted(inputs.usage)
     spec = inputs.spec()
     plan = plan_node(spec, inputs.instance.enis, inputs.usage)
     if plan.touches_ec2:
@@ -126,14 +251,14 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
         generation = early[0][1]
     if generation is None:
         previous = inputs.previous.version.generation if inputs.previous else 0
-        return Outcome(node, phase, len(plan.actions), False, previous, join_calls(plan))
+        return Outcome(node, phase, len(plan.actions), False, previous, join_calls(plan)), planned_for
     if plan.touches_ec2 and not inputs.was_ready:
         pod_ips = sum(len(r.pod_ips()) for r in wb.enis)
         ipv6 = sum(len(r.ipv6_prefixes) for r in wb.enis)
         extra = f", {ipv6} IPv6 /80" if ipv6 else ""
         _event(ctx, node, "Provisioned",
                f"{len(wb.enis)} ENIs, {pod_ips} pod IPs{extra} ({spec.mode.value}, {spec.ip_family.value})")
-    return Outcome(node, phase, len(plan.actions), True, generation, join_calls(plan))
+    return Outcome(node, phase, len(plan.actions), True, generation, join_calls(plan)), planned_for
 
 
 def _write_back_failed(ctx: ControlContext, node: str, inputs: ProvisionInputs, plan: Plan,

@@ -111,3 +111,99 @@ class FollowupClaims:
             self._r.hdel(self._keys.node(node).node, followup_field(task))
         except redis.RedisError:
             pass  # it goes stale on its own
+
+
+# The hand-over hash of a node's provisioning pass: ``token`` (the lock token of the
+# provisioning pass holding the node's lock) and ``wanted`` (another pass for the node
+# was asked for while it held it). Only meaningful while ``token`` holds the lock.
+_HAND_OVER = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then return 0 end
+if redis.call('HGET', KEYS[2], 'token') ~= holder then return -1 end
+redis.call('HSET', KEYS[2], 'wanted', '1')
+return 1
+"""
+# KEYS[1] lock, KEYS[2] hand-over hash. ARGV[1] token. 1 = a pass was wanted (the flag
+# is now cleared: the caller's next round serves it), 0 = none, -1 = the lock is not ours.
+_TAKE_WANTED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[2], 'wanted') then
+  redis.call('HDEL', KEYS[2], 'wanted')
+  return 1
+end
+return 0
+"""
+# Release the lock if ARGV[1] holds it, and the hand-over with it, in one step: a pass
+# that asks to be served after this can only find the lock free. Returns 1 when a pass
+# was wanted since the last TAKE_WANTED (the caller sends one), 0 when none, -1 when
+# the lock was not ours (nothing is touched).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local wanted = redis.call('HGET', KEYS[2], 'wanted')
+redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[1])
+if wanted then return 1 end
+return 0
+"""
+
+HANDED_OVER = 1  # the holder (a provisioning pass) serves it before releasing the lock
+LOCK_FREE = 0  # no one holds the lock: take it
+HELD_BY_OTHER_WORK = -1  # held, but not by a provisioning pass (node_ready, release, ...)
+
+
+class PassHandover:
+    """A provisioning pass that finds its node's lock held by another provisioning pass
+    hands its work to that pass instead of retrying later: the holder re-plans from a
+    fresh read before it lets the lock go (``vpcnet.control.provision``). The flag and
+    the release are one script each, so a hand-over is never lost between the holder's
+    last look and its release: it then either finds the lock free or is reported by the
+    release (and the holder sends a pass)."""
+
+    def __init__(self, client: redis.Redis[bytes], keys: ClusterKeys, ttl_seconds: float) -> None:
+        self._r = client
+        self._keys = keys
+        self._ttl_ms = max(1, int(ttl_seconds * 1000))
+        self._hand_over = client.register_script(_HAND_OVER)
+        self._take = client.register_script(_TAKE_WANTED)
+        self._release = client.register_script(_RELEASE)
+
+    def _key_pair(self, node: str) -> list[str]:
+        lock = self._keys.node(node).lock
+        return [lock, f"{lock}:pass"]
+
+    def begin(self, node: str, token: str) -> None:
+        """The holder of lock ``token`` is a provisioning pass that takes hand-overs. The
+        hash outlives a killed holder by at most its TTL (a new token never matches)."""
+        _, handover = self._key_pair(node)
+        try:
+            with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(handover)
+                pipe.hset(handover, "token", token)
+                pipe.pexpire(handover, self._ttl_ms)
+                pipe.execute()
+        except redis.RedisError as e:
+            raise StateError(f"hand-over of {node}: {e}") from e
+
+    def hand_over(self, node: str) -> int:
+        """HANDED_OVER, LOCK_FREE or HELD_BY_OTHER_WORK (see there)."""
+        try:
+            return int(cast(int, self._hand_over(keys=self._key_pair(node))))
+        except redis.RedisError as e:
+            raise StateError(f"hand-over of {node}: {e}") from e
+
+    def take_wanted(self, node: str, token: str) -> bool:
+        """Whether a pass was handed over since the last look (and clear it)."""
+        try:
+            return int(cast(int, self._take(keys=self._key_pair(node), args=[token]))) == 1
+        except redis.RedisError as e:
+            raise StateError(f"hand-over of {node}: {e}") from e
+
+    def release(self, node: str, token: str) -> bool:
+        """Free the lock ``token`` holds; True when a pass was handed over after the last
+        ``take_wanted`` (it is the caller's to send). An unreachable Redis frees the lock
+        by TTL (and reports no hand-over: the handing pass's demand is re-published or
+        found by the warm-pool scan)."""
+        try:
+            return int(cast(int, self._release(keys=self._key_pair(node), args=[token]))) == 1
+        except redis.RedisError:
+            return False

@@ -130,6 +130,10 @@ class Lease:
     def lost(self) -> bool:
         return self._lost.is_set()
 
+    @property
+    def lingers(self) -> bool:
+        return self._lingers.is_set()
+
     def mark_lost(self) -> None:
         self._lost.set()
 
