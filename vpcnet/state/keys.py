@@ -29,6 +29,9 @@ Per node (writer in brackets):
                        pool changed; the watcher then enqueues a
                        provisioning pass that plans for it (``PoolUsage.demand``)
 ``lock``         str   [control plane] per-node lock (token), with TTL
+``lock:pass``    hash  [control plane] the provisioning pass holding ``lock``: ``token``, and
+                       ``wanted`` when another pass handed its work over to it
+                       (``vpcnet.state.claims.PassHandover``); TTL, deleted with the lock
 
 Channels: ``changed`` (per node; control plane publishes after any write of node/enis/
 release-req, the agent reacts within a second) and the cluster channel ``agent-ready``
