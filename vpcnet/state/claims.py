@@ -168,8 +168,8 @@ class PassHandover:
         self._release = client.register_script(_RELEASE)
 
     def _key_pair(self, node: str) -> list[str]:
-        lock = self._keys.node(node).lock
-        return [lock, f"{lock}:pass"]
+        keys = self._keys.node(node)
+        return [keys.lock, keys.lock_pass]
 
     def begin(self, node: str, token: str) -> None:
         """The holder of lock ``token`` is a provisioning pass that takes hand-overs. The

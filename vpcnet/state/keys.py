@@ -217,6 +217,10 @@ class NodeKeys:
         return f"{self._p}:lock"
 
     @property
+    def lock_pass(self) -> str:
+        return f"{self._p}:lock:pass"
+
+    @property
     def ec2_calls(self) -> str:
         return f"{self._p}:ec2-calls"
 
@@ -236,5 +240,6 @@ class NodeKeys:
             self.agent,
             self.demand,
             self.lock,
+            self.lock_pass,
             self.ec2_calls,
         ]
