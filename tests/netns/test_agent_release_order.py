@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,10 @@ def release_ok(node: SimNode) -> set[str]:
         return {m.decode() for m in client.smembers(node.keys.release_ok)}
     finally:
         client.close()
+
+
+def confirmed(node: SimNode, ip: str) -> bool:
+    return ip in release_ok(node)
 
 
 def ask_back(node: SimNode, ip: str) -> None:
@@ -154,7 +159,7 @@ def test_release_ok_follows_the_durable_checkpoint_and_a_restart_keeps_those_ips
     for ip in asked:
         start = time.monotonic()
         ask_back(node, ip)
-        wait_for(lambda ip=ip: ip in release_ok(node), 10, f"{ip} in release-ok", interval=0.001)  # type: ignore[misc]
+        wait_for(partial(confirmed, node, ip), 10, f"{ip} in release-ok", interval=0.001)
         latencies.append(time.monotonic() - start)
         # Whatever release-ok says, the checkpoint on disk said first.
         on_disk = checkpoint.load()
