@@ -154,3 +154,15 @@ def test_released_in_reads_both_families_and_an_older_payload() -> None:
     assert released_in(payload) == Released(frozenset({ASKED}), frozenset({ASKED6}))
     assert released_in(pools.ipam.to_checkpoint()) == Released(frozenset({ASKED}))  # before IPv6
     assert released_in(None) == Released()
+
+
+def test_durable_is_what_this_process_wrote_not_what_it_loaded(tmp_path: Path) -> None:
+    # A loaded file may be one whose writer crashed before syncing its directory: the
+    # agent's first pass writes (and syncs) its own before confirming anything.
+    path = tmp_path / "checkpoint.json"
+    Checkpoint(path).write({"released": ["10.0.16.7"]})
+    restarted = Checkpoint(path)
+    assert restarted.load() == {"released": ["10.0.16.7"]}
+    assert restarted.durable() is None
+    restarted.write({"released": []})
+    assert restarted.durable() == {"released": []}
