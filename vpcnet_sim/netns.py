@@ -7,6 +7,7 @@ prefix so that cleanup by prefix never touches anything else on the machine.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -34,6 +35,11 @@ def run(argv: Sequence[str], *, stdin: str | None = None, check: bool = True) ->
     if check and proc.returncode != 0:
         raise NetnsError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+def run_rc(argv: Sequence[str]) -> int:
+    """The exit status of ``argv`` (for probes such as ``ip6tables -C``)."""
+    return subprocess.run(list(argv), capture_output=True, timeout=_TIMEOUT, check=False).returncode
 
 
 def ip(ns: str | None, *args: str, check: bool = True) -> str:
@@ -95,9 +101,14 @@ def socket_in(netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_
     return sock
 
 
+def family_of(address: str) -> int:
+    """The socket family of an IPv4 or IPv6 address string."""
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
 class EchoServer:
     """A TCP service in a namespace that answers every connection with the source
-    address it sees (used to prove SNAT), then closes."""
+    address it sees (used to prove SNAT on IPv4, its absence on IPv6), then closes."""
 
     def __init__(self, netns: str, address: str, port: int) -> None:
         self.netns = netns
@@ -108,7 +119,7 @@ class EchoServer:
         self._stop = threading.Event()
 
     def start(self) -> None:
-        sock = socket_in(self.netns)
+        sock = socket_in(self.netns, family_of(self.address))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.address, self.port))
         sock.listen(64)
@@ -143,7 +154,7 @@ class EchoServer:
 
 def source_seen_by(netns: str, address: str, port: int, timeout: float = 5.0) -> str:
     """Connect from ``netns`` to an ``EchoServer``; the source address it saw."""
-    sock = socket_in(netns)
+    sock = socket_in(netns, family_of(address))
     try:
         sock.settimeout(timeout)
         sock.connect((address, port))

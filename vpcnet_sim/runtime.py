@@ -9,6 +9,7 @@ demo, tests and benchmarks exercise the plugin exactly as a node would.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -52,8 +53,28 @@ class Pod:
 
     @property
     def ip(self) -> str:
+        """The pod's first address (Kubernetes' podIP), of either family."""
         for ip in self.result.get("ips", []):
             return str(ip["address"]).split("/")[0]
+        return ""
+
+    @property
+    def ip4(self) -> str:
+        return self._address_of(4)
+
+    @property
+    def ip6(self) -> str:
+        return self._address_of(6)
+
+    @property
+    def ips(self) -> list[str]:
+        """Every address of the result, in its order (Kubernetes' podIPs)."""
+        return [str(ip["address"]).split("/")[0] for ip in self.result.get("ips", [])]
+
+    def _address_of(self, version: int) -> str:
+        for address in self.ips:
+            if ipaddress.ip_address(address).version == version:
+                return address
         return ""
 
 
@@ -76,8 +97,11 @@ class PodRuntime:
         cni_path: Sequence[Path],
         netns_prefix: str,
         timeout: float = DEFAULT_EXEC_TIMEOUT_SECONDS,
+        cni_version: str | None = None,
     ) -> None:
         self.conflist_path = conflist_path
+        # Runs the list as a runtime speaking this spec version would (None: the list's).
+        self.cni_version = cni_version
         self.cni_path = [Path(p) for p in cni_path]
         self.netns_prefix = netns_prefix
         self.timeout = timeout
@@ -85,6 +109,8 @@ class PodRuntime:
 
     def load_conflist(self) -> dict[str, Any]:
         conf: dict[str, Any] = json.loads(self.conflist_path.read_text())
+        if self.cni_version is not None:
+            conf["cniVersion"] = self.cni_version
         return conf
 
     def _find(self, plugin_type: str) -> Path:

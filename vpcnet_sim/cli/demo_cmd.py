@@ -8,6 +8,8 @@ from typing import Any
 
 # vpcnet_sim.embedded.stack.KUBE_SERVERS (not imported here: the CLI loads every command)
 KUBE_SERVERS = ("emulator", "apiserver")
+# vpcnet.domain.IpFamily's values (same reason)
+IP_FAMILIES = ("ipv4", "ipv6", "dual")
 
 
 def register(sub: Any) -> None:
@@ -24,6 +26,13 @@ def register(sub: Any) -> None:
         help="the Kubernetes to run on: the built-in emulator (fast) or a real etcd + "
         "kube-apiserver v1.37.2, built from Go modules first if not cached (minutes, once)",
     )
+    parser.add_argument(
+        "--ip-family",
+        choices=IP_FAMILIES,
+        default="ipv4",
+        help="the pods' address families: IPv4 (SNAT'd out of the VPC), IPv6 from a /80 "
+        "per node (no NAT), or dual (one of each); the connectivity matrix is per family",
+    )
     parser.set_defaults(func=run)
 
 
@@ -34,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from vpcnet_sim.embedded.procs import unwind_on_sigterm
 
     unwind_on_sigterm()
-    console = Console(stderr=bool(args.json))
+    # no emoji codes: an IPv6 address such as 2001:db8:0:100:1::1 holds ":100:"
+    console = Console(stderr=bool(args.json), emoji=False)
     console.width = max(console.width, 120)  # the tables are wide; pipes default to 80
-    demo = Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir, kube=args.kube)
+    demo = Demo(console, keep=args.keep, as_json=args.json, workdir=args.workdir, kube=args.kube,
+                ip_family=args.ip_family)
     return demo.run()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import redis
 
-from vpcnet.domain import NodePhase
+from vpcnet.domain import IpFamily, NodePhase
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.records import PHASE_FIELD, parse_phase
@@ -34,6 +34,7 @@ VPC_CIDR = "10.0.0.0/16"
 SUBNETS = ("10.0.0.0/20", "10.0.16.0/20", "10.0.32.0/20")
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 KUBE_SERVERS = ("emulator", "apiserver")
+IP_FAMILIES = tuple(f.value for f in IpFamily)
 # What the processes log once they serve: Celery's "<hostname> ready." once the worker's
 # consumer started; the watcher's structured event when it takes the Lease.
 WORKER_READY_MARKER = "{hostname} ready."
@@ -83,10 +84,20 @@ class StackOptions:
     # >1: the EC2 emulator's clock runs this many times faster (latencies, delays and
     # token buckets); the benchmark scales vpcnet's rate limiter to match.
     ec2_time_scale: float = 1.0
+    # the cluster's IP family (VPCNET_IP_FAMILY): ipv4 | ipv6 | dual
+    ip_family: str = "ipv4"
 
     def __post_init__(self) -> None:
         if self.kube not in KUBE_SERVERS:
             raise ValueError(f"kube must be one of {', '.join(KUBE_SERVERS)}, not {self.kube!r}")
+        if self.ip_family not in IP_FAMILIES:
+            raise ValueError(
+                f"ip_family must be one of {', '.join(IP_FAMILIES)}, not {self.ip_family!r}"
+            )
+
+    @property
+    def family(self) -> IpFamily:
+        return IpFamily(self.ip_family)
 
 
 @dataclass
@@ -158,6 +169,7 @@ class EmbeddedStack:
                 "VPCNET_EC2_ENDPOINT_URL": self.ec2.endpoint_url,
                 "VPCNET_KUBECONFIG": str(self.kubeconfig),
                 "VPCNET_MODE": self.opts.mode,
+                "VPCNET_IP_FAMILY": self.opts.ip_family,
                 "VPCNET_AWS_REGION": "us-east-1",
                 "VPCNET_IP_COOLDOWN_SECONDS": str(self.opts.ip_cooldown_seconds),
                 "VPCNET_ENI_GC_GRACE_SECONDS": str(self.opts.eni_gc_grace_seconds),
@@ -319,9 +331,20 @@ class EmbeddedStack:
             ec2_admin_url=self.ec2.endpoint_url,
             cidr=VPC_CIDR,
             subnets=SUBNETS,
+            subnets_ipv6=self.subnets_ipv6(),
         )
         self.vpc.setup()
         self.vpc.start_fabric(0.2)
+
+    def subnets_ipv6(self) -> list[str | None]:
+        """Each of ``SUBNETS``' IPv6 /64 as DescribeSubnets gives it (None: IPv4 only)."""
+        found: dict[str, str] = {}
+        resp = self.ec2.client().describe_subnets(SubnetIds=list(self.world.subnet_ids))
+        for sub in resp["Subnets"]:
+            for assoc in sub.get("Ipv6CidrBlockAssociationSet") or ():
+                if (assoc.get("Ipv6CidrBlockState") or {}).get("State") == "associated":
+                    found[str(sub["CidrBlock"])] = str(assoc["Ipv6CidrBlock"])
+        return [found.get(cidr) for cidr in SUBNETS]
 
     def launch_node(self, name: str, instance_type: str, subnet_index: int = 0) -> SimNode:
         """Run an EC2 instance for the node and, with netns, its namespace and agent."""
