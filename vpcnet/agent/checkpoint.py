@@ -9,6 +9,11 @@ pod's network only after the checkpoint holding its IP was written.
 Loading is tolerant of a missing file (first start) and strict on a corrupt one: a
 checkpoint that exists but does not parse raises ``CheckpointError`` instead of
 silently starting from an empty pool (which could reuse IPs that pods hold).
+
+``durable()`` is the payload this process last wrote, i.e. known to be on disk: what
+may be told to others as settled (``release-ok`` names only IPs it holds as released,
+see ``vpcnet.agent.redis_sync``). A loaded file does not count: the agent's first
+pass writes (and syncs) its own before confirming anything.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Checkpoint:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._written_generation = -1
+        self._durable: Mapping[str, Any] | None = None
         self.writes = 0  # for tests and the benchmark breakdown
 
     def load(self) -> dict[str, Any] | None:
@@ -75,7 +81,12 @@ class Checkpoint:
             atomic_write_bytes(self.path, data, 0o600, sync=Sync.DATA, dir_mode=0o700)
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {self.path}: {e}") from e
+        self._durable = payload  # callers never change a payload once written
         self.writes += 1
+
+    def durable(self) -> Mapping[str, Any] | None:
+        """The payload last written by this process (on disk), None before the first."""
+        return self._durable
 
     def sync(self, source: Snapshotting) -> None:
         """Return once ``source``'s state as of this call is on disk.

@@ -109,7 +109,7 @@ class ChangeKind(enum.StrEnum):
     ASSIGN = "assign"  # ip now held by key
     RELEASE = "release"  # ip freed by key, cooling down until ``until``
     DROP = "drop"  # ip freed by key but not returned to the pool (vanished/released)
-    CONFIRM = "confirm"  # ip confirmed for release to EC2 (release-ok)
+    CONFIRM = "confirm"  # ip confirmed for release to EC2 (release-ok once on disk)
     VANISH = "vanish"  # assigned ip no longer on any ENI
 
 

@@ -47,7 +47,7 @@ from vpcnet.agent.imds import ImdsClient
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.ipam6 import Ipam6
 from vpcnet.agent.metadata import InstanceIdentity
-from vpcnet.agent.pools import NodePools
+from vpcnet.agent.pools import NodePools, released_in
 from vpcnet.agent.redis_sync import AgentReport, NodeState, RedisSync
 from vpcnet.agent.truth import corroborate, disputed, held_enis, resolve_enis
 from vpcnet.atomicfile import Sync, atomic_write_bytes
@@ -115,6 +115,8 @@ class Agent:
             wake=self.wake,
             credentials=node_credentials(settings),
             ipam6=self.ipam6,
+            # release-ok names only releases the checkpoint on disk holds (invariant 8).
+            durable=lambda: released_in(self.checkpoint.durable()),
         )
         self._identity: InstanceIdentity | None = None
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
@@ -324,6 +326,8 @@ class Agent:
         if state is not None:
             confirmed = self.ipam.confirm_release(state.release_req)
             confirmed6 = self.ipam6.confirm_release(state.release_req6)
+            # The release on disk first: a crash before release-ok leaves the IP in the
+            # restarted pool, never in use by a pod while EC2 takes it back.
             self.checkpoint.sync(self.pools)
             self.sync.confirm_released(confirmed)
             self.sync.confirm_released6(confirmed6)

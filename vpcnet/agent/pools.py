@@ -4,19 +4,42 @@ The checkpoint payload is the IPv4 pool's (unchanged, so an older agent still re
 it) with an ``ipv6`` section added; a payload without that section (written before
 IPv6 support) loads as an empty IPv6 pool. The /80s are not stored twice: they are
 re-read from the ENI records of the IPv4 section.
+
+``released_in`` reads back what a payload holds as confirmed released (both families):
+``release-ok`` may name those only once that payload is on disk.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.ipam6 import Ipam6
+from vpcnet.domain import IPv4, IPv6Net
 from vpcnet.errors import CheckpointError
 
 IPV6_SECTION = "ipv6"
+
+
+class Released(NamedTuple):
+    """Confirmed for release to EC2, out of the pool: IPv4 IPs and /80s."""
+
+    ips: frozenset[IPv4] = frozenset()
+    prefixes: frozenset[IPv6Net] = frozenset()
+
+
+def released_in(payload: Mapping[str, Any] | None) -> Released:
+    """What ``payload`` (``NodePools.snapshot``'s) holds as released; nothing for None."""
+    if payload is None:
+        return Released()
+    section = payload.get(IPV6_SECTION) or {}
+    return Released(
+        frozenset(ipaddress.IPv4Address(ip) for ip in payload["released"]),
+        frozenset(ipaddress.IPv6Network(p) for p in section.get("released", ())),
+    )
 
 
 class NodePools:

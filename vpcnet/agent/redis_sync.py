@@ -22,6 +22,16 @@ ones (ip string -> Assignment JSON), a freed one leaves it (no cooldown set: the
 cursor moves on instead), ``release-req`` entries that are /80 CIDR strings are the
 prefixes asked back and ``release-ok`` gets the same strings once given up. ``demand``
 counts the ADDs waiting for either family.
+
+``release-ok`` (both families, one rule): it names an IP or /80 only once the agent's
+checkpoint on disk holds it as released (``durable``, the releases of the payload last
+written). Were it written first, an agent crashing in between would restart from a
+checkpoint that still has the IP in its pool while the control plane, told it is unused,
+unassigns it in EC2: a pod would get an address EC2 no longer gives the node
+(invariants 1 and 8). So the mirror never writes a confirmation from the pools'
+changes, the full rewrite adds only durable ones, and ``confirm_released[6]`` (called
+after the checkpoint write) drops any that are not durable yet: the next pass, after
+its own write, confirms them.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import redis
 
 from vpcnet.agent.ipam import ChangeKind, Ipam, IpamChange, PoolStats
 from vpcnet.agent.ipam6 import Ipam6, Ipv6Change
+from vpcnet.agent.pools import Released
 from vpcnet.credentials.provider import NodeCredentialProvider
 from vpcnet.domain import IPV6_PREFIX_LEN, EniRecord, IPv4, IPv6Net
 from vpcnet.errors import StateError
@@ -108,6 +119,7 @@ class RedisSync:
         clock: Callable[[], float] = time.time,
         credentials: NodeCredentialProvider | None = None,
         ipam6: Ipam6 | None = None,
+        durable: Callable[[], Released] | None = None,
     ) -> None:
         self.keys: NodeKeys = ClusterKeys(cluster).node(node)
         self.cluster_keys = ClusterKeys(cluster)
@@ -116,6 +128,10 @@ class RedisSync:
         self.ipam6 = ipam6 if ipam6 is not None else Ipam6()
         self.wake = wake
         self._clock = clock
+        # What the checkpoint on disk holds as released. Without it (a caller whose pool
+        # is its own checkpoint, e.g. the embedded stand-in) ``confirm_released[6]``
+        # write what they are given and the full rewrite confirms nothing.
+        self._durable = durable
         # With ``credentials`` the node's own ACL user (fetched from the issuer, replaced
         # when Redis refuses it), else whatever ``redis_url`` carries.
         login: dict[str, Any] = {}
@@ -209,22 +225,24 @@ class RedisSync:
     # -- writes ------------------------------------------------------------------------
 
     def confirm_released(self, ips: set[IPv4]) -> None:
-        """``release-ok`` for the IPs the IPAM gave up (idempotent set add)."""
-        if not ips:
-            return
-        try:
-            self._client.sadd(self.keys.release_ok, *sorted(str(ip) for ip in ips))
-        except redis.RedisError as e:
-            self._mark(False)
-            raise StateError(f"cannot write release-ok: {e}") from e
-        self._mark(True)
+        """``release-ok`` for the IPs the IPAM gave up whose release is on disk
+        (idempotent set add); call it after the checkpoint write."""
+        if ips and self._durable is not None:
+            ips = ips & self._durable().ips
+        self._confirm({str(ip) for ip in ips})
 
     def confirm_released6(self, prefixes: set[IPv6Net]) -> None:
-        """``release-ok`` for the /80s the IPv6 pool gave up (their CIDR strings)."""
-        if not prefixes:
+        """``release-ok`` for the /80s the IPv6 pool gave up whose release is on disk
+        (their CIDR strings); call it after the checkpoint write."""
+        if prefixes and self._durable is not None:
+            prefixes = prefixes & self._durable().prefixes
+        self._confirm({str(p) for p in prefixes})
+
+    def _confirm(self, entries: set[str]) -> None:
+        if not entries:
             return
         try:
-            self._client.sadd(self.keys.release_ok, *sorted(str(p) for p in prefixes))
+            self._client.sadd(self.keys.release_ok, *sorted(entries))
         except redis.RedisError as e:
             self._mark(False)
             raise StateError(f"cannot write release-ok: {e}") from e
@@ -348,22 +366,28 @@ class RedisSync:
     def _write_full(self) -> None:
         allocations = self.ipam.allocations()
         cooldown = self.ipam.cooldown()
-        released = self.ipam.released()
         assigned: dict[str | bytes, bytes | float | int | str] = {
             str(a.ip): a.to_assignment().to_json() for a in allocations}
         assigned.update({str(a.ip): a.to_assignment().to_json() for a in self.ipam6.allocations()})
-        released6 = self.ipam6.released()
+        confirmed = self._durably_released()
         with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.assigned, self.keys.cooldown)
             if assigned:
                 pipe.hset(self.keys.assigned, mapping=assigned)
-            if released6:
-                pipe.sadd(self.keys.release_ok, *sorted(str(p) for p in released6))
             if cooldown:
                 pipe.zadd(self.keys.cooldown, {str(ip): t for ip, t in cooldown.items()})
-            if released:
-                pipe.sadd(self.keys.release_ok, *sorted(str(ip) for ip in released))
+            if confirmed:
+                pipe.sadd(self.keys.release_ok, *sorted(confirmed))
             pipe.execute()
+
+    def _durably_released(self) -> set[str]:
+        """Released in the pools and in the checkpoint on disk (not an IP the pools
+        forgot since, having seen it leave the ENIs)."""
+        if self._durable is None:
+            return set()
+        durable = self._durable()
+        return ({str(ip) for ip in self.ipam.released() & durable.ips}
+                | {str(p) for p in self.ipam6.released() & durable.prefixes})
 
     def _write_changes(self, changes: Any) -> None:
         with self._client.pipeline(transaction=True) as pipe:
@@ -381,8 +405,8 @@ class RedisSync:
                 elif c.kind is ChangeKind.DROP:
                     pipe.hdel(self.keys.assigned, ip)
                     pipe.zrem(self.keys.cooldown, ip)
-                elif c.kind is ChangeKind.CONFIRM:
-                    pipe.sadd(self.keys.release_ok, ip)
+                # CONFIRM: not from here, for either family (see the module doc):
+                # ``confirm_released`` writes release-ok once the checkpoint is on disk.
                 # VANISH: the pod still holds the IP; it stays in ``assigned``.
             pipe.execute()
 
@@ -391,9 +415,7 @@ class RedisSync:
             pipe.hset(self.keys.assigned, str(c.ip), c.allocation.to_assignment().to_json())
         elif c.kind is ChangeKind.DROP:
             pipe.hdel(self.keys.assigned, str(c.ip))
-        # CONFIRM: not from here. ``confirm_released6`` writes release-ok once the
-        # checkpoint holding the release is on disk: a crash in between must not leave
-        # a /80 given back to the control plane that the restarted pool still uses.
+        # CONFIRM: not from here (see the module doc): ``confirm_released6``.
         # VANISH: the pod still holds the address; it stays in ``assigned``.
 
     # -- subscription ------------------------------------------------------------------
