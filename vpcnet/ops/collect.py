@@ -250,8 +250,8 @@ def node_view(world: World, name: str) -> dict[str, Any]:
 
 def _max_pods(world: World, record: NodeRecord | None) -> int | None:
     """The node's pod capacity in its mode and family (``vpcnet.limits.max_pods``), from
-    the cached limits, else the bundled table. Neither carries a vCPU count: the IPv6
-    cap is then the small nodes' 110. None when the type or mode is unknown."""
+    the cached limits, else the bundled table; the IPv6 cap uses their vCPU count
+    (``InstanceLimits.vcpus``). None when the type or mode is unknown."""
     if record is None or not record.mode:
         return None
     limits = world.limits.get(record.instance_type) or bundled_limits(record.instance_type)
