@@ -239,6 +239,8 @@ def node_view(world: World, name: str) -> dict[str, Any]:
         "ipv6_assigned": len(assigned6),
         "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
         "agent_ready": agent is not None and agent.ready,
+        # the agent's own count (its report), next to the mirror's ``ipv6_assigned``
+        "agent_assigned6": agent.assigned6 if agent is not None else 0,
         "agent": dataclasses.asdict(agent) if agent is not None else {},
         "ips_total": total,
         "ips_assigned": len(assigned),
