@@ -166,7 +166,7 @@ def to_snapshot(world: World) -> Snapshot:
             )
         )
     pods = tuple(
-        PodView(p.namespace, p.name, p.node_name, p.pod_ip)
+        PodView(p.namespace, p.name, p.node_name, p.pod_ip, p.pod_ip6)
         for p in world.pods
         if not p.host_network and p.node_name in world.redis_nodes
     )
@@ -194,7 +194,7 @@ def node_view(world: World, name: str) -> dict[str, Any]:
     both = world.assigned.get(name, {})
     assigned = ipv4_assigned(both)
     assigned6 = ipv6_assigned(both)
-    pods_by_ip = {str(p.pod_ip): f"{p.namespace}/{p.name}" for p in world.pods if p.pod_ip}
+    pods_by_ip = {str(ip): f"{p.namespace}/{p.name}" for p in world.pods for ip in p.pod_ips}
     inst = world.instances.get(state.instance_id) if state else None
     ec2_by_id = {e.eni_id: e for e in inst.enis} if inst else {}
     kube_node = world.kube_nodes.get(name)
