@@ -47,7 +47,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vpcnet.install import install, verify_plugin
-    from vpcnet.install.sysctl import default_route_link, device_links, ensure_sysctls, plan_host_sysctls
+    from vpcnet.install.sysctl import (
+        default_route_link,
+        device_links,
+        ensure_sysctls,
+        plan_host_sysctls,
+    )
 
     try:
         family = _ip_family(args.ip_family)

@@ -47,7 +47,6 @@ from vpcnet.host_sysctls import (
     rp_filter,
 )
 
-
 # Keys only the host's initial network namespace has: the neighbour tables' defaults
 # (``net/ipv6/neigh/default``) are not per namespace. Skipped where absent (a node run in
 # a network namespace of its own, the simulated VPC's); the agent sets proxy_delay on

@@ -12,7 +12,17 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vpcnet.domain import Assignment, EniRecord, IpFamily, IPv4, IPv4Net, IPv6, IPv6Net, NodePhase, PodIp
+from vpcnet.domain import (
+    Assignment,
+    EniRecord,
+    IpFamily,
+    IPv4,
+    IPv4Net,
+    IPv6,
+    IPv6Net,
+    NodePhase,
+    PodIp,
+)
 from vpcnet.ipsupply import no_ip_can_be_had
 from vpcnet.plan import PoolUsage
 from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
