@@ -122,3 +122,14 @@ def test_the_plan_writes_accept_ra_before_forwarding() -> None:
     assert {proxy_ndp("ens5"), proxy_ndp("ens6"), proxy_delay("ens6")} <= set(plan)
     with pytest.raises(InstallError):
         plan_host_sysctls(["ens5"], IpFamily.IPV6, "../x")
+
+
+def test_an_ipv6_default_route_alone_names_the_primary(netns: str, tmp_path: Path) -> None:
+    ip(netns, "link", "add", LINK, "type", "veth", "peer", "name", f"{LINK}-peer")
+    ip(netns, "link", "set", f"{LINK}-peer", "up")
+    ip(netns, "link", "set", LINK, "up")
+    ip(netns, "-6", "addr", "add", "2001:db8:0:1::10/64", "dev", LINK, "nodad")
+    ip(netns, "-6", "route", "add", "default", "via", "2001:db8:0:1::1", "dev", LINK)
+    done = install(netns, tmp_path, "--ip-family", "ipv6")
+    assert done.returncode == 0, done.stderr
+    assert read(netns, accept_ra(LINK)) == "2" and read(netns, IPV6_FORWARDING) == "1"
