@@ -68,6 +68,9 @@ class InstanceLimits:
     # IPv6 addresses per ENI (EC2's Ipv6AddressesPerInterface; a /80 prefix takes one);
     # None: not known, taken as ipv4_per_eni, which is what EC2 lists for current types.
     ipv6_per_eni: int | None = None
+    # vCPUs (EC2's VCpuInfo.DefaultVCpus): the IPv6 max-pods cap depends on them (one /80
+    # does not bound the pods); None: not known.
+    vcpus: int | None = None
 
     @property
     def supports_prefixes(self) -> bool:

@@ -32,6 +32,7 @@ def bundled_table() -> Mapping[str, InstanceLimits]:
             max_enis=int(row["max_enis"]),
             ipv4_per_eni=int(row["ipv4_per_eni"]),
             hypervisor=str(row.get("hypervisor", "nitro")),
+            vcpus=int(row["vcpus"]) if row.get("vcpus") is not None else None,
         )
         for name, row in table.items()
     }
@@ -49,6 +50,7 @@ def limits_to_json(limits: InstanceLimits) -> str:
             "ipv4_per_eni": limits.ipv4_per_eni,
             "hypervisor": limits.hypervisor,
             "ipv6_per_eni": limits.ipv6_per_eni,
+            "vcpus": limits.vcpus,
         },
         sort_keys=True,
     )
@@ -63,6 +65,7 @@ def limits_from_json(raw: str | bytes) -> InstanceLimits:
         hypervisor=str(d.get("hypervisor", "nitro")),
         # Absent from entries cached before IPv6 support: not known.
         ipv6_per_eni=int(d["ipv6_per_eni"]) if d.get("ipv6_per_eni") is not None else None,
+        vcpus=int(d["vcpus"]) if d.get("vcpus") is not None else None,  # likewise
     )
 
 
@@ -79,8 +82,9 @@ def max_pod_ips(limits: InstanceLimits, mode: Mode) -> int:
 
 def ipv6_max_pods(vcpus: int | None) -> int:
     """Pods an IPv6 node can run: one /80 is 2**48 addresses, so the bound is the
-    kubelet-style cap, by vCPUs. The bundled table and the cached limits carry no vCPU
-    count: without one (None) the cap is the small nodes' 110."""
+    kubelet-style cap, by vCPUs (``InstanceLimits.vcpus``). Without a vCPU count (None:
+    a type EC2 did not describe with one, a cache entry older than the field) the cap is
+    the small nodes' 110."""
     if vcpus is not None and vcpus >= LARGE_NODE_VCPUS:
         return LARGE_NODE_MAX_PODS
     return SMALL_NODE_MAX_PODS
@@ -89,9 +93,9 @@ def ipv6_max_pods(vcpus: int | None) -> int:
 def max_pods(limits: InstanceLimits, mode: Mode, family: IpFamily, vcpus: int | None = None) -> int:
     """The most pods a node of this type can run in ``mode`` and ``family``: ipv4, its
     pod addresses (:func:`max_pod_ips`); ipv6, :func:`ipv6_max_pods`; dual (each pod
-    takes one of each), the smaller of the two."""
+    takes one of each), the smaller of the two. ``vcpus`` overrides ``limits.vcpus``."""
     ipv4 = max_pod_ips(limits, mode)
-    ipv6 = ipv6_max_pods(vcpus)
+    ipv6 = ipv6_max_pods(limits.vcpus if vcpus is None else vcpus)
     if family is IpFamily.IPV4:
         return ipv4
     if family is IpFamily.IPV6:

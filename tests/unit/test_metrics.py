@@ -146,12 +146,18 @@ class _Ipam:
         return PoolStats(total=20, free=12, assigned=7, cooldown=1)
 
 
+class _Ipam6:
+    def allocations(self) -> list[str]:
+        return []
+
+
 @dataclass
 class _Agent:
     ready: bool = True
     version: str = "1.2.3"
     programmed: _Programmed | None = _Programmed(7, ("eni-a", "eni-b"))
     ipam: _Ipam = field(default_factory=_Ipam)
+    ipam6: _Ipam6 = field(default_factory=_Ipam6)
     sync: _Sync = field(default_factory=_Sync)
 
 

@@ -451,6 +451,7 @@ class Agent:
             epoch=programmed.epoch,
             write_id=programmed.write_id,
             rollback=self.mark.rollback,
+            assigned6=len(self.ipam6.allocations()),
         )
         now = time.time()
         write_status(Path(self.settings.status_path), report, now)
@@ -474,6 +475,7 @@ def write_status(path: Path, report: AgentReport, now: float) -> None:
         "free": report.stats.free,
         "assigned": report.stats.assigned,
         "cooldown": report.stats.cooldown,
+        "assigned6": report.assigned6,
         "error": report.error,
         "pid": os.getpid(),
     }

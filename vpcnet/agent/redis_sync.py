@@ -97,6 +97,7 @@ class AgentReport:
     epoch: str = ""  # with generation and write_id: the store version programmed
     write_id: str = ""
     rollback: str = ""  # the epoch in which the store was seen going back, or empty
+    assigned6: int = 0  # IPv6 pod addresses assigned (the IPv6 pool's allocations)
 
     @property
     def programmed(self) -> StoreVersion:
@@ -262,6 +263,7 @@ class RedisSync:
             cooldown=r.stats.cooldown,
             version=r.version,
             error=r.error,
+            assigned6=r.assigned6,
         )
         publish = r.ready and r.programmed != self._published
         try:

@@ -182,6 +182,12 @@ def _ipv6_per_eni(net: Mapping[str, Any]) -> int | None:
     return int(raw) if raw is not None else None
 
 
+def _default_vcpus(instance_type: Mapping[str, Any]) -> int | None:
+    """EC2's VCpuInfo.DefaultVCpus (None: not listed)."""
+    raw = (instance_type.get("VCpuInfo") or {}).get("DefaultVCpus")
+    return int(raw) if raw is not None else None
+
+
 def _fence_for(action: str) -> Fence | None:
     if not is_mutating(action):
         return None
@@ -307,6 +313,7 @@ class Ec2:
                     ipv4_per_eni=int(net["Ipv4AddressesPerInterface"]),
                     hypervisor=str(t.get("Hypervisor", "")),
                     ipv6_per_eni=_ipv6_per_eni(net),
+                    vcpus=_default_vcpus(t),
                 )
         return None
 

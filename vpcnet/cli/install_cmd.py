@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from vpcnet.domain import IpFamily
 from vpcnet.errors import InstallError
 
 
@@ -33,6 +35,10 @@ def register(sub: Any) -> None:
                         help="prebuilt launcher (default: the image's, else compile launcher.c)")
     parser.add_argument("--host-sysctls", action="store_true",
                         help="also set the host sysctls the agent needs (privileged init)")
+    parser.add_argument("--ip-family", default=None,
+                        help="with --host-sysctls: the node's IP family, ipv4 | ipv6 | dual; an ipv6 "
+                             "or dual node also gets the agent's IPv6 sysctls (default: "
+                             "$VPCNET_IP_FAMILY, else ipv4)")
     parser.add_argument("--verify", action="store_true",
                         help="exec the installed plugin's VERSION afterwards")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -41,13 +47,20 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vpcnet.install import install, verify_plugin
-    from vpcnet.install.sysctl import device_links, ensure_sysctls, plan_host_sysctls
+    from vpcnet.install.sysctl import (
+        default_route_link,
+        device_links,
+        ensure_sysctls,
+        plan_host_sysctls,
+    )
 
     try:
+        family = _ip_family(args.ip_family)
         result = install(args.bin_dir, args.runtime_dir, root=args.root, launcher=args.launcher)
         report: dict[str, Any] = result.to_dict()
         if args.host_sysctls:
-            report["sysctls_written"] = ensure_sysctls(plan_host_sysctls(device_links()))
+            primary = default_route_link() if family.wants_ipv6 else ""
+            report["sysctls_written"] = ensure_sysctls(plan_host_sysctls(device_links(), family, primary))
         if args.verify:
             started = time.monotonic()
             answer = verify_plugin(result.plugin, root=args.root)
@@ -68,3 +81,12 @@ def run(args: argparse.Namespace) -> int:
     for key, value in report.items():
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _ip_family(flag: str | None) -> IpFamily:
+    """``--ip-family``, else ``VPCNET_IP_FAMILY`` (what ``Settings.ip_family`` reads), else ipv4."""
+    raw = flag if flag is not None else os.environ.get("VPCNET_IP_FAMILY", "")
+    try:
+        return IpFamily.parse(raw.strip().lower())
+    except ValueError:
+        raise InstallError(f"invalid ip family {raw!r} (ipv4, ipv6 or dual)") from None

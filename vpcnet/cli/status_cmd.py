@@ -53,7 +53,8 @@ def run_status(args: argparse.Namespace) -> int:
         "node_list": [
             {k: v[k] for k in ("name", "instance_type", "phase", "ip_family", "max_pods",
                                "ips_total", "ips_assigned", "ips_free", "ipv6_prefixes",
-                               "ipv6_assigned", "agent_ready", "taints", "error")}
+                               "ipv6_assigned", "agent_assigned6", "agent_ready", "taints",
+                               "error")}
             for v in views
         ],
     }

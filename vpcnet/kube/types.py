@@ -114,30 +114,54 @@ class PodObj:
     uid: str = ""
     node_name: str = ""
     phase: str = ""
-    pod_ip: ipaddress.IPv4Address | None = None
+    pod_ip: ipaddress.IPv4Address | None = None  # the pod's IPv4 (of ``pod_ips``), if any
     host_network: bool = False
+    # Every address Kubernetes lists for the pod (``status.podIPs``, at most one per
+    # family; ``status.podIP`` where the list is absent), in its order.
+    pod_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+
+    @property
+    def pod_ip6(self) -> ipaddress.IPv6Address | None:
+        """The pod's IPv6 address, if it has one."""
+        return next((ip for ip in self.pod_ips if isinstance(ip, ipaddress.IPv6Address)), None)
 
     @classmethod
     def from_api(cls, d: Mapping[str, Any]) -> PodObj:
         meta: Mapping[str, Any] = d.get("metadata") or {}
         spec: Mapping[str, Any] = d.get("spec") or {}
         status: Mapping[str, Any] = d.get("status") or {}
-        ip: ipaddress.IPv4Address | None = None
-        raw_ip = status.get("podIP")
-        if raw_ip:
-            try:
-                ip = ipaddress.IPv4Address(raw_ip)
-            except ValueError:
-                ip = None  # an IPv6 or garbage podIP is not one of ours
+        ips = _pod_ips(status)
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
             uid=str(meta.get("uid", "")),
             node_name=str(spec.get("nodeName") or ""),
             phase=str(status.get("phase") or ""),
-            pod_ip=ip,
+            pod_ip=next((ip for ip in ips if isinstance(ip, ipaddress.IPv4Address)), None),
             host_network=bool(spec.get("hostNetwork", False)),
+            pod_ips=ips,
         )
+
+
+def _pod_ips(status: Mapping[str, Any]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """``status.podIPs`` (``[{"ip": ...}]``), else ``status.podIP``; garbage entries are
+    no address of ours and are skipped, as are repeats."""
+    listed = status.get("podIPs")
+    raw: list[Any] = (
+        [e.get("ip") for e in listed if isinstance(e, Mapping)] if isinstance(listed, list) and listed
+        else [status.get("podIP")]
+    )
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for text in raw:
+        if not text or not isinstance(text, str):
+            continue
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if ip not in out:
+            out.append(ip)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ class _Pool(Protocol):
     def stats(self) -> PoolStats: ...
 
 
+class _Pool6(Protocol):
+    def allocations(self) -> Sized: ...
+
+
 class _Link(Protocol):
     @property
     def connected(self) -> bool: ...
@@ -63,6 +67,9 @@ class AgentLike(Protocol):
 
     @property
     def ipam(self) -> _Pool: ...
+
+    @property
+    def ipam6(self) -> _Pool6: ...
 
     @property
     def sync(self) -> _Link: ...
@@ -103,10 +110,16 @@ class AgentCollector(Collector):
                 labels=n,
             ),
             GaugeMetricFamily("vpcnet_agent_info", "The agent's version", labels=["node", "version"]),
+            GaugeMetricFamily(
+                "vpcnet_agent_ipv6_assigned",
+                "IPv6 pod addresses assigned on this node (from its /80s, which have no "
+                "meaningful free count)",
+                labels=n,
+            ),
         ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pools, ready, generation, enis, redis_up, info = self._families()
+        pools, ready, generation, enis, redis_up, info, assigned6 = self._families()
         a, node = self._agent, self._node
         stats = a.ipam.stats()
         for state in POOL_STATES:
@@ -117,7 +130,8 @@ class AgentCollector(Collector):
         enis.add_metric([node], len(programmed.enis) if programmed else 0)
         redis_up.add_metric([node], 1 if a.sync.connected else 0)
         info.add_metric([node, a.version], 1)
-        yield from (pools, ready, generation, enis, redis_up, info)
+        assigned6.add_metric([node], len(a.ipam6.allocations()))
+        yield from (pools, ready, generation, enis, redis_up, info, assigned6)
 
 
 def start_agent_metrics(node: str, agent: AgentLike, port: int, address: str = "0.0.0.0",

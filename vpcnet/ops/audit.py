@@ -12,7 +12,17 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vpcnet.domain import Assignment, EniRecord, IpFamily, IPv4, IPv4Net, IPv6, IPv6Net, NodePhase
+from vpcnet.domain import (
+    Assignment,
+    EniRecord,
+    IpFamily,
+    IPv4,
+    IPv4Net,
+    IPv6,
+    IPv6Net,
+    NodePhase,
+    PodIp,
+)
 from vpcnet.ipsupply import no_ip_can_be_had
 from vpcnet.plan import PoolUsage
 from vpcnet.wellknown import NO_FREE_IPS_TAINT, NOT_READY_TAINT
@@ -81,6 +91,10 @@ class PodView:
     name: str
     node: str
     ip: IPv4 | None
+    ip6: IPv6 | None = None  # a dual or ipv6 pod's IPv6 (Kubernetes' status.podIPs)
+
+    def ips(self) -> tuple[PodIp, ...]:
+        return tuple(ip for ip in (self.ip, self.ip6) if ip is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +166,26 @@ def check_ip_uniqueness(snap: Snapshot) -> list[Violation]:
                         f"{n.name} holds it in EC2",
                     )
                 )
-    pod_ips: dict[IPv4, list[PodView]] = defaultdict(list)
+    return out + _check_pod_ips(snap)
+
+
+def _check_pod_ips(snap: Snapshot) -> list[Violation]:
+    """Invariant 1, Kubernetes' side, both families: no pod IP on two pods, and every pod
+    IP of a node vpcnet manages held by that node's agent (its ``assigned`` mirror: the
+    IPv4s in ``NodeView.assigned``, the IPv6s in ``NodeView.assigned6``)."""
+    out: list[Violation] = []
+    pod_ips: dict[PodIp, list[PodView]] = defaultdict(list)
     for p in snap.pods:
-        if p.ip is not None:
-            pod_ips[p.ip].append(p)
-    assigned_by_node = {n.name: n.assigned for n in snap.nodes}
-    for ip, pods in sorted(pod_ips.items()):
+        for ip in p.ips():
+            pod_ips[ip].append(p)
+    held: dict[str, set[PodIp]] = {n.name: {*n.assigned, *n.assigned6} for n in snap.nodes}
+    # IPv4 before IPv6, each family in address order (mixed families do not compare)
+    for ip, pods in sorted(pod_ips.items(), key=lambda item: (item[0].version, int(item[0]))):
         if len(pods) > 1:
             names = ", ".join(f"{p.namespace}/{p.name}" for p in pods)
             out.append(Violation(1, "pod-ip-duplicate", str(ip), f"pods {names}"))
         for p in pods:
-            if p.node in assigned_by_node and ip not in assigned_by_node[p.node]:
+            if p.node in held and ip not in held[p.node]:
                 out.append(
                     Violation(
                         1,

@@ -166,7 +166,7 @@ def to_snapshot(world: World) -> Snapshot:
             )
         )
     pods = tuple(
-        PodView(p.namespace, p.name, p.node_name, p.pod_ip)
+        PodView(p.namespace, p.name, p.node_name, p.pod_ip, p.pod_ip6)
         for p in world.pods
         if not p.host_network and p.node_name in world.redis_nodes
     )
@@ -194,7 +194,7 @@ def node_view(world: World, name: str) -> dict[str, Any]:
     both = world.assigned.get(name, {})
     assigned = ipv4_assigned(both)
     assigned6 = ipv6_assigned(both)
-    pods_by_ip = {str(p.pod_ip): f"{p.namespace}/{p.name}" for p in world.pods if p.pod_ip}
+    pods_by_ip = {str(ip): f"{p.namespace}/{p.name}" for p in world.pods for ip in p.pod_ips}
     inst = world.instances.get(state.instance_id) if state else None
     ec2_by_id = {e.eni_id: e for e in inst.enis} if inst else {}
     kube_node = world.kube_nodes.get(name)
@@ -239,6 +239,8 @@ def node_view(world: World, name: str) -> dict[str, Any]:
         "ipv6_assigned": len(assigned6),
         "taints": sorted(t.key for t in kube_node.taints) if kube_node else [],
         "agent_ready": agent is not None and agent.ready,
+        # the agent's own count (its report), next to the mirror's ``ipv6_assigned``
+        "agent_assigned6": agent.assigned6 if agent is not None else 0,
         "agent": dataclasses.asdict(agent) if agent is not None else {},
         "ips_total": total,
         "ips_assigned": len(assigned),
@@ -250,8 +252,8 @@ def node_view(world: World, name: str) -> dict[str, Any]:
 
 def _max_pods(world: World, record: NodeRecord | None) -> int | None:
     """The node's pod capacity in its mode and family (``vpcnet.limits.max_pods``), from
-    the cached limits, else the bundled table. Neither carries a vCPU count: the IPv6
-    cap is then the small nodes' 110. None when the type or mode is unknown."""
+    the cached limits, else the bundled table; the IPv6 cap uses their vCPU count
+    (``InstanceLimits.vcpus``). None when the type or mode is unknown."""
     if record is None or not record.mode:
         return None
     limits = world.limits.get(record.instance_type) or bundled_limits(record.instance_type)

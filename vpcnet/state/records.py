@@ -126,6 +126,9 @@ class AgentRecord:
     cooldown: int = 0
     version: str = ""
     error: str = ""
+    # IPv6 pod addresses the agent has assigned (its IPv6 pool has no free count: a /80
+    # is 2**48 addresses); 0 in a record an agent without IPv6 support wrote.
+    assigned6: int = 0
 
     @property
     def programmed(self) -> StoreVersion:
@@ -148,6 +151,7 @@ class AgentRecord:
             "cooldown": self.cooldown,
             "version": self.version,
             "error": self.error,
+            "assigned6": self.assigned6,
         }
 
     @classmethod
@@ -165,6 +169,7 @@ class AgentRecord:
             cooldown=_int(f.get("cooldown", "")),
             version=f.get("version", ""),
             error=f.get("error", ""),
+            assigned6=_int(f.get("assigned6", "")),
         )
 
 
