@@ -582,7 +582,9 @@ def _rule_is(r: Any, priority: int, attr: str, ip: str, table: int) -> bool:
 
 
 def _write_sysctl(ns_fd: int | None, name: str, value: str) -> None:
-    """Write /proc/sys/<name> in the namespace ``ns_fd`` (None: ours).
+    """Write /proc/sys/<name> in the namespace ``ns_fd`` (None: ours), unless it holds
+    ``value`` already: the DaemonSet's agent sees a read-only /proc/sys, where the init
+    container (``vpcnet install-cni --host-sysctls``) has set what the node needs.
 
     /proc/sys/net resolves against the opening thread's namespace, so a short-lived
     thread enters the namespace to open it (setns is per thread).
@@ -593,6 +595,9 @@ def _write_sysctl(ns_fd: int | None, name: str, value: str) -> None:
         try:
             if ns_fd is not None:
                 pr_netns.setns(ns_fd)
+            with open(f"/proc/sys/{name}") as current:
+                if current.read().strip() == value.strip():
+                    return
             with open(f"/proc/sys/{name}", "w") as f:
                 f.write(value)
         except OSError as e:
