@@ -161,8 +161,8 @@ def test_host_port_reaches_the_pod_over_each_of_its_families(sim_env: SimEnv, fa
         # CHECK: vpcnet-cni's, on the whole chain's result (both families checked). Not
         # portmap's: Debian's 1.1.1 checks each address's rules in iptables *and*
         # ip6tables, so its CHECK fails for every pod whatever the first plugin did
-        # ("could not check ipv6 dnat" on a dual or IPv4 pod's IPv4 rules, "could not
-        # check ipv4 dnat: chain ... not found" on an ipv6-only pod).
+        # ("could not check ipv6 dnat" on a dual pod's IPv4 rules, "could not check ipv4
+        # dnat: chain ... not found" on an ipv6-only pod; IPv4 pods: test_cni_node.py).
         conflist = rt.load_conflist()
         assert conflist["plugins"][0]["type"] == "vpcnet-cni"
         rt.exec_plugin(conflist, conflist["plugins"][0], "CHECK", pod, pod.result)
