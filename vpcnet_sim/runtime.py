@@ -46,6 +46,9 @@ class Pod:
     container_id: str
     ifname: str = "eth0"
     result: dict[str, Any] = field(default_factory=dict)
+    # The runtime's capability args (e.g. ``portMappings`` for hostPorts), given to each
+    # plugin that declares the capability, as ``runtimeConfig`` (libcni's rule).
+    capability_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def netns_path(self) -> str:
@@ -98,8 +101,12 @@ class PodRuntime:
         netns_prefix: str,
         timeout: float = DEFAULT_EXEC_TIMEOUT_SECONDS,
         cni_version: str | None = None,
+        host_netns: str | None = None,
     ) -> None:
         self.conflist_path = conflist_path
+        # The node's namespace (simulation): plugins run there, as a runtime on the node
+        # runs them, so that a chained portmap writes the node's iptables.
+        self.host_netns = host_netns
         # Runs the list as a runtime speaking this spec version would (None: the list's).
         self.cni_version = cni_version
         self.cni_path = [Path(p) for p in cni_path]
@@ -134,6 +141,10 @@ class PodRuntime:
         conf["cniVersion"] = conflist["cniVersion"]
         if prev_result is not None:
             conf["prevResult"] = prev_result
+        declared = conf.get("capabilities") or {}
+        wanted = {k: v for k, v in pod.capability_args.items() if declared.get(k) is True}
+        if wanted:
+            conf["runtimeConfig"] = {**conf.get("runtimeConfig", {}), **wanted}
         cni_args = (
             f"IgnoreUnknown=1;K8S_POD_NAMESPACE={pod.namespace};K8S_POD_NAME={pod.name};"
             f"K8S_POD_INFRA_CONTAINER_ID={pod.container_id}"
@@ -150,9 +161,10 @@ class PodRuntime:
             "CNI_PATH": os.pathsep.join(str(p) for p in self.cni_path),
         }
         binary = self._find(str(conf["type"]))
+        in_node = ["ip", "netns", "exec", self.host_netns] if self.host_netns else []
         started = time.perf_counter()
         proc = subprocess.run(
-            [str(binary)],
+            [*in_node, str(binary)],
             input=json.dumps(conf).encode(),
             env=env,
             capture_output=True,
