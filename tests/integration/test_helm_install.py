@@ -198,20 +198,20 @@ def test_upgrade_to_prefix_mode_reaches_the_stored_configmap(
     assert mode() == "warm"
 
 
-def test_install_with_an_unimplemented_ip_family_fails_and_creates_nothing(
+def test_install_with_an_unknown_ip_family_fails_and_creates_nothing(
     helm: Helm, kubeconfig: Path, dynamic: DynamicClient
 ) -> None:
-    namespace = f"{NAMESPACE}-ipv6"
+    namespace = f"{NAMESPACE}-ipv5"
     proc = helm.run(
-        "install", "vpcnet-ipv6", str(CHART), "--namespace", RELEASE_NAMESPACE,
-        "--set", "ipFamily=ipv6", "--set", f"namespace.name={namespace}",
+        "install", "vpcnet-ipv5", str(CHART), "--namespace", RELEASE_NAMESPACE,
+        "--set", "ipFamily=ipv5", "--set", f"namespace.name={namespace}",
         kubeconfig=kubeconfig, timeout=300,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert 'ipFamily "ipv6" is not implemented' in proc.stderr
+    assert 'ipFamily "ipv5" is not one of ipv4, ipv6, dual' in proc.stderr
     listed = helm.run(
         "list", "--all", "--namespace", RELEASE_NAMESPACE, "-o", "json", kubeconfig=kubeconfig
     )
     assert listed.returncode == 0, listed.stderr
-    assert "vpcnet-ipv6" not in {r["name"] for r in json.loads(listed.stdout)}
+    assert "vpcnet-ipv5" not in {r["name"] for r in json.loads(listed.stdout)}
     assert stored(dynamic, ("Namespace", "", namespace), "v1") is None

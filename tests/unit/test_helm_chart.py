@@ -110,8 +110,8 @@ def test_helm_lint_reports_the_fail_of_an_unimplemented_value(helm: Helm) -> Non
     """helm lint runs templates with `fail` turned into an INFO line, by design (it lints
     the chart, not one set of values): the message is there, and `helm template` and
     `helm install` do fail on it (below, and tests/integration/test_helm_install.py)."""
-    proc = helm.run("lint", "--strict", str(CHART), "--set", "ipFamily=ipv6")
-    assert '[INFO] Fail: ipFamily "ipv6" is not implemented' in proc.stderr
+    proc = helm.run("lint", "--strict", str(CHART), "--set", "ipFamily=ipv5")
+    assert '[INFO] Fail: ipFamily "ipv5" is not one of ipv4, ipv6, dual' in proc.stderr
 
 
 NON_DEFAULT = {
@@ -159,6 +159,19 @@ def test_mode_and_warm_targets_reach_the_configmap_and_parse_as_settings(helm: H
         2,
         1000000,
     )
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "dual"])
+def test_ip_family_reaches_the_configmap_the_settings_and_install_cni(helm: Helm, family: str) -> None:
+    docs = helm.template({"ipFamily": family})
+    data = config(docs)
+    assert data["VPCNET_IP_FAMILY"] == family
+    assert Settings.from_env(data).ip_family == family
+    # The init container reads it (install-cni sets the IPv6 sysctls on ipv6/dual).
+    agent = next(d for d in docs if d["kind"] == "DaemonSet")
+    init = agent["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["name"] == "install-cni"
+    assert {"configMapRef": {"name": "vpcnet-config"}} in init["envFrom"]
 
 
 def test_default_configmap_is_valid_settings(helm: Helm) -> None:
@@ -258,8 +271,7 @@ def test_env_reaches_the_configmap(helm: Helm) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"ipFamily": "ipv6"}, 'ipFamily "ipv6" is not implemented'),
-        ({"ipFamily": "dual"}, 'ipFamily "dual" is not implemented'),
+        ({"ipFamily": "ipv5"}, 'ipFamily "ipv5" is not one of ipv4, ipv6, dual'),
         ({"mode": "turbo"}, 'mode "turbo" is not one of full, warm, prefix'),
         ({"redis": {"sentinel": {"enabled": True}}}, "Redis Sentinel is not implemented"),
         ({"clusterName": ""}, "clusterName is required"),
@@ -269,8 +281,7 @@ def test_env_reaches_the_configmap(helm: Helm) -> None:
         ({"env": {"AWS_REGION": "eu-west-1"}}, "only VPCNET_\\* settings belong in env"),
     ],
     ids=[
-        "ipv6",
-        "dual",
+        "ip-family",
         "mode",
         "sentinel",
         "cluster-name",
@@ -289,12 +300,10 @@ def test_bad_values_fail_with_a_clear_message(
 
 def test_a_failed_render_prints_no_object(helm: Helm) -> None:
     """Nothing half-rendered for `kubectl apply` to pick up: stdout is empty."""
-    proc = helm.run("template", "vpcnet", str(CHART), "--set", "ipFamily=ipv6")
+    proc = helm.run("template", "vpcnet", str(CHART), "--set", "ipFamily=ipv5")
     assert proc.returncode != 0
     assert proc.stdout == ""
-    assert (
-        'ipFamily "ipv6" is not implemented: vpcnet assigns IPv4 pod addresses only' in proc.stderr
-    )
+    assert 'ipFamily "ipv5" is not one of ipv4, ipv6, dual' in proc.stderr
 
 
 @pytest.mark.parametrize(
