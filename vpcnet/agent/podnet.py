@@ -507,10 +507,10 @@ class PodNetwork:
 
         The IPv6 pool cannot list its free addresses (2**48 per /80, a cursor instead
         of a free set), so the leftovers are found the other way round: every entry in
-        the node's /80s is one of the agent's, and one no pod holds is a leftover (an
-        agent killed between programming a pod and its checkpoint, or a DEL that never
-        came). Entries outside the /80s are never touched, and a routed address
-        outranks the checkpoint, as in ``remove_leftovers``.
+        the node's /80s is one of the agent's, and one no pod holds is a leftover (of an
+        agent killed mid-ADD or mid-DEL, or of a DEL that never came because the sandbox
+        vanished while the agent was down). Entries outside the /80s are never touched,
+        and a routed address outranks the checkpoint, as in ``remove_leftovers``.
         """
         if not prefixes:
             return 0
