@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import os
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from vpcnet.agent import nlbatch as nl
 from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.routing import ENI_TABLE_BASE, MAIN_TABLE, PRIO_FROM_POD, PRIO_TO_POD
 from vpcnet.cni.protocol import POD_GATEWAY, POD_GATEWAY6
-from vpcnet.domain import EniRecord, IPv4, IPv6
+from vpcnet.domain import EniRecord, IPv4, IPv6, IPv6Net
 from vpcnet.errors import PodNetworkError
 from vpcnet.host_sysctls import FORWARDING_ON, IP_FORWARD, PROXY_NDP_ON, proxy_ndp
 from vpcnet.settings import AgentSettings
@@ -497,6 +498,36 @@ class PodNetwork:
         strs = {str(ip) for ip in unassigned}
         v6 = any(":" in s for s in strs)
         family = (nl.AF_UNSPEC if any(":" not in s for s in strs) else nl.AF_INET6) if v6 else nl.AF_INET
+        return self._remove_unrouted(family, strs.__contains__)
+
+    def remove_leftovers6(self, prefixes: Collection[IPv6Net], assigned: Collection[IPv6]) -> int:
+        """Delete IPv6 pod rules (priorities 512/1536) and NDP proxy entries of addresses
+        in ``prefixes`` (the node's /80s) that are not in ``assigned`` and that nothing
+        routes; returns how many were removed.
+
+        The IPv6 pool cannot list its free addresses (2**48 per /80, a cursor instead
+        of a free set), so the leftovers are found the other way round: every entry in
+        the node's /80s is one of the agent's, and one no pod holds is a leftover (of an
+        agent killed mid-ADD or mid-DEL, or of a DEL that never came because the sandbox
+        vanished while the agent was down). Entries outside the /80s are never touched,
+        and a routed address outranks the checkpoint, as in ``remove_leftovers``.
+        """
+        if not prefixes:
+            return 0
+        nets = tuple(prefixes)
+        held = {str(ip) for ip in assigned}
+
+        def leftover(addr: str) -> bool:
+            if addr in held:
+                return False
+            ip = ipaddress.ip_address(addr)
+            return ip.version == 6 and any(ip in net for net in nets)
+
+        return self._remove_unrouted(nl.AF_INET6, leftover)
+
+    def _remove_unrouted(self, family: int, leftover: Callable[[str], bool]) -> int:
+        """Delete pod rules and NDP proxy entries of the host addresses ``leftover``
+        accepts, unless the main table holds a host route of the address."""
         stale: list[nl.Request] = []
         with self._host() as host:
             routed = {
@@ -504,18 +535,21 @@ class PodNetwork:
                 for r in _main_routes(host.dump(*nl.dump_request("route", family)))
                 if _attr(r, "RTA_DST") and r["dst_len"] == nl.host_len(_attr(r, "RTA_DST"))
             }
-            wanted = strs - routed
+
+            def wanted(addr: Any) -> bool:
+                return bool(addr) and addr not in routed and leftover(addr)
+
             for r in host.dump(*nl.dump_request("rule", family)):
                 prio = _attr(r, "FRA_PRIORITY")
                 table = _attr(r, "FRA_TABLE") or r["table"]
                 dst, src = _attr(r, "FRA_DST"), _attr(r, "FRA_SRC")
-                if prio == PRIO_TO_POD and dst in wanted and r["dst_len"] == nl.host_len(dst):
+                if prio == PRIO_TO_POD and wanted(dst) and r["dst_len"] == nl.host_len(dst):
                     stale.append(nl.rule(prio, dst=dst, table=table, delete=True))
-                elif prio == PRIO_FROM_POD and src in wanted and r["src_len"] == nl.host_len(src):
+                elif prio == PRIO_FROM_POD and wanted(src) and r["src_len"] == nl.host_len(src):
                     stale.append(nl.rule(prio, src=src, table=table, delete=True))
-            if v6:
+            if family != nl.AF_INET:
                 for n in host.dump(*nl.dump_request("proxy")):
-                    if _attr(n, "NDA_DST") in wanted:
+                    if wanted(_attr(n, "NDA_DST")):
                         stale.append(nl.proxy_neighbour(int(n["ifindex"]), _attr(n, "NDA_DST"), delete=True))
             host.check(stale, "removing leftover pod rules and NDP proxy entries", ok=(errno.ENOENT,))
         return len(stale)

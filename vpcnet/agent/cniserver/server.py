@@ -3,7 +3,10 @@
 At start, before serving, pod rules of IPs the checkpoint says no pod holds, and that
 no interface routes, are removed (an agent that forgot a pod, e.g. one that died
 before this fix between programming it and its checkpoint, left them: DEL then only
-removes its veth). Then the spool is replayed, and swept every few seconds.
+removes its veth). For IPv6 the same goes for the pod rules and NDP proxy entries of
+every address of the node's /80s that the checkpoint does not assign (the node would
+otherwise answer NDP for an address no pod has). Then the spool is replayed, and swept
+every few seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from vpcnet.agent.cniserver.transport import UnixSocketServer
 from vpcnet.agent.ipam import Ipam
 from vpcnet.agent.ipam6 import Ipam6
 from vpcnet.agent.podnet import PodNetwork
-from vpcnet.domain import IpFamily
+from vpcnet.domain import IpFamily, IPv6, IPv6Net
 from vpcnet.errors import PodNetworkError, VpcnetError
 from vpcnet.settings import AgentSettings
 
@@ -59,6 +62,10 @@ class CniServer:
         # Taken now, while the pool is what the checkpoint says: by the time the
         # server starts, the agent may have added IPs from Redis it knows less about.
         self._unassigned_at_start = ipam.unassigned()
+        # IPv6 has no free set to take (a cursor per /80): the /80s and the addresses
+        # held, as the checkpoint says, and anything of the /80s no pod holds is a leftover.
+        self._ipam6 = ipam6
+        self._ipv6_at_start = _held6(ipam6) if ipam6 is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,8 +94,24 @@ class CniServer:
                 log.warning("removed %d pod rules left behind for IPs no pod holds", removed)
         except VpcnetError as e:  # the ADD of each such IP removes them too
             log.error("removing leftover pod rules failed: %s", e)
+        try:
+            removed = self._remove_leftovers6()
+            if removed:
+                log.warning("removed %d IPv6 pod rules and NDP proxy entries left behind for addresses no pod holds",
+                            removed)
+        except VpcnetError as e:  # the ADD of each such address removes them too
+            log.error("removing leftover IPv6 pod rules and NDP proxy entries failed: %s", e)
         self.drain_pending()  # per entry: a bad one is logged and kept, never raised
         self.sweeper.start()
+
+    def _remove_leftovers6(self) -> int:
+        if self._ipam6 is None or self._ipv6_at_start is None:
+            return 0
+        prefixes, held = self._ipv6_at_start
+        # Addresses held now count too: nothing should have allocated before serving,
+        # but an address a pod holds is never swept, whatever took it.
+        _, held_now = _held6(self._ipam6)
+        return self.podnet.remove_leftovers6(prefixes, held | held_now)
 
     def shutdown(self) -> None:
         self.sweeper.stop()
@@ -133,3 +156,8 @@ class CniServer:
     def wait_idle(self) -> None:
         """Block until every veth a DEL left to the background is destroyed."""
         self.service.wait_idle()
+
+
+def _held6(ipam6: Ipam6) -> tuple[frozenset[IPv6Net], frozenset[IPv6]]:
+    """(the node's /80s, the IPv6 addresses pods hold) of the pool now."""
+    return frozenset(ipam6.prefixes()), frozenset(a.ip for a in ipam6.allocations())
