@@ -60,6 +60,10 @@ from vpcnet.state.records import NodeRecord, StoreVersion
 log = logging.getLogger("vpcnet.agent")
 
 _RETRY_SECONDS = 1.0  # while ENIs are still attaching or a step failed
+# While an ENI of the desired state has no link yet, its link is looked for this often
+# between passes: pods waiting on that ENI get its IPs as soon as it is plugged, not up
+# to a retry later. Only then: a node with no ENI pending never polls.
+_LINK_POLL_SECONDS = 0.1
 
 
 def agent_version() -> str:
@@ -211,11 +215,43 @@ class Agent:
         try:
             while not self._stop.is_set():
                 wait = self.reconcile()
-                self.wake.wait(wait)
+                self._wait(wait)
                 self.wake.clear()
         finally:
             self._shutdown()
         return 0
+
+    def _wait(self, seconds: float) -> None:
+        """Until woken, ``seconds`` passed or a link the last pass missed appeared."""
+        awaited = self._awaited_links()
+        if not awaited:
+            self.wake.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.wake.wait(min(_LINK_POLL_SECONDS, left)):
+                return
+            if self._link_appeared(awaited):
+                return
+
+    def _awaited_links(self) -> dict[str, str]:
+        """MAC -> ENI id of the ENIs the last pass found without a link (none after a
+        failed pass: its ``programmed`` is older, the plain retry applies)."""
+        if self.error or self.programmed is None:
+            return {}
+        return {e.mac.lower(): e.eni_id for e in self.programmed.missing}
+
+    def _link_appeared(self, awaited: Mapping[str, str]) -> bool:
+        log.debug("link poll: looking for %s", ", ".join(sorted(awaited.values())))
+        try:
+            links = self.hostnet.links_by_mac()
+        except VpcnetError as e:
+            log.debug("link poll failed (%s): the next pass tells", e)
+            return True
+        plugged = [mac for mac in awaited if mac in links]
+        for mac in plugged:
+            log.info("ENI %s: its link %s appeared, pass now", awaited[mac], links[mac].ifname)
+        return bool(plugged)
 
     def _shutdown(self) -> None:
         log.info("agent stopping")
