@@ -69,6 +69,13 @@ def provision_node(self: ControlTask, node_name: str, instance_id: str, az: str,
                       kwargs={"background_scan": background_scan})
         log.info("follow-up enqueued", task=PROVISION_NODE, args=(node_name,),
                  why=f"work left after {out.rounds} rounds")
+    elif out.handed_over:
+        # The holder may have been killed holding the lock (its hand-over then lost):
+        # one pass once that lock would have expired makes sure the work is done.
+        app.send_task(PROVISION_NODE, args=[node_name, instance_id, az],
+                      kwargs={"background_scan": background_scan}, countdown=out.recheck_after)
+        log.info("recheck enqueued", task=PROVISION_NODE, args=(node_name,),
+                 after_seconds=round(out.recheck_after, 2))
     return out.as_dict()
 
 

@@ -84,6 +84,9 @@ class Outcome:
     note: str = ""
     rounds: int = 1  # passes run under one holding of the lock
     handed_over: bool = False  # the lock's holder serves this pass's work
+    # Handed over: when to run a pass again in case the holder died holding the lock
+    # (kill -9 mid-pass); that pass is a no-op when the holder served the work.
+    recheck_after: float = 0.0
     again: bool = False  # work was left for a further pass (the task sends it)
 
     def as_dict(self) -> dict[str, object]:
@@ -113,6 +116,10 @@ def _reason(e: Exception) -> str:
     return "ProvisioningFailed"
 
 
+# A hand-over's safety pass runs this long after the holder's lock would expire.
+_RECHECK_MARGIN_SECONDS = 0.5
+
+
 def _handover(ctx: ControlContext) -> PassHandover:
     # Outlives every holding of the lock (the release deletes it): ten lock TTLs.
     return PassHandover(ctx.state.redis, ctx.state.keys, 10 * ctx.lock_ttl_seconds)
@@ -125,9 +132,11 @@ def _locked_rounds(ctx: ControlContext, ref: NodeRef) -> Outcome:
     handover = _handover(ctx)
     for _ in range(2):  # the lock may be taken between the look and the acquire
         if handover.hand_over(node) == HANDED_OVER:
-            log.info("pass handed to the pass holding the node's lock", node=node)
+            recheck = handover.holder_seconds_left(node) + _RECHECK_MARGIN_SECONDS
+            log.info("pass handed to the pass holding the node's lock", node=node,
+                     recheck_after=round(recheck, 2))
             return Outcome(node, note="handed to the pass holding the node's lock",
-                           rounds=0, handed_over=True)
+                           rounds=0, handed_over=True, recheck_after=recheck)
         out = _holding_lock(ctx, ref, handover)
         if out is not None:
             return out

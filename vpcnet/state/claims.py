@@ -191,6 +191,17 @@ class PassHandover:
         except redis.RedisError as e:
             raise StateError(f"hand-over of {node}: {e}") from e
 
+    def holder_seconds_left(self, node: str) -> float:
+        """How long the node's lock lives unless its holder extends it (0 when free). A
+        holder killed mid-pass never extends it: a hand-over to it is lost, and a pass
+        sent for after this time finds the lock free."""
+        lock, _ = self._key_pair(node)
+        try:
+            ms = int(self._r.pttl(lock))
+        except redis.RedisError as e:
+            raise StateError(f"hand-over of {node}: {e}") from e
+        return max(ms, 0) / 1000.0
+
     def take_wanted(self, node: str, token: str) -> bool:
         """Whether a pass was handed over since the last look (and clear it)."""
         try:
