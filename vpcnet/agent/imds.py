@@ -14,9 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import TypeVar
 
 from vpcnet.agent.metadata import ImdsInterface, InstanceIdentity
 from vpcnet.errors import ImdsError
+
+_Value = TypeVar("_Value")
 
 TOKEN_TTL_SECONDS = 21600  # the maximum IMDS allows; refreshed well before expiry
 _TOKEN_REFRESH_MARGIN = 60.0
@@ -172,32 +175,28 @@ def _lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
-def _ip(raw: str, what: str) -> ipaddress.IPv4Address:
+def _parsed(parse: Callable[[str], _Value], raw: str, what: str) -> _Value:
+    """One metadata value (an address or a network of either family) or ImdsError."""
     try:
-        return ipaddress.IPv4Address(raw.strip())
+        return parse(raw.strip())
     except ValueError as e:
         raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+
+
+def _ip(raw: str, what: str) -> ipaddress.IPv4Address:
+    return _parsed(ipaddress.IPv4Address, raw, what)
 
 
 def _net(raw: str, what: str) -> ipaddress.IPv4Network:
-    try:
-        return ipaddress.IPv4Network(raw.strip())
-    except ValueError as e:
-        raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+    return _parsed(ipaddress.IPv4Network, raw, what)
 
 
 def _ip6(raw: str, what: str) -> ipaddress.IPv6Address:
-    try:
-        return ipaddress.IPv6Address(raw.strip())
-    except ValueError as e:
-        raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+    return _parsed(ipaddress.IPv6Address, raw, what)
 
 
 def _net6(raw: str, what: str) -> ipaddress.IPv6Network:
-    try:
-        return ipaddress.IPv6Network(raw.strip())
-    except ValueError as e:
-        raise ImdsError(f"IMDS returned an invalid {what}: {raw!r}") from e
+    return _parsed(ipaddress.IPv6Network, raw, what)
 
 
 def _subnet_ipv6(text: str | None) -> ipaddress.IPv6Network | None:
