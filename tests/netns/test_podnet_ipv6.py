@@ -15,6 +15,7 @@ from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.podnet import PodNetwork, PodSpec
 from vpcnet.errors import PodNetworkError
 from vpcnet.settings import AgentSettings
+from tests.fixtures.netns import wait_for
 from vpcnet_sim import netns as nx
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,11 +71,23 @@ def node(netns_prefix: str) -> Iterator[Node]:
     nx.ip_batch(ns, ["link set eni0 up", f"address add {NODE6}/128 dev eni0 nodad",
                      "route add default via fe80::1 dev eni0"])
     nx.sysctl(ns, {"net.ipv6.conf.all.forwarding": "1", "net.ipv4.ip_forward": "1"})
+    # eni0's own link-local address passes DAD about a second after link up; only then
+    # does the kernel add its local and anycast routes. A node's ENI is long past that
+    # when pods start; without the wait, those routes appear during a test and look
+    # like state the pod path left behind (a CI run failed that way).
+    wait_for(lambda: link_local_settled(ns, "eni0"), timeout=10, what="eni0's link-local address past DAD")
     podnet = PodNetwork(AgentSettings(node_name="v6", host_netns=ns))
     try:
         yield Node(ns, router, podnet, netns_prefix)
     finally:
         podnet.close()  # netns_prefix's teardown deletes the namespaces
+
+
+def link_local_settled(ns: str, dev: str) -> bool:
+    addrs = nx.ip_json(ns, "-6", "addr", "show", "dev", dev)[0]["addr_info"]
+    local = [a for a in addrs if a.get("scope") == "link"]
+    return bool(local) and not any(a.get("tentative") for a in addrs) and "anycast fe80::" in nx.ip(
+        ns, "-6", "route", "show", "table", "local", "dev", dev)
 
 
 def ping(netns: str, address: str) -> bool:
