@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.fixtures.netns import wait_for
 from vpcnet.agent.ipam import AttachmentKey
 from vpcnet.agent.podnet import PodNetwork, PodSpec
 from vpcnet.errors import PodNetworkError
 from vpcnet.settings import AgentSettings
-from tests.fixtures.netns import wait_for
 from vpcnet_sim import netns as nx
 
 pytestmark = pytest.mark.timeout(120)
