@@ -103,6 +103,10 @@ def test_one_active_beat_drives_reconcile_ready_and_gc(
 
     celery_procs.start_worker("w1")
     task_client.send_task(PROVISION_NODE, args=["n1", iid, az]).get(timeout=60)
+    # The task may have handed its pass to a beat-sent pass holding the node's lock
+    # (it then returns at once): the node is provisioned once a pass wrote its ENIs back.
+    wait_until(lambda: (st := ctx.state.read_node("n1")) is not None and len(st.enis) == 3,
+               30, "the node's ENIs written back")
 
     # GC (beat): the leaked ENI goes, the node's ENIs stay
     wait_until(lambda: leaked not in {e["eni_id"] for e in all_cluster_enis(ec2_emulator, ctx.cluster)},
