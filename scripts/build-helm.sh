@@ -38,6 +38,15 @@ LDFLAGS+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$K8S_MINOR"
 
 command -v go >/dev/null 2>&1 || { echo "build-helm: go is not on PATH (Go >= 1.26 is needed)" >&2; exit 1; }
 mkdir -p "$OUT_DIR"
+# One build at a time per cache (scripts/test.sh builds in the background while the tests
+# that need helm may ask for it): a second run waits, then finds the first one's binary.
+exec 9>"$OUT_DIR/.lock"
+flock 9
+if [ -x "$OUT" ]; then
+  echo "build-helm: $VERSION cached"
+  echo "$OUT"
+  exit 0
+fi
 start=$(date +%s)
 echo "build-helm: downloading modules for helm $VERSION (client-go $CLIENT_GO)"
 (cd "$MODULE_DIR" && go mod download)

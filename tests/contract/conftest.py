@@ -4,7 +4,8 @@ through vpcnet's own ``KubeClient`` as an admin. A test passes only if both serv
 answer it the same way.
 
 The apiserver FAILS to start, rather than skip, when its binaries are not built
-(scripts/build-controlplane.sh): a skipped contract would let the emulator drift.
+(scripts/build-controlplane.sh; ``controlplane_built``): a skipped contract would let the
+emulator drift.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def _emulator() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def _apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    control = KubeApiServer(Path(tmp_path_factory.mktemp("contract-controlplane")))
+def _apiserver(controlplane_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    control = KubeApiServer(Path(tmp_path_factory.mktemp("contract-controlplane")), binaries=controlplane_built)
     endpoint = control.start()
     # no controller-manager runs to create it, and no pod is admitted without it
     with endpoint.api_client() as api:
@@ -64,7 +65,9 @@ def _apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest) -> Server:
+def server(request: pytest.FixtureRequest, controlplane_built: Path) -> Server:
+    # controlplane_built: every contract test needs the apiserver built (a contract is
+    # both servers answering alike), and so runs after the build (tests/conftest.py).
     found: Server = request.getfixturevalue(f"_{request.param}")
     return found
 

@@ -47,9 +47,9 @@ class ControlPlane:
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def control_plane(controlplane_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     workdir = tmp_path_factory.mktemp("watcher-apiserver")
-    server = KubeApiServer(workdir / "controlplane")
+    server = KubeApiServer(workdir / "controlplane", binaries=controlplane_built)
     endpoint = server.start()
     try:
         deployed = deploy_access(endpoint)
