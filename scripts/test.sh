@@ -3,7 +3,7 @@
 # (import-linter), and all test suites
 # (unit, integration, netns, e2e). Tests start their own services (redis-server on a free
 # port, Celery workers, the EC2 and Kubernetes emulators, etcd and kube-apiserver built by
-# setup's scripts/build-controlplane.sh) and network namespaces.
+# scripts/build-controlplane.sh) and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-go-builds
