@@ -204,7 +204,12 @@ def test_the_overlay_group_forms_fails_over_and_a_restarted_pod_rejoins_as_repli
     # The other replica is moved to the new primary by the sentinels, too.
     wait_for(lambda: sorted(p.role() for p in pods) == ["primary", "replica", "replica"], 30,
              "one primary and two replicas in sync")
-    wait_for(lambda: named_primary(pods) == {new_primary}, 90, "every sentinel naming it")
+    # Every sentinel names one primary, the one that is. Usually the failover's, but with
+    # down-after at 1 s a stall of it (pod 0's full sync forks it) may start a second,
+    # legitimate failover (seen in CI: epoch 2, to the other replica); pod 0 follows it too.
+    wait_for(lambda: len(named := named_primary(pods)) == 1
+             and any(p.host in named and p.role() == "primary" for p in pods),
+             90, "every sentinel naming the primary")
     c0 = redis.Redis(host=HOSTS[0], port=pods[0].redis_port, username="workers",
                      password=PASSWORDS["workers"])
     wait_for(lambda: c0.get("k") == b"after", 15, "pod 0 synced from the new primary")
