@@ -17,11 +17,15 @@ CACHE=${VPCNET_CACHE:-/var/cache/vpcnet}
 OUT_DIR="$CACHE/helm/$VERSION"
 OUT="$OUT_DIR/helm"
 
-if [ -x "$OUT" ]; then
-  echo "build-helm: $VERSION cached"
-  echo "$OUT"
-  exit 0
-fi
+# A binary already in the cache: say so, print its path, done.
+exit_if_cached() {
+  if [ -x "$OUT" ]; then
+    echo "build-helm: $VERSION cached"
+    echo "$OUT"
+    exit 0
+  fi
+}
+exit_if_cached
 
 # helm's own Makefile derives the Kubernetes version its lint rules and `.Capabilities`
 # assume from client-go's version (v0.X.Y -> 1.X); do the same so `helm lint` and
@@ -42,11 +46,7 @@ mkdir -p "$OUT_DIR"
 # that need helm may ask for it): a second run waits, then finds the first one's binary.
 exec 9>"$OUT_DIR/.lock"
 flock 9
-if [ -x "$OUT" ]; then
-  echo "build-helm: $VERSION cached"
-  echo "$OUT"
-  exit 0
-fi
+exit_if_cached
 start=$(date +%s)
 echo "build-helm: downloading modules for helm $VERSION (client-go $CLIENT_GO)"
 (cd "$MODULE_DIR" && go mod download)

@@ -7,11 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-go-builds
-# The Go-built parts (helm; etcd and kube-apiserver: ~15 min cold on 2 cores, a no-op once
-# cached) build at the lowest CPU priority while the lint and the suites that do not use
-# them run. tests/conftest.py runs the tests that use them last, and those wait for the
+# The Go-built parts (helm; etcd and kube-apiserver: ~11.5 min cold on 2 cores, a no-op
+# once cached) build at the lowest CPU priority while the lint and the suites that do not
+# use them run. tests/conftest.py runs the tests that use them last, and those wait for the
 # build in progress (each build script holds its cache's lock while it builds); a failed
-# build fails them, with this log named.
+# build fails them (the control plane's names this log; helm's is run again and shows its
+# own output).
 go_log=$(mktemp "${TMPDIR:-/tmp}/vpcnet-go-builds.XXXXXX")
 export VPCNET_GO_BUILD_LOG=$go_log
 echo "== Go builds in the background (log: $go_log)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,36 +41,31 @@ def test_modules_using_go_built_binaries_run_last_in_their_own_order() -> None:
     assert items == [b, c, a1, a2, d, h]
 
 
-def test_wait_for_build_returns_once_the_build_lets_its_lock_go(tmp_path: Path) -> None:
-    lock = tmp_path / ".lock"
+@contextmanager
+def _held(lock: Path, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """A build stand-in holding ``lock`` for ``seconds`` (yielded once it holds it)."""
     lock.touch()
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "1.5"])
+    holder = subprocess.Popen(["flock", str(lock), "sleep", str(seconds)])
     try:
         deadline = time.monotonic() + 10
         while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0:
             assert time.monotonic() < deadline, "the holder never took the lock"
             time.sleep(0.05)
-        wait_for_build(lock, timeout=30)
-        assert holder.poll() is not None  # returned only after the build ended
+        yield holder
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_wait_for_build_returns_once_the_build_lets_its_lock_go(tmp_path: Path) -> None:
+    with _held(tmp_path / ".lock", 1.5) as holder:
+        wait_for_build(tmp_path / ".lock", timeout=30)
+        assert holder.poll() is not None  # returned only after the build ended
 
 
 def test_wait_for_build_fails_past_its_timeout(tmp_path: Path) -> None:
-    lock = tmp_path / ".lock"
-    lock.touch()
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0:
-            assert time.monotonic() < deadline, "the holder never took the lock"
-            time.sleep(0.05)
-        with pytest.raises(pytest.fail.Exception, match="did not end"):
-            wait_for_build(lock, timeout=0.5)
-    finally:
-        holder.kill()
-        holder.wait()
+    with _held(tmp_path / ".lock", 30), pytest.raises(pytest.fail.Exception, match="did not end"):
+        wait_for_build(tmp_path / ".lock", timeout=0.5)
 
 
 def test_no_lock_means_no_build_ever_ran_here(tmp_path: Path) -> None:
