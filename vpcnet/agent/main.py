@@ -467,7 +467,10 @@ class Agent:
             return
         from vpcnet.install import install_plugin
 
-        plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir))
+        # The socket as the conflist names it: the launcher's fast path hands each
+        # invocation to this agent, which runs the plugin's code in-process.
+        plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir),
+                                agent_socket=os.path.abspath(self.settings.socket_path))
         log.info("CNI plugin installed at %s", plugin)
         self._plugin_installed = True
 

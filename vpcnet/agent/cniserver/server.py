@@ -12,12 +12,14 @@ every few seconds.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.cniserver.dispatch import Dispatcher
+from vpcnet.agent.cniserver.inprocess import InProcess
 from vpcnet.agent.cniserver.locks import Gate, KeyLocks
 from vpcnet.agent.cniserver.service import CniService
 from vpcnet.agent.cniserver.spool import Spool
@@ -58,7 +60,11 @@ class CniServer:
         gate, keys = Gate(), KeyLocks()
         self.sweeper = SpoolSweeper(self.spool, self.service.replay_spooled, gate, keys)
         self.dispatcher = Dispatcher(self.service, self.sweeper, gate, keys, observe)
-        self.transport = UnixSocketServer(socket_path, self.dispatcher.handle)
+        # The launcher's fast path: the plugin's own code run here on the raw invocation,
+        # for configs that name this agent's socket, log file and spool (see inprocess).
+        self.inprocess = InProcess(self.dispatcher.handle, os.path.abspath(settings.socket_path),
+                                   settings.log_file, str(self.spool.directory))
+        self.transport = UnixSocketServer(socket_path, self.dispatcher.handle, self.inprocess.answer)
         # Taken now, while the pool is what the checkpoint says: by the time the
         # server starts, the agent may have added IPs from Redis it knows less about.
         self._unassigned_at_start = ipam.unassigned()
