@@ -63,7 +63,7 @@ class CniServer:
         # The launcher's fast path: the plugin's own code run here on the raw invocation,
         # for configs that name this agent's socket, log file and spool (see inprocess).
         self.inprocess = InProcess(self.dispatcher.handle, os.path.abspath(settings.socket_path),
-                                   settings.log_file, str(self.spool.directory))
+                                   settings.log_file, os.path.abspath(self.spool.directory))
         self.transport = UnixSocketServer(socket_path, self.dispatcher.handle, self.inprocess.answer)
         # Taken now, while the pool is what the checkpoint says: by the time the
         # server starts, the agent may have added IPs from Redis it knows less about.
