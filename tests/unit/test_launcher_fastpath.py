@@ -79,7 +79,7 @@ def test_launcher_c_speaks_the_agent_s_frame() -> None:
     assert eval(d["REPLY_TIMEOUT_SECONDS"]) > 3600
     for magic in (inprocess.REQ_MAGIC, inprocess.DONE_MAGIC, inprocess.FALLBACK_MAGIC):
         assert magic.startswith(b"\0")  # never a JSON request or reply
-    for name in plugin.ENV_KEYS:
+    for name in p.ENV_KEYS:
         assert f'"{name}"' in SOURCE.read_text()
 
 
@@ -130,7 +130,7 @@ class Agent:
 
 
 def fast(tmp_path: Path, agent: Agent) -> InProcess:
-    return InProcess(agent, f"{tmp_path}/agent.sock", f"{tmp_path}/cni.log", f"{tmp_path}/pending-del")
+    return InProcess(agent, plugin.main, f"{tmp_path}/agent.sock", f"{tmp_path}/cni.log", f"{tmp_path}/pending-del")
 
 
 DEL_ENV = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_NETNS": "/run/netns/x"}
@@ -172,10 +172,10 @@ def test_a_config_the_agent_does_not_own_falls_back_before_any_side_effect(tmp_p
 
 def test_a_check_config_hook_s_refusal_propagates_out_of_main(tmp_path: Path) -> None:
     def refuse(conf: dict[str, Any]) -> None:
-        raise plugin.ForeignConfig("not mine")
+        raise p.ForeignConfig("not mine")
 
-    assert not issubclass(plugin.ForeignConfig, (OSError, p.CniError))
-    with pytest.raises(plugin.ForeignConfig):
+    assert not issubclass(p.ForeignConfig, (OSError, p.CniError))
+    with pytest.raises(p.ForeignConfig):
         plugin.main(DEL_ENV, io.BytesIO(conf(tmp_path)), io.BytesIO(), check_config=refuse)
     assert not (tmp_path / "cni.log").exists()  # main wrote no log line before it
 
@@ -189,7 +189,7 @@ def test_the_agent_not_answering_in_time_is_the_plugin_s_timeout(tmp_path: Path)
         release.wait(30)
         return {"ok": True}
 
-    srv = InProcess(slow, f"{tmp_path}/agent.sock", f"{tmp_path}/cni.log", f"{tmp_path}/pending-del")
+    srv = InProcess(slow, plugin.main, f"{tmp_path}/agent.sock", f"{tmp_path}/cni.log", f"{tmp_path}/pending-del")
     try:
         reply = decode_reply(srv.answer(encode_request(DEL_ENV, conf(tmp_path, timeoutSeconds=0.05))))
     finally:

@@ -45,7 +45,7 @@ import sys
 import time
 
 from vpcnet.cni import protocol as p
-from vpcnet.cni.protocol import CniError
+from vpcnet.cni.protocol import CniError, ForeignConfig
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -60,24 +60,13 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 # IP (programming the pod, the checkpoint): at most 5 s, a quarter of a short timeout.
 ADD_REPLY_MARGIN_SECONDS = 5.0
 LATEST = p.SUPPORTED_VERSIONS[-1]
-ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
-
-
-class ForeignConfig(Exception):
-    """Raised by a ``check_config`` hook: whoever runs ``main`` cannot honour this config.
-
-    Neither an OSError nor a CniError, so nothing in ``main`` handles it: it propagates
-    to the caller before any side effect (no agent call, no logFile line). The agent's
-    in-process fast path raises it for a config naming another agent's socket, log file
-    or spool directory, and lets the exec'd plugin serve the request instead.
-    """
 
 
 def _environ() -> dict[str, str]:
     """The CNI variables of this process (decoded as os.environ does)."""
     env = posix.environ
     out = {}
-    for key in ENV_KEYS:
+    for key in p.ENV_KEYS:
         raw = env.get(key.encode())
         if raw is not None:
             out[key] = raw.decode("utf-8", "surrogateescape")
@@ -102,7 +91,7 @@ def main(
     (``vpcnet.agent.cniserver.inprocess``): ``roundtrip`` replaces the unix-socket call
     (default ``_roundtrip``; an OSError from it is "agent unreachable", as here), and
     ``check_config`` sees the decoded config before anything else uses it and may raise
-    ``ForeignConfig``, which propagates out of ``main``.
+    ``protocol.ForeignConfig``, which propagates out of ``main``.
     """
     real_run = environ is None and stdin is None and stdout is None
     env = _environ() if environ is None else environ
@@ -417,7 +406,7 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     """Write the DEL for the agent to pick up; CniError 11 when even that fails."""
     import os  # rare path: the agent is down
 
-    directory = pending_dir(conf)
+    directory = p.pending_dir(conf)
     name = p.pending_name(req["containerId"], req["ifname"])
     target = os.path.join(directory, name)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
@@ -434,14 +423,6 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     except OSError as e:
         raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent unreachable and DEL could not be spooled", str(e)) from e
     return target
-
-
-def pending_dir(conf: Mapping[str, Any]) -> str:
-    """Where a DEL that cannot reach the agent is spooled: ``pendingDir``, by default
-    ``pending-del`` next to ``agentSocket`` (the agent reads the same directory)."""
-    import os
-
-    return str(conf.get("pendingDir") or os.path.join(os.path.dirname(conf["agentSocket"]), "pending-del"))
 
 
 def _absolute_path(value: object) -> bool:

@@ -251,6 +251,7 @@ def serve(config_path: str) -> int:
     from vpcnet.agent.cniserver.timing import RequestTiming
     from vpcnet.agent.ipam import Ipam
     from vpcnet.agent.podnet import PodNetwork
+    from vpcnet.cni.plugin import main as plugin_main
     from vpcnet.settings import AgentSettings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -282,6 +283,7 @@ def serve(config_path: str) -> int:
         is_ready=lambda: bool(cfg["ready"]),
         pending_dir=cfg["pending_dir"],
         observe=timings.append,
+        plugin_main=plugin_main,
     )
     server.bind()
     server.drain_pending()  # as serve_forever does first; done here so READY means drained
@@ -298,8 +300,8 @@ def serve(config_path: str) -> int:
             f.write(json.dumps({"command": t.command, "ok": t.ok, "total": t.total,
                                 "checkpoint": t.checkpoint, "netlink": t.netlink}) + "\n")
     Path(cfg["stats_path"]).write_text(json.dumps({
-        "requests": server.requests, "inprocess": server.inprocess.requests,
-        "fallbacks": server.inprocess.fallbacks,
+        "requests": server.requests, "inprocess": server.inprocess.requests if server.inprocess else 0,
+        "fallbacks": server.inprocess.fallbacks if server.inprocess else 0,
     }))
     return 0
 

@@ -7,7 +7,9 @@ prints what comes back; that saves the Python interpreter's start, which is all 
 gap to a compiled plugin. Nothing of the CNI semantics is implemented twice: the agent
 runs ``vpcnet.cni.plugin.main`` on the frame's stdin and environment, exactly as the exec'd
 plugin would, with only its call to the agent replaced by a direct call of the
-``Dispatcher`` (same bytes in, same bytes out, same timeout). All validation, error
+``Dispatcher`` (same bytes in, same bytes out, same timeout). The agent process hands
+``plugin.main`` in (``CniServer(plugin_main=...)``): the plugin is an entry point, a
+layer above this one (the import contracts in pyproject.toml). All validation, error
 codes, results, the spooling of a DEL whose answer did not come in time and the
 ``logFile`` line stay in ``plugin.py``.
 
@@ -32,10 +34,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
-from vpcnet.cni import plugin
 from vpcnet.cni import protocol as p
+from vpcnet.cni.protocol import ForeignConfig
 
 log = logging.getLogger("vpcnet.agent.cni")
 
@@ -55,6 +57,20 @@ MAX_STDOUT_BYTES = 1 << 21
 Handle = Callable[[bytes], dict[str, Any]]
 
 
+class PluginMain(Protocol):
+    """``vpcnet.cni.plugin.main``."""
+
+    def __call__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        stdin: BinaryIO | None = None,
+        stdout: BinaryIO | None = None,
+        *,
+        roundtrip: Callable[[str, bytes, float], bytes] | None = None,
+        check_config: Callable[[dict[str, Any]], None] | None = None,
+    ) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RawInvocation:
     env: dict[str, str]  # the CNI_* variables that were set, decoded as the plugin does
@@ -64,7 +80,7 @@ class RawInvocation:
 def encode_request(env: Mapping[str, str], stdin: bytes) -> bytes:
     """The frame the launcher sends (pure; the launcher builds the same bytes in C)."""
     parts = [REQ_MAGIC]
-    for key in plugin.ENV_KEYS:
+    for key in p.ENV_KEYS:
         if key in env:
             entry = f"{key}={env[key]}".encode("utf-8", "surrogateescape")
             if b"\0" in entry:
@@ -89,7 +105,7 @@ def decode_request(frame: bytes) -> RawInvocation:
             break
         key, sep, value = frame[at:end].partition(b"=")
         name = key.decode("ascii", "replace")
-        if not sep or name not in plugin.ENV_KEYS or name in env:
+        if not sep or name not in p.ENV_KEYS or name in env:
             raise ValueError(f"unexpected environment entry {frame[at:end][:64]!r}")
         env[name] = value.decode("utf-8", "surrogateescape")  # as posix.environ is decoded
         at = end + 1
@@ -115,7 +131,7 @@ def decode_reply(reply: bytes) -> tuple[int, bytes] | None:
 
 
 class InProcess:
-    """Answers raw frames by running the plugin's ``main`` against ``handle``.
+    """Answers raw frames by running the plugin's ``main`` (``plugin_main``) against ``handle``.
 
     ``socket_path``, ``log_file`` and ``pending_dir`` are this agent's own: a request whose
     config names others is answered "fallback" (the agent cannot honour a config it does
@@ -123,8 +139,11 @@ class InProcess:
     the host does). A config without ``logFile`` writes no log either way.
     """
 
-    def __init__(self, handle: Handle, socket_path: str, log_file: str, pending_dir: str) -> None:
+    def __init__(
+        self, handle: Handle, plugin_main: PluginMain, socket_path: str, log_file: str, pending_dir: str
+    ) -> None:
         self.handle = handle
+        self.plugin_main = plugin_main
         self.socket_path = socket_path
         self.log_file = str(Path(log_file)) if log_file else ""
         self.pending_dir = str(Path(pending_dir))
@@ -141,9 +160,9 @@ class InProcess:
             return self._fallback()
         out = io.BytesIO()
         try:
-            rc = plugin.main(inv.env, io.BytesIO(inv.stdin), out,
-                             roundtrip=self._roundtrip, check_config=self._check_config)
-        except plugin.ForeignConfig as e:
+            rc = self.plugin_main(inv.env, io.BytesIO(inv.stdin), out,
+                                  roundtrip=self._roundtrip, check_config=self._check_config)
+        except ForeignConfig as e:
             log.info("raw CNI request left to the plugin: %s", e)
             return self._fallback()
         except Exception:  # main handles its own errors; anything else is a bug here
@@ -164,15 +183,15 @@ class InProcess:
     def _check_config(self, conf: dict[str, Any]) -> None:
         sock = conf.get("agentSocket")
         if sock != self.socket_path:
-            raise plugin.ForeignConfig(f"agentSocket {str(sock)[:128]!r} is not {self.socket_path}")
+            raise ForeignConfig(f"agentSocket {str(sock)[:128]!r} is not {self.socket_path}")
         log_file = conf.get("logFile")
         if log_file is not None and (not isinstance(log_file, str) or _norm(log_file) != self.log_file):
-            raise plugin.ForeignConfig(f"logFile {str(log_file)[:128]!r} is not {self.log_file or 'set'}")
+            raise ForeignConfig(f"logFile {str(log_file)[:128]!r} is not {self.log_file or 'set'}")
         pending = conf.get("pendingDir")
         if pending is not None and not isinstance(pending, str):
-            raise plugin.ForeignConfig("pendingDir is not a string")
-        if _norm(plugin.pending_dir(conf)) != self.pending_dir:
-            raise plugin.ForeignConfig(f"pendingDir {plugin.pending_dir(conf)[:128]!r} is not {self.pending_dir}")
+            raise ForeignConfig("pendingDir is not a string")
+        if _norm(p.pending_dir(conf)) != self.pending_dir:
+            raise ForeignConfig(f"pendingDir {p.pending_dir(conf)[:128]!r} is not {self.pending_dir}")
 
     def _roundtrip(self, path: str, data: bytes, timeout: float) -> bytes:
         """The plugin's call to the agent, in-process: the Dispatcher in a worker thread,
@@ -205,5 +224,5 @@ def _norm(path: str) -> str:
 
 __all__ = [
     "DONE_MAGIC", "ENV_ALLOWANCE", "FALLBACK_MAGIC", "MAX_FRAME_BYTES", "MAX_STDOUT_BYTES", "REQ_MAGIC",
-    "InProcess", "RawInvocation", "decode_reply", "decode_request", "encode_done", "encode_request",
+    "InProcess", "PluginMain", "RawInvocation", "decode_reply", "decode_request", "encode_done", "encode_request",
 ]
