@@ -229,3 +229,21 @@ def test_in_process_answers_byte_for_byte_as_the_exec_d_plugin(
     reply = decode_reply(fast(tmp_path, agent).answer(encode_request(env, stdin)))
     assert reply == exec_plugin(env, stdin)
     assert agent.seen == []
+
+
+def test_the_agent_installs_the_launcher_with_the_socket_the_conflist_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    import vpcnet.install
+    from vpcnet.agent.main import Agent
+    from vpcnet.settings import AgentSettings
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(vpcnet.install, "install_plugin",
+                        lambda *a, **kw: calls.append((*a, kw)) or tmp_path / "vpcnet-cni")
+    monkeypatch.chdir(tmp_path)
+    settings = AgentSettings(node_name="n", socket_path="run/agent.sock", cni_bin_dir="/b", cni_runtime_dir="/r")
+    Agent._ensure_plugin(SimpleNamespace(_plugin_installed=False, settings=settings))  # type: ignore[arg-type]
+    assert calls == [(Path("/b"), Path("/r"), {"agent_socket": f"{tmp_path}/run/agent.sock"})]
