@@ -35,7 +35,10 @@ start, and before any ADD of the same attachment), so the IP is reclaimed later 
 never handed out twice.
 
 Start-up time is the product: nothing is imported that the command does not need; see
-``vpcnet.cni.protocol`` for why JSON and sockets go through ``_json``/``_socket``.
+``vpcnet.cni.protocol`` for why JSON and sockets go through ``_json``/``_socket``. The
+installed launcher skips it where it can: it hands the raw invocation to the agent, which
+runs this module's ``main`` in-process (``vpcnet.agent.cniserver.inprocess``), and execs
+this plugin when the agent does not answer.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ through CPython's C accelerator ``_json`` directly (the same scanner and encoder
 
 Wire format: one request per connection on the agent's unix socket. The client writes
 one JSON object and shuts its write side; the agent reads until EOF (at most
-``MAX_REQUEST_BYTES``), answers with one JSON object and closes.
+``MAX_REQUEST_BYTES``), answers with one JSON object and closes. (The static launcher's
+fast path sends a raw, NUL-led frame instead; see ``vpcnet.agent.cniserver.inprocess``.)
 
 Request keys: ``v`` (``WIRE_VERSION``), ``command`` (ADD, DEL, CHECK, STATUS, GC),
 ``containerId``, ``ifname``, ``netns``, ``podNamespace``, ``podName``, ``mtu`` (int or
