@@ -160,3 +160,23 @@ def test_a_closed_stdin_is_left_closed(template: bytes, sock_dir: Path) -> None:
     proc = subprocess.run([plugin], env=ENV, capture_output=True, timeout=60, close_fds=True,
                           preexec_fn=lambda: os.close(0))
     assert proc.returncode != 0 and agent.frames == []
+
+
+def test_without_memfd_stdin_is_put_back_through_a_pipe(tmp_path: Path, sock_dir: Path) -> None:
+    """The launcher compiled with memfd_create failing (an old kernel, a seccomp filter):
+    the pipe fed by a child carries more than a pipe's buffer."""
+    shim = tmp_path / "no_memfd.h"
+    shim.write_text("#define _GNU_SOURCE\n#include <errno.h>\n#include <sys/mman.h>\n"
+                    "#define memfd_create(name, flags) ((void)(name), (void)(flags), errno = ENOSYS, -1)\n")
+    from vpcnet.install.launcher import SOURCE
+
+    binary = tmp_path / "launcher-no-memfd"
+    subprocess.run(["cc", "-static", "-Os", "-Wall", "-Werror", "-include", str(shim), "-o", str(binary),
+                    str(SOURCE)], check=True, capture_output=True, timeout=120)
+    agent = RawAgent(sock_dir / "agent.sock")  # answers "fallback"
+    plugin = launcher(binary.read_bytes(), sock_dir, str(sock_dir / "agent.sock"))
+    for stdin in (STDIN, b""):
+        rc, out = run(plugin, stdin=stdin)
+        assert rc == 3
+        executed(out, stdin)
+    assert len(agent.frames) == 2
