@@ -39,6 +39,8 @@ class RawAgent:
     def __init__(self, path: Path) -> None:
         self.frames: list[bytes] = []
         self.reply: bytes | None = inprocess.FALLBACK_MAGIC
+        self.hold = threading.Event()  # set: keep each connection open, unanswered, until released
+        self.release = threading.Event()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen(8)
@@ -55,8 +57,13 @@ class RawAgent:
                 while chunk := conn.recv(65536):
                     data += chunk
                 self.frames.append(data)
+                if self.hold.is_set():
+                    self.release.wait(60)
                 if self.reply is not None:
-                    conn.sendall(self.reply)
+                    try:
+                        conn.sendall(self.reply)
+                    except OSError:  # the launcher gave up waiting
+                        pass
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +187,22 @@ def test_without_memfd_stdin_is_put_back_through_a_pipe(tmp_path: Path, sock_dir
         assert rc == 3
         executed(out, stdin)
     assert len(agent.frames) == 2
+
+
+def test_an_agent_that_never_answers_is_given_up_on(tmp_path: Path, sock_dir: Path) -> None:
+    """The reply timeout (REPLY_TIMEOUT_SECONDS, built as 1 s here) ends in the plugin."""
+    from vpcnet.install.launcher import SOURCE
+
+    binary = tmp_path / "launcher-1s"
+    subprocess.run(["cc", "-static", "-Os", "-Wall", "-Werror", "-DREPLY_TIMEOUT_SECONDS=1", "-o", str(binary),
+                    str(SOURCE)], check=True, capture_output=True, timeout=120)
+    agent = RawAgent(sock_dir / "agent.sock")
+    agent.hold.set()
+    agent.reply = inprocess.encode_done(0, b"too late")
+    try:
+        rc, out = run(launcher(binary.read_bytes(), sock_dir, str(sock_dir / "agent.sock")))
+    finally:
+        agent.release.set()
+    assert rc == 3
+    executed(out)
+    assert len(agent.frames) == 1

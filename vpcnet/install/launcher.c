@@ -58,14 +58,18 @@
 /* Sending (connect on a full backlog, the frame) is bounded like the agent's own read of
  * a request (READ_TIMEOUT_SECONDS in transport.py): an agent that does not take the
  * frame in that time is not going to serve it. */
+#ifndef SEND_TIMEOUT_SECONDS /* -D for tests only */
 #define SEND_TIMEOUT_SECONDS 10
+#endif
 /* The reply may take as long as the plugin's timeoutSeconds (validated in (0, 3600] by
  * plugin.py) plus the reply's own time: the agent enforces the request's real budget
  * (its in-process plugin gives up with code 11, or spools a DEL, when the timeout
  * passes), so this bound only fires on an agent that accepted and then hung. It must
  * not be shorter than any budget a config may set, or a long but legitimate ADD would
  * be cut off and redone; 60 s above the largest one covers the reply. */
+#ifndef REPLY_TIMEOUT_SECONDS /* -D for tests only */
 #define REPLY_TIMEOUT_SECONDS (3600 + 60)
+#endif
 
 /* Not static and not const: the compiler must keep all BLOB_SIZE bytes and may not
  * fold the initializer into the code, since the installer rewrites them in the file. */
