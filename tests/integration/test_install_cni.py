@@ -239,3 +239,24 @@ def test_relative_install_paths_are_refused(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InstallError, match="absolute"):
         install_plugin(Path("bin"), Path("rt"))
+
+
+def test_install_cni_embeds_the_agent_socket_and_verifies_without_an_agent(tmp_path: Path) -> None:
+    """``--agent-socket``: the launcher asks the agent there first; with no agent (as in
+    the init container) it execs the plugin, so ``--verify`` passes all the same."""
+    sock = "/run/vpcnet-test-absent/agent.sock"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vpcnet.cli.main", "install-cni", "--bin-dir", str(tmp_path / "bin"),
+         "--runtime-dir", str(tmp_path / "rt"), "--agent-socket", sock, "--verify", "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verify"]["supportedVersions"] == list(SUPPORTED_VERSIONS)
+    data = (tmp_path / "bin" / "vpcnet-cni").read_bytes()
+    assert b"\0\0" + sock.encode() + b"\0" in data  # right after the argv's empty string
+    proc = subprocess.run(
+        [sys.executable, "-m", "vpcnet.cli.main", "install-cni", "--bin-dir", str(tmp_path / "bin2"),
+         "--runtime-dir", str(tmp_path / "rt"), "--agent-socket", "relative.sock"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 1 and "agent socket must be an absolute path" in proc.stderr

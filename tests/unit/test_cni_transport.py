@@ -156,3 +156,53 @@ def test_a_failure_before_serving_removes_the_socket_and_says_why(sock_path: Pat
     # A client fails at once (the plugin then spools DELs, answers ADD with 11).
     with pytest.raises(FileNotFoundError):
         send(sock_path, b"anyone?")
+
+
+def send_raw(path: Path, payload: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_raw_frames_go_to_raw_answer_up_to_their_own_limit(sock_path: Path) -> None:
+    from vpcnet.agent.cniserver import inprocess
+
+    echo, raw_seen = Echo(), []
+
+    def raw_answer(frame: bytes) -> bytes:
+        raw_seen.append(len(frame))
+        return inprocess.encode_done(0, b"raw")
+
+    server = UnixSocketServer(sock_path, echo, raw_answer)
+    server.bind()
+    thread = serve(server)
+    try:
+        # A frame may carry the plugin's whole stdin (MAX_REQUEST_BYTES + 1) and its env.
+        frame = inprocess.encode_request({"CNI_COMMAND": "ADD"}, b" " * (p.MAX_REQUEST_BYTES + 1))
+        assert send_raw(sock_path, frame) == inprocess.encode_done(0, b"raw")
+        too_big = inprocess.REQ_MAGIC + b" " * inprocess.MAX_FRAME_BYTES
+        assert send_raw(sock_path, too_big) == inprocess.FALLBACK_MAGIC
+        assert send(sock_path, b'{"v":1}') == {"ok": True, "echo": '{"v":1}'}  # JSON as before
+    finally:
+        stop(server, thread)
+    assert raw_seen == [len(frame)] and echo.seen == [b'{"v":1}']
+
+
+def test_without_raw_answer_a_raw_frame_is_answered_fallback(sock_path: Path) -> None:
+    from vpcnet.agent.cniserver import inprocess
+
+    echo = Echo()
+    server = UnixSocketServer(sock_path, echo)
+    server.bind()
+    thread = serve(server)
+    try:
+        assert send_raw(sock_path, inprocess.encode_request({}, b"{}")) == inprocess.FALLBACK_MAGIC
+    finally:
+        stop(server, thread)
+    assert echo.seen == []

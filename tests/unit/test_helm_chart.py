@@ -172,6 +172,8 @@ def test_ip_family_reaches_the_configmap_the_settings_and_install_cni(helm: Helm
     init = agent["spec"]["template"]["spec"]["initContainers"][0]
     assert init["name"] == "install-cni"
     assert {"configMapRef": {"name": "vpcnet-config"}} in init["envFrom"]
+    # The launcher's fast path asks the agent at the socket the conflist names.
+    assert f"--agent-socket={data['VPCNET_AGENT_SOCKET_PATH']}" in init["args"]
 
 
 def test_default_configmap_is_valid_settings(helm: Helm) -> None:

@@ -192,4 +192,6 @@ def test_agent_daemonset_security_and_host_mounts() -> None:
             assert mounts[name] == path, name
     cfg = find(render(BASE), "ConfigMap", "vpcnet-config")["data"]
     assert Path(cfg["VPCNET_AGENT_SOCKET_PATH"]).parent == Path("/run/vpcnet")
+    # The launcher's fast path asks the agent at the socket the conflist names.
+    assert f"--agent-socket={cfg['VPCNET_AGENT_SOCKET_PATH']}" in init["args"]
     assert agent["readinessProbe"]["exec"]["command"] == ["vpcnet", "agent", "--check-ready"]

@@ -150,6 +150,7 @@ class Agent:
         from vpcnet.agent.cniserver import CniServer
         from vpcnet.agent.cniserver.timing import RequestTiming
         from vpcnet.agent.podnet import PodNetwork
+        from vpcnet.cni.plugin import main as plugin_main
 
         podnet = PodNetwork(self.settings)
         observe: Callable[[RequestTiming], None] | None = None
@@ -161,6 +162,7 @@ class Agent:
             self.settings, self.ipam, podnet, self.checkpoint, is_ready=self.is_ready,
             observe=observe, can_grow=self.can_grow,
             ipam6=self.ipam6, family=self.family, can_grow6=self.can_grow6,
+            plugin_main=plugin_main,  # the launcher's fast path runs the plugin's code here
         )
         # Bind here, not in the thread: a second agent on the node must fail loudly.
         self._server.bind()
@@ -467,7 +469,10 @@ class Agent:
             return
         from vpcnet.install import install_plugin
 
-        plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir))
+        # The socket as the conflist names it: the launcher's fast path hands each
+        # invocation to this agent, which runs the plugin's code in-process.
+        plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir),
+                                agent_socket=os.path.abspath(self.settings.socket_path))
         log.info("CNI plugin installed at %s", plugin)
         self._plugin_installed = True
 

@@ -3,7 +3,8 @@
 Run by the agent DaemonSet's init container with the host's /opt/cni/bin and /opt/vpcnet
 mounted at the same paths. ``--root`` installs into a mounted host root instead (paths
 inside the launcher stay host paths). ``--verify`` then execs the installed plugin's
-VERSION with an empty environment (chrooted into ``--root`` if given). ``--host-sysctls``
+VERSION with an empty environment (chrooted into ``--root`` if given). ``--agent-socket``
+embeds the agent's socket in the launcher (its fast path, see ``launcher.c``). ``--host-sysctls``
 sets the sysctls the unprivileged agent cannot (see ``vpcnet.install.sysctl``).
 """
 
@@ -33,6 +34,10 @@ def register(sub: Any) -> None:
                         help="install into this mounted host root")
     parser.add_argument("--launcher", type=Path, default=None,
                         help="prebuilt launcher (default: the image's, else compile launcher.c)")
+    parser.add_argument("--agent-socket", default=None,
+                        help="the agent's socket as the host sees it (the conflist's agentSocket): "
+                             "the launcher hands each invocation to the agent there first and "
+                             "execs the plugin only when the agent does not answer it")
     parser.add_argument("--host-sysctls", action="store_true",
                         help="also set the host sysctls the agent needs (privileged init)")
     parser.add_argument("--ip-family", default=None,
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         family = _ip_family(args.ip_family)
-        result = install(args.bin_dir, args.runtime_dir, root=args.root, launcher=args.launcher)
+        result = install(args.bin_dir, args.runtime_dir, root=args.root, launcher=args.launcher,
+                         agent_socket=args.agent_socket)
         report: dict[str, Any] = result.to_dict()
         if args.host_sysctls:
             primary = default_route_link() if family.wants_ipv6 else ""

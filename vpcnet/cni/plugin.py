@@ -35,7 +35,10 @@ start, and before any ADD of the same attachment), so the IP is reclaimed later 
 never handed out twice.
 
 Start-up time is the product: nothing is imported that the command does not need; see
-``vpcnet.cni.protocol`` for why JSON and sockets go through ``_json``/``_socket``.
+``vpcnet.cni.protocol`` for why JSON and sockets go through ``_json``/``_socket``. The
+installed launcher skips it where it can: it hands the raw invocation to the agent, which
+runs this module's ``main`` in-process (``vpcnet.agent.cniserver.inprocess``), and execs
+this plugin when the agent does not answer.
 """
 
 from __future__ import annotations
@@ -45,26 +48,28 @@ import sys
 import time
 
 from vpcnet.cni import protocol as p
-from vpcnet.cni.protocol import CniError
+from vpcnet.cni.protocol import CniError, ForeignConfig
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, BinaryIO
+
+    Roundtrip = Callable[[str, bytes, float], bytes]  # (socket path, request, timeout) -> reply
+    CheckConfig = Callable[[dict[str, Any]], None]
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 # Of the timeout, what an ADD leaves for the agent's reply after it stopped waiting for an
 # IP (programming the pod, the checkpoint): at most 5 s, a quarter of a short timeout.
 ADD_REPLY_MARGIN_SECONDS = 5.0
 LATEST = p.SUPPORTED_VERSIONS[-1]
-_ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 
 
 def _environ() -> dict[str, str]:
     """The CNI variables of this process (decoded as os.environ does)."""
     env = posix.environ
     out = {}
-    for key in _ENV_KEYS:
+    for key in p.ENV_KEYS:
         raw = env.get(key.encode())
         if raw is not None:
             out[key] = raw.decode("utf-8", "surrogateescape")
@@ -75,21 +80,32 @@ def main(
     environ: Mapping[str, str] | None = None,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
+    *,
+    roundtrip: Roundtrip | None = None,
+    check_config: CheckConfig | None = None,
 ) -> int:
     """Run one CNI invocation; returns the exit status. Streams are injectable for tests.
 
     Run for real (nothing injected), the process ends here with ``_exit`` once stdout
     is flushed: interpreter finalization would add ~1.3 ms to every pod's ADD and DEL,
     and there is nothing left to finalize (the log is written unbuffered).
+
+    The agent runs this same code in-process for the launcher's fast path
+    (``vpcnet.agent.cniserver.inprocess``): ``roundtrip`` replaces the unix-socket call
+    (default ``_roundtrip``; an OSError from it is "agent unreachable", as here), and
+    ``check_config`` sees the decoded config before anything else uses it and may raise
+    ``protocol.ForeignConfig``, which propagates out of ``main``.
     """
     real_run = environ is None and stdin is None and stdout is None
     env = _environ() if environ is None else environ
     out = sys.stdout.buffer if stdout is None else stdout
     started = time.monotonic()
-    inv = _Invocation(env)
+    inv = _Invocation(env, roundtrip or _roundtrip, check_config)
     try:
         text = inv.run(sys.stdin.buffer if stdin is None else stdin)
         rc = 0
+    except ForeignConfig:
+        raise  # before any side effect: the caller hands the request to the plugin proper
     except CniError as e:
         text = p.dumps(e.to_result(inv.cni_version))
         inv.note = f"error {e.code}: {e.msg} {e.details}".rstrip()
@@ -112,8 +128,12 @@ def main(
 
 
 class _Invocation:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, env: Mapping[str, str], roundtrip: Roundtrip, check_config: CheckConfig | None = None
+    ) -> None:
         self.env = env
+        self.roundtrip = roundtrip
+        self.check_config = check_config
         self.command = env.get("CNI_COMMAND", "")
         self.cni_version = LATEST  # until the config says otherwise (errors use it)
         self.log_file: str | None = None
@@ -135,6 +155,8 @@ class _Invocation:
         if cmd == "VERSION":
             return self._version(raw)
         conf = self._decode(raw)
+        if self.check_config is not None:  # before logFile is taken from it (see main)
+            self.check_config(conf)
         self._check_version(cmd, conf)
         self._check_config(conf)
         if cmd == "ADD":
@@ -308,7 +330,7 @@ class _Invocation:
         path: str = conf["agentSocket"]
         timeout = float(conf.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
         try:
-            reply = _roundtrip(path, p.dumps(req).encode(), timeout)
+            reply = self.roundtrip(path, p.dumps(req).encode(), timeout)
         except OSError as e:
             if spool_on_failure:
                 raise _Spooled(_spool(req, conf)) from e
@@ -387,7 +409,7 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
     """Write the DEL for the agent to pick up; CniError 11 when even that fails."""
     import os  # rare path: the agent is down
 
-    directory = conf.get("pendingDir") or os.path.join(os.path.dirname(conf["agentSocket"]), "pending-del")
+    directory = p.pending_dir(conf)
     name = p.pending_name(req["containerId"], req["ifname"])
     target = os.path.join(directory, name)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")

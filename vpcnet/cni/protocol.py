@@ -9,7 +9,8 @@ through CPython's C accelerator ``_json`` directly (the same scanner and encoder
 
 Wire format: one request per connection on the agent's unix socket. The client writes
 one JSON object and shuts its write side; the agent reads until EOF (at most
-``MAX_REQUEST_BYTES``), answers with one JSON object and closes.
+``MAX_REQUEST_BYTES``), answers with one JSON object and closes. (The static launcher's
+fast path sends a raw, NUL-led frame instead; see ``vpcnet.agent.cniserver.inprocess``.)
 
 Request keys: ``v`` (``WIRE_VERSION``), ``command`` (ADD, DEL, CHECK, STATUS, GC),
 ``containerId``, ``ifname``, ``netns``, ``podNamespace``, ``podName``, ``mtu`` (int or
@@ -46,6 +47,8 @@ MAX_REQUEST_BYTES = 1 << 20  # a GC request lists every attachment; 1 MiB is ~20
 MAX_REPLY_BYTES = 1 << 20
 
 SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
+# The CNI variables the plugin reads (and the launcher's fast path forwards).
+ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 AGENT_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 
@@ -86,6 +89,17 @@ class CniError(Exception):
 
     def to_result(self, cni_version: str) -> dict[str, Any]:
         return {"cniVersion": cni_version, "code": self.code, "msg": self.msg, "details": self.details}
+
+
+class ForeignConfig(Exception):
+    """Raised by the plugin's ``check_config`` hook: whoever runs ``plugin.main`` cannot
+    honour this config.
+
+    Neither an OSError nor a CniError, so nothing in ``main`` handles it: it propagates
+    to the caller before any side effect (no agent call, no logFile line). The agent's
+    in-process fast path raises it for a config naming another agent's socket, log file
+    or spool directory, and lets the exec'd plugin serve the request instead.
+    """
 
 
 # -- JSON ----------------------------------------------------------------------------
@@ -220,6 +234,14 @@ def parse_cni_args(raw: str) -> dict[str, str]:
 def pending_name(container_id: str, ifname: str) -> str:
     """File name of a spooled DEL: unique per attachment, safe for any valid ifname."""
     return f"{container_id}.{ifname.encode('utf-8', 'surrogateescape').hex()}.json"
+
+
+def pending_dir(conf: dict[str, Any]) -> str:
+    """Where a DEL that cannot reach the agent is spooled: ``pendingDir``, by default
+    ``pending-del`` next to ``agentSocket`` (the agent reads the same directory)."""
+    import os  # not at import: the plugin's start-up (see plugin.py)
+
+    return str(conf.get("pendingDir") or os.path.join(os.path.dirname(conf["agentSocket"]), "pending-del"))
 
 
 def error_reply(code: int, msg: str, details: str = "") -> dict[str, Any]:

@@ -138,14 +138,19 @@ def install_plugin(
     root: Path | None = None,
     launcher: Path | None = None,
     bundle: RuntimeBundle | None = None,
+    agent_socket: str | None = None,
 ) -> Path:
     """Install ``vpcnet-cni`` into ``bin_dir``, running on a runtime under ``runtime_dir``.
 
     Returns the installed plugin's path. ``root``: install into a mounted host root
     (paths written into the launcher stay ``bin_dir``/``runtime_dir`` as the host sees
-    them; the returned path is under ``root``). Idempotent and atomic; see module doc.
+    them; the returned path is under ``root``). ``agent_socket``: the agent's socket as
+    the host sees it (the conflist's ``agentSocket``), embedded in the launcher for its
+    fast path; None: the launcher always execs the plugin. Idempotent and atomic; see
+    module doc.
     """
-    return install(bin_dir, runtime_dir, root=root, launcher=launcher, bundle=bundle).plugin
+    return install(bin_dir, runtime_dir, root=root, launcher=launcher, bundle=bundle,
+                   agent_socket=agent_socket).plugin
 
 
 def install(
@@ -155,6 +160,7 @@ def install(
     root: Path | None = None,
     launcher: Path | None = None,
     bundle: RuntimeBundle | None = None,
+    agent_socket: str | None = None,
 ) -> InstallResult:
     """:func:`install_plugin` with a report of what changed."""
     started = time.monotonic()
@@ -165,7 +171,7 @@ def install(
         version_on_disk, built = ensure_runtime(bundle, runtime_on_disk)
         version_for_host = runtime_dir / version_on_disk.name
         template = launcher_template(runtime_on_disk / ".build", launcher)
-        data = embed_argv(template, launcher_argv(bundle, version_for_host))
+        data = embed_argv(template, launcher_argv(bundle, version_for_host), agent_socket)
         plugin = bin_on_disk / PLUGIN_NAME
         try:
             same = plugin.read_bytes() == data

@@ -24,14 +24,18 @@ SOURCE = Path(__file__).with_name("launcher.c")
 MARKER = b"@@VPCNET-CNI-LAUNCHER-ARGV@@"
 BLOB_SIZE = 8192
 MAX_PREFIX = 64
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with its NUL (plugin.py's agentSocket limit too)
 # Where the image puts the prebuilt launcher (Dockerfile: builder stage).
 PREBUILT = Path(sys.prefix) / "libexec" / "vpcnet" / "vpcnet-cni-launcher"
 
 
-def embed_argv(binary: bytes, argv: Sequence[str]) -> bytes:
+def embed_argv(binary: bytes, argv: Sequence[str], agent_socket: str | None = None) -> bytes:
     """Return ``binary`` with its argv blob set to ``argv`` (pure).
 
-    The blob is located by its marker, which the C source keeps unique in the file.
+    ``agent_socket``: the agent's socket, written after the argv; the launcher then hands
+    each invocation to the agent first (its fast path) and execs ``argv`` only when the
+    agent does not answer it. The blob is located by its marker, which the C source keeps
+    unique in the file.
     """
     if not argv or not argv[0].startswith("/"):
         raise InstallError("the launcher's argv must start with an absolute path")
@@ -41,6 +45,14 @@ def embed_argv(binary: bytes, argv: Sequence[str]) -> bytes:
     if any(b"\0" in p or not p for p in parts):
         raise InstallError("launcher arguments must be non-empty and contain no NUL byte")
     blob = b"".join(p + b"\0" for p in parts) + b"\0"
+    if agent_socket is not None:
+        sock = os.fsencode(agent_socket)
+        if not sock.startswith(b"/") or b"\0" in sock or len(sock) > MAX_SOCKET_PATH:
+            raise InstallError(
+                f"the agent socket must be an absolute path of at most {MAX_SOCKET_PATH} bytes "
+                f"without NUL: {agent_socket!r}"
+            )
+        blob += sock + b"\0"
     if len(blob) > BLOB_SIZE:
         raise InstallError(f"launcher argv is {len(blob)} bytes; the blob holds {BLOB_SIZE}")
     at = binary.find(MARKER)

@@ -8,9 +8,12 @@ talking to the agent's CNI server in a separate process over the unix socket, wi
 pool built from ENI records, each ENI a real link in the node namespace.
 
 Reported: p50/p99 of ADD and DEL for both and the ratios (ours / reference; at or below
-1.0 is the goal), and where our time goes: process start and imports (VERSION, which
-needs no agent), the socket round trip (measured in-process), and the agent's own
-work (total, of which netlink and the checkpoint fsync).
+1.0 is the goal), and where our time goes: process start and imports (VERSION; the
+installed launcher hands it, like every invocation, to the agent over its fast path,
+so it is the launcher's start and one round trip; with ``--plugin`` a plain plugin's
+start), the socket round trip (measured in-process), and the agent's own work (total,
+of which netlink and the checkpoint fsync). ``fast_path``: invocations the agent ran
+in-process, ``fast_path_fallbacks``: those it left to the exec'd plugin.
 
 Namespaces are named ``vpcbench-<random>-*`` and are always removed.
 """
@@ -89,7 +92,7 @@ def run(pods: int, plugin: str | None = None, progress: bool = False) -> dict[st
     workdir = Path(tempfile.mkdtemp(prefix="vpcbench-"))
     node = SimNode(f"vpcbench-{secrets.token_hex(3)}", workdir / "node", pods)
     try:
-        ours, how = _plugin(plugin, workdir)
+        ours, how = _plugin(plugin, workdir, str(node.socket_path))
         node.start()
         def say(message: str) -> None:
             if progress:
@@ -105,14 +108,15 @@ def run(pods: int, plugin: str | None = None, progress: bool = False) -> dict[st
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _plugin(plugin: str | None, workdir: Path) -> tuple[str, str]:
+def _plugin(plugin: str | None, workdir: Path, agent_socket: str) -> tuple[str, str]:
     if plugin:
         if not os.access(plugin, os.X_OK):
             raise BenchError(f"{plugin} is not an executable")
         return plugin, "given"
     try:
         install_plugin: Any = importlib.import_module("vpcnet.install").install_plugin
-        path = install_plugin(workdir / "bin", workdir / "runtime")
+        # As the agent installs it: the launcher's fast path hands invocations to the agent.
+        path = install_plugin(workdir / "bin", workdir / "runtime", agent_socket=agent_socket)
         return str(path), "installed"
     except Exception as e:  # the installer is optional for the bench: say so, fall back
         script = shutil.which("vpcnet-cni") or str(Path(sys.executable).with_name("vpcnet-cni"))
@@ -189,13 +193,16 @@ def _measure(
     _expect(not left, "pool returned after DEL", f"{len(left)} allocations left")
     rtt = _socket_roundtrips(str(node.socket_path), 200)
     node.stop_agent()
+    stats = node.agent_stats()
     agent = [json.loads(line) for line in node.timings_path.read_text().splitlines()]
 
     def agent_p50(command: str, field: str) -> float:
         values = [a[field] for a in agent if a["command"] == command and a["ok"]]
         return _ms(statistics.median(values)) if values else 0.0
 
-    r: dict[str, Any] = {"pods": pods, "spec_version": SPEC_VERSION}
+    r: dict[str, Any] = {"pods": pods, "spec_version": SPEC_VERSION,
+                         # invocations the launcher's fast path ran in the agent / left to the plugin
+                         "fast_path": stats["inprocess"], "fast_path_fallbacks": stats["fallbacks"]}
     for name, values in times.items():
         r[f"{name}_p50_ms"] = _ms(percentile(values, 50))
         r[f"{name}_p99_ms"] = _ms(percentile(values, 99))
@@ -253,7 +260,10 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"{name:4} {p50:9.2f} {p99:9.2f} {rp50:9.2f} {rp99:9.2f} {ratio:10.3f}")
     b = r["breakdown"]
     print("where the time goes (p50):")
-    print(f"  process start + imports (VERSION)  {b['plugin_start_p50_ms']:7.2f} ms  (ptp: {b['ref_plugin_start_p50_ms']:.2f} ms)")
+    print(f"  process start + imports (VERSION)  {b['plugin_start_p50_ms']:7.2f} ms  (ptp: {b['ref_plugin_start_p50_ms']:.2f} ms)"
+          f"{'; via the fast path' if r.get('fast_path') else ''}")
+    print(f"  launcher fast path                 {r.get('fast_path', 0)} invocations in the agent, "
+          f"{r.get('fast_path_fallbacks', 0)} fallbacks")
     print(f"  socket round trip (STATUS)         {b['socket_roundtrip_p50_ms']:7.2f} ms")
     print(f"  agent ADD                          {b['agent_add_p50_ms']:7.2f} ms  "
           f"(netlink {b['agent_add_netlink_p50_ms']:.2f}, checkpoint {b['agent_add_checkpoint_p50_ms']:.2f})")

@@ -93,6 +93,7 @@ class SimNode:
         self.checkpoint_path = workdir / "checkpoint.json"
         self.log_file = workdir / "cni.log"
         self.timings_path = workdir / "timings.jsonl"
+        self.stats_path = workdir / "agent-stats.json"  # written when the agent stops
         self.agent_log = workdir / "agent.log"
         self.proc: subprocess.Popen[str] | None = None
         self._pods = 0
@@ -123,6 +124,8 @@ class SimNode:
             "pending_dir": str(self.pending_dir),
             "checkpoint_path": str(self.checkpoint_path),
             "timings_path": str(self.timings_path),
+            "stats_path": str(self.stats_path),
+            "log_file": str(self.log_file),
             "mtu": self.mtu,
             "cooldown_seconds": self.cooldown_seconds,
             "ready": self.ready,
@@ -187,6 +190,13 @@ class SimNode:
         conf.update(extra)
         return conf
 
+    def agent_stats(self) -> dict[str, Any]:
+        """What the agent counted (after ``stop_agent``): ``requests`` served,
+        ``inprocess`` (raw invocations the launcher's fast path handed it and that it
+        answered) and ``fallbacks`` (raw invocations it left to the exec'd plugin)."""
+        stats: dict[str, Any] = json.loads(self.stats_path.read_text())
+        return stats
+
     def checkpoint(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(self.checkpoint_path.read_text())
         payload: dict[str, Any] = doc["payload"]
@@ -241,6 +251,7 @@ def serve(config_path: str) -> int:
     from vpcnet.agent.cniserver.timing import RequestTiming
     from vpcnet.agent.ipam import Ipam
     from vpcnet.agent.podnet import PodNetwork
+    from vpcnet.cni.plugin import main as plugin_main
     from vpcnet.settings import AgentSettings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -250,6 +261,7 @@ def serve(config_path: str) -> int:
         host_netns=cfg["node_ns"],
         socket_path=cfg["socket_path"],
         checkpoint_path=cfg["checkpoint_path"],
+        log_file=cfg["log_file"],  # the conf's logFile: the in-process fast path honours it
         mtu=cfg["mtu"],
         ip_cooldown_seconds=cfg["cooldown_seconds"],
     )
@@ -271,6 +283,7 @@ def serve(config_path: str) -> int:
         is_ready=lambda: bool(cfg["ready"]),
         pending_dir=cfg["pending_dir"],
         observe=timings.append,
+        plugin_main=plugin_main,
     )
     server.bind()
     server.drain_pending()  # as serve_forever does first; done here so READY means drained
@@ -286,6 +299,10 @@ def serve(config_path: str) -> int:
         for t in timings:
             f.write(json.dumps({"command": t.command, "ok": t.ok, "total": t.total,
                                 "checkpoint": t.checkpoint, "netlink": t.netlink}) + "\n")
+    Path(cfg["stats_path"]).write_text(json.dumps({
+        "requests": server.requests, "inprocess": server.inprocess.requests if server.inprocess else 0,
+        "fallbacks": server.inprocess.fallbacks if server.inprocess else 0,
+    }))
     return 0
 
 

@@ -9,6 +9,8 @@ One idea per module:
 - ``spool`` and ``sweeper``: DELs the plugin spooled while the agent was unreachable
   (``pending-del`` next to the socket), read, quarantined, and replayed.
 - ``timing``: where a request's time went.
+- ``inprocess``: the static launcher's fast path: a raw invocation (stdin + CNI_* env)
+  run by the plugin's own ``main`` in the agent, or answered "fallback".
 - ``server``: ``CniServer``, all of them put together.
 """
 

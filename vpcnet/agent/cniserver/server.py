@@ -12,12 +12,14 @@ every few seconds.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vpcnet.agent.checkpoint import Checkpoint
 from vpcnet.agent.cniserver.dispatch import Dispatcher
+from vpcnet.agent.cniserver.inprocess import InProcess, PluginMain
 from vpcnet.agent.cniserver.locks import Gate, KeyLocks
 from vpcnet.agent.cniserver.service import CniService
 from vpcnet.agent.cniserver.spool import Spool
@@ -49,6 +51,7 @@ class CniServer:
         ipam6: Ipam6 | None = None,
         family: Callable[[], IpFamily] = lambda: IpFamily.IPV4,
         can_grow6: Callable[[], str] = lambda: "no IPv6 prefix can come",
+        plugin_main: PluginMain | None = None,
     ) -> None:
         self.podnet = podnet
         socket_path = Path(settings.socket_path)
@@ -58,7 +61,17 @@ class CniServer:
         gate, keys = Gate(), KeyLocks()
         self.sweeper = SpoolSweeper(self.spool, self.service.replay_spooled, gate, keys)
         self.dispatcher = Dispatcher(self.service, self.sweeper, gate, keys, observe)
-        self.transport = UnixSocketServer(socket_path, self.dispatcher.handle)
+        # The launcher's fast path: the plugin's own code (``plugin_main``, i.e.
+        # vpcnet.cni.plugin.main, handed in by the agent process) run here on the raw
+        # invocation, for configs naming this agent's socket, log file and spool (see
+        # inprocess). Without it, raw frames are answered "fallback".
+        self.inprocess = (
+            InProcess(self.dispatcher.handle, plugin_main, os.path.abspath(settings.socket_path),
+                      settings.log_file, os.path.abspath(self.spool.directory))
+            if plugin_main is not None else None
+        )
+        self.transport = UnixSocketServer(socket_path, self.dispatcher.handle,
+                                          self.inprocess.answer if self.inprocess is not None else None)
         # Taken now, while the pool is what the checkpoint says: by the time the
         # server starts, the agent may have added IPs from Redis it knows less about.
         self._unassigned_at_start = ipam.unassigned()

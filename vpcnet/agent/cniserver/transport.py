@@ -2,7 +2,9 @@
 
 A threaded unix-socket server (socket mode 0600, one request per connection, size- and
 time-limited). What a request means is not decided here: each one's bytes go to
-``answer``, which returns the reply. A failure of the serving loop restarts it; should
+``answer``, which returns the reply; a raw frame of the launcher's fast path (it starts
+with ``inprocess.REQ_MAGIC``, a NUL byte, so never JSON) goes to ``raw_answer``, which
+returns the raw reply bytes. A failure of the serving loop restarts it; should
 the serving thread end any other way than by ``stop``, the socket is closed and
 removed so that clients fail fast instead of waiting on it.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vpcnet.agent.cniserver import inprocess
 from vpcnet.cni import protocol as p
 from vpcnet.errors import VpcnetError
 
@@ -27,6 +30,10 @@ READ_TIMEOUT_SECONDS = 10.0
 RESTART_SECONDS = 1.0  # between a failed serving loop and its restart
 
 Answer = Callable[[bytes], dict[str, Any]]
+RawAnswer = Callable[[bytes], bytes]
+# What is read of one request: a JSON one is refused above MAX_REQUEST_BYTES once read,
+# a raw frame carries the plugin's stdin (up to MAX_REQUEST_BYTES + 1) and its env.
+READ_LIMIT = max(p.MAX_REQUEST_BYTES, inprocess.MAX_FRAME_BYTES)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -43,18 +50,25 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not chunk:
                     break
                 size += len(chunk)
-                if size > p.MAX_REQUEST_BYTES:
-                    break
                 chunks.append(chunk)
+                if size > READ_LIMIT:
+                    break
         except OSError as e:
             log.warning("reading a CNI request failed: %s", e)
             return
-        if size > p.MAX_REQUEST_BYTES:
-            reply = p.error_reply(p.ERR_DECODE, "request too large", f"> {p.MAX_REQUEST_BYTES} bytes")
+        raw = b"".join(chunks)
+        if raw.startswith(inprocess.REQ_MAGIC):
+            raw_answer = self.server.raw_answer
+            if size > inprocess.MAX_FRAME_BYTES or raw_answer is None:
+                data = inprocess.FALLBACK_MAGIC  # the launcher execs the plugin
+            else:
+                data = raw_answer(raw)
+        elif size > p.MAX_REQUEST_BYTES:
+            data = p.dumps(p.error_reply(p.ERR_DECODE, "request too large", f"> {p.MAX_REQUEST_BYTES} bytes")).encode()
         else:
-            reply = self.server.answer(b"".join(chunks))
+            data = p.dumps(self.server.answer(raw)).encode()
         try:
-            conn.sendall(p.dumps(reply).encode())
+            conn.sendall(data)
         except OSError as e:
             # The plugin gave up (timeout, killed): for ADD the runtime will DEL.
             log.warning("answering a CNI request failed: %s", e)
@@ -64,14 +78,17 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     request_queue_size = 1024  # a burst of pods on a fresh node
     answer: Answer
+    raw_answer: RawAnswer | None
 
 
 class UnixSocketServer:
-    """The listening socket at ``path``, each request's bytes answered by ``answer``."""
+    """The listening socket at ``path``, each request's bytes answered by ``answer`` (raw
+    frames by ``raw_answer``; without one, they are answered "fallback")."""
 
-    def __init__(self, path: Path, answer: Answer) -> None:
+    def __init__(self, path: Path, answer: Answer, raw_answer: RawAnswer | None = None) -> None:
         self.path = path
         self.answer = answer
+        self.raw_answer = raw_answer
         self._server: _UnixServer | None = None
         self._stop = threading.Event()
         self._bound = threading.Event()
@@ -106,6 +123,7 @@ class UnixSocketServer:
             tmp.unlink(missing_ok=True)
             raise
         server.answer = self.answer
+        server.raw_answer = self.raw_answer
         self._server = server
         self._bound.set()
 
