@@ -43,6 +43,12 @@ class Targets:
     minimum_ip_target: int = 0  # IPs to hold in total, used or not
     warm_eni_target: int = 1  # whole free ENIs' worth of IPs to keep (warm mode)
     warm_prefix_target: int = 1  # free /28 prefixes to keep (prefix mode)
+    # Warm mode: ENIs (the primary included) kept attached ahead of demand, holding no
+    # secondary IP beyond what the targets above want, so the pool grows by
+    # AssignPrivateIpAddresses alone. -1: every ENI the instance type allows; 0: only
+    # the ENIs the IP targets need (the AWS VPC CNI's behaviour, and this default: the
+    # cluster-wide default is ``Settings.warm_attached_enis``).
+    attached_enis: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +347,20 @@ def _top_up(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView],
     return out
 
 
+def _enis_ahead(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView],
+                planned: Sequence[Action]) -> list[Action]:
+    """Warm mode's ENIs held ahead (``Targets.attached_enis``) that ``planned`` does not
+    already add: attached with no secondary IP, at the next free device indices."""
+    want = spec.targets.attached_enis
+    if want == 0:
+        return []
+    want = spec.limits.max_enis if want < 0 else min(want, spec.limits.max_enis)
+    adding = sum(isinstance(a, AddEni) for a in planned)
+    free = free_device_indices(spec.limits, enis)[adding:]
+    n = min(max(want - len(managed) - adding, 0), len(free))
+    return _add_enis(spec, free[:n], [0] * n, prefixes=False)
+
+
 def _capacity(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView]) -> int:
     """Slots the node could ever hold: managed ENIs plus ENIs it may still attach."""
     return (len(managed) + len(free_device_indices(spec.limits, enis))) * slots_per_eni(spec.limits)
@@ -370,7 +390,11 @@ def plan_full(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUs
 
 def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
     """Keep ``warm_ip_target`` (or ``warm_eni_target`` ENIs' worth) free IPs, at least
-    ``minimum_ip_target`` in total; trim surplus the agent confirmed unused."""
+    ``minimum_ip_target`` in total; trim surplus the agent confirmed unused.
+
+    ``attached_enis`` ENIs stay attached ahead, empty but for what the IP targets put
+    on them: a burst then waits for one AssignPrivateIpAddresses per ENI (in parallel),
+    not a new ENI's chain. A trim gives back IPs only, never those ENIs."""
     t = spec.targets
     slots = slots_per_eni(spec.limits)
     managed = managed_enis(spec.cluster, enis)
@@ -404,6 +428,7 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
         chosen = tuple(sorted(candidates[:surplus]))
         if chosen:
             actions.append(RequestRelease(chosen))
+    actions += _enis_ahead(spec, enis, managed, actions)
     return Plan(tuple(actions))
 
 
