@@ -7,7 +7,6 @@ DescribeInstances + Assign), never while ADDs wait, and marked ``AddEni.ahead``.
 from __future__ import annotations
 
 import ipaddress
-
 from dataclasses import replace
 
 from tests.unit.test_plan import eni, ips
