@@ -215,22 +215,24 @@ ENIS_AHEAD_TIMEOUT_SECONDS = 30.0
 def _wait_enis_ahead(stack: Any, node: str, instance_id: str,
                      say: Callable[[str], None]) -> float | None:
     """Seconds until the node holds every ENI its type allows (the default
-    ``warm_attached_enis``) and the agent programmed that write; None on timeout."""
+    ``warm_attached_enis``), the store's write says so and the agent programmed that
+    write; None on timeout."""
     from vpcnet.state.records import AgentRecord, NodeRecord
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < ENIS_AHEAD_TIMEOUT_SECONDS:
         view = stack.ec2.instance_view(instance_id)
-        held = len(view["enis"]) >= (view.get("limits") or {}).get("max_enis", 0)
-        if held:
+        want = (view.get("limits") or {}).get("max_enis", 0)
+        if len(view["enis"]) >= want:
             client = stack.redis.client()
             try:
                 keys = stack.keys.node(node)
                 record = NodeRecord.from_redis(client.hgetall(keys.node))
                 agent = AgentRecord.from_redis(client.hgetall(keys.agent))
+                written = int(client.hlen(keys.enis))
             finally:
                 client.close()
-            if agent.has_programmed(record.version):
+            if written >= want and agent.has_programmed(record.version):
                 ahead = round(time.monotonic() - t0, 2)
                 say(f"{node}: {len(view['enis'])} ENIs held ahead, programmed, {ahead}s after ready")
                 return ahead
