@@ -85,9 +85,12 @@ class Settings:
     # (default): every ENI the instance type allows, i.e. enough for its max pods; N:
     # at most N; 0: only the ENIs the IP targets need (the AWS VPC CNI's warm mode).
     # The cost: each ENI held takes one address of the subnet (its primary IP) and one
-    # ENI of the account's regional quota (5,000 by default), and a joining node waits
-    # for their chains (in parallel: one chain's latency). IPs, the subnet's scarce
-    # resource, stay on the warm targets; a trim gives back IPs, never these ENIs.
+    # ENI of the account's regional quota (5,000 by default). They never delay a join
+    # (they come once the node is READY, from the warm-pool scan's pass, at background
+    # priority) and never break a node: one that fails (subnet or quota short) is
+    # logged with a Warning Event, the node keeps its IPs, and none is tried again for
+    # 5 minutes. IPs, the subnet's scarce resource, stay on the warm targets; a trim
+    # gives back IPs, never these ENIs.
     warm_attached_enis: int = -1
     ip_cooldown_seconds: float = 30.0
     eni_gc_grace_seconds: float = 600.0
