@@ -89,8 +89,8 @@ class Settings:
     # (they come once the node is READY, from the warm-pool scan's pass, at background
     # priority) and never break a node: one that fails (subnet or quota short) is
     # logged with a Warning Event, the node keeps its IPs, and none is tried again for
-    # 5 minutes. IPs, the subnet's scarce resource, stay on the warm targets; a trim
-    # gives back IPs, never these ENIs.
+    # 5 minutes (30 s after a temporary failure). IPs, the subnet's scarce resource,
+    # stay on the warm targets; a trim gives back IPs, never these ENIs.
     warm_attached_enis: int = -1
     ip_cooldown_seconds: float = 30.0
     eni_gc_grace_seconds: float = 600.0

@@ -111,3 +111,17 @@ def test_a_lane_of_an_eni_held_ahead_is_marked_and_its_failure_is_not_the_passes
     lost = LockHeld("lost", delay=1.0)
     gone = act(cast(Any, Ec2(lost)), spec, inst, Plan((AssignIps("eni-a", 3), ahead)), Deadline(30))
     assert gone.failure is lost
+
+
+def test_enis_ahead_back_off_long_after_a_permanent_failure_short_after_a_temporary_one() -> None:
+    from vpcnet.control.provision import (
+        ENIS_AHEAD_BACKOFF_SECONDS,
+        ENIS_AHEAD_RETRY_SECONDS,
+        enis_ahead_backoff,
+    )
+    from vpcnet.errors import Ec2PermanentError, TemporaryError
+
+    assert ENIS_AHEAD_RETRY_SECONDS < ENIS_AHEAD_BACKOFF_SECONDS
+    quota = Ec2PermanentError("InsufficientFreeAddressesInSubnet", "no free address")
+    assert enis_ahead_backoff(quota) == ENIS_AHEAD_BACKOFF_SECONDS
+    assert enis_ahead_backoff(TemporaryError("5xx", delay=1.0)) == ENIS_AHEAD_RETRY_SECONDS

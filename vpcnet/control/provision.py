@@ -38,7 +38,8 @@ DescribeInstances + Assign; the warm-pool scan's next pass, background priority,
 them), and a failure of theirs (a subnet or ENI quota too small) fails neither the pass
 nor the node: it is logged, a Warning Event goes out, the other lanes' work is written
 back as usual, and no ENI ahead is tried again for the node for
-``ENIS_AHEAD_BACKOFF_SECONDS`` (``NodeRecord.enis_ahead_after``, in the store).
+``ENIS_AHEAD_BACKOFF_SECONDS`` (30 s after a temporary failure;
+``NodeRecord.enis_ahead_after``, in the store).
 """
 
 from __future__ import annotations
@@ -88,10 +89,17 @@ from vpcnet.state.records import ENIS_AHEAD_AFTER_FIELD
 MAX_ROUNDS = 4
 # A further round starts only while this share of the work budget is left.
 _ROUND_BUDGET_SHARE = 0.5
-# After an ENI held ahead failed, the node's next try at one waits this long: the
-# subnet's addresses or the account's ENI quota rarely come back sooner, and each try
-# costs EC2 calls the limiter shares with every node.
+# After an ENI held ahead failed for good (a subnet without addresses, the account's
+# ENI quota or the instance's attachments spent), the node's next try at one waits this
+# long: those rarely come back sooner, and each try costs EC2 calls the limiter shares
+# with every node. A temporary failure (5xx, throttling, the work budget) waits less.
 ENIS_AHEAD_BACKOFF_SECONDS = 300.0
+ENIS_AHEAD_RETRY_SECONDS = 30.0
+
+
+def enis_ahead_backoff(err: Exception) -> float:
+    """How long the node adds no ENI held ahead after ``err`` failed one."""
+    return ENIS_AHEAD_BACKOFF_SECONDS if isinstance(err, PermanentError) else ENIS_AHEAD_RETRY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +327,10 @@ def _enis_ahead_failed(ctx: ControlContext, node: str, err: Exception, token: st
     """An ENI held ahead failed: logged, a Warning Event, and none tried again for the
     node before the back-off ends. Never raises: the pass goes on with its other work (a
     lost back-off write only means an earlier retry)."""
-    until = time.time() + ENIS_AHEAD_BACKOFF_SECONDS
+    backoff = enis_ahead_backoff(err)
+    until = time.time() + backoff
     log.warning("an ENI held ahead failed; none is tried again before the back-off ends",
-                node=node, error=str(err), backoff_seconds=ENIS_AHEAD_BACKOFF_SECONDS)
+                node=node, error=str(err), backoff_seconds=backoff)
     try:
         ctx.state.record_intent(node, {ENIS_AHEAD_AFTER_FIELD: f"{until:.3f}"}, lock_token=token)
     except VpcnetError as e:
@@ -329,7 +338,7 @@ def _enis_ahead_failed(ctx: ControlContext, node: str, err: Exception, token: st
     try:
         ctx.kube.emit_event(node, "EnisAheadFailed",
                             f"an ENI held ahead (warm mode) could not be added: {err}; the node "
-                            f"keeps its IPs, the next try in {ENIS_AHEAD_BACKOFF_SECONDS:g}s",
+                            f"keeps its IPs, the next try in {backoff:g}s",
                             EVENT_WARNING)
     except (PermanentError, TemporaryError) as e:
         log.warning("cannot emit event", node=node, reason="EnisAheadFailed", error=str(e))
