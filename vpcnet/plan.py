@@ -43,6 +43,12 @@ class Targets:
     minimum_ip_target: int = 0  # IPs to hold in total, used or not
     warm_eni_target: int = 1  # whole free ENIs' worth of IPs to keep (warm mode)
     warm_prefix_target: int = 1  # free /28 prefixes to keep (prefix mode)
+    # Warm mode: ENIs (the primary included) kept attached ahead of demand, holding no
+    # secondary IP beyond what the targets above want, so the pool grows by
+    # AssignPrivateIpAddresses alone. -1: every ENI the instance type allows; 0: only
+    # the ENIs the IP targets need (the AWS VPC CNI's behaviour, and this default: the
+    # cluster-wide default is ``Settings.warm_attached_enis``).
+    attached_enis: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,11 @@ class NodeSpec:
     # The IPv6 /64 of the primary ENI's subnet, where its /80s come from; None: the
     # subnet has none (a node wanting IPv6 there is a ConfigError).
     ipv6_subnet_cidr: IPv6Net | None = None
+    # Warm mode may add the ENIs held ahead (``Targets.attached_enis``) now: the node is
+    # READY (a joining node's pass is DescribeInstances + Assign: the ENIs ahead must not
+    # delay its readiness) and no earlier failure of theirs is backing off. Off by
+    # default: only the control plane, which knows the phase, turns it on.
+    enis_ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +161,9 @@ class AddEni:
     ip_count: int
     prefix_count: int
     client_token: str
+    # An ENI held ahead of demand (warm mode's ``attached_enis``), not one the targets
+    # or waiting ADDs need: best effort, its failure fails neither the pass nor the node.
+    ahead: bool = False
 
     @property
     def ec2_calls(self) -> Mapping[str, int]:
@@ -341,6 +355,23 @@ def _top_up(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView],
     return out
 
 
+def _enis_ahead(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView],
+                planned: Sequence[Action], usage: PoolUsage) -> list[Action]:
+    """Warm mode's ENIs held ahead (``Targets.attached_enis``) that ``planned`` does not
+    already add: attached with no secondary IP, at the next free device indices, marked
+    ``ahead``. None unless ``spec.enis_ahead`` (the node is READY, not backing off), and
+    none while ADDs wait: that pass serves them, the next quiet pass adds these."""
+    want = spec.targets.attached_enis
+    if want == 0 or not spec.enis_ahead or usage.demand:
+        return []
+    want = spec.limits.max_enis if want < 0 else min(want, spec.limits.max_enis)
+    adding = sum(isinstance(a, AddEni) for a in planned)
+    free = free_device_indices(spec.limits, enis)[adding:]
+    n = min(max(want - len(managed) - adding, 0), len(free))
+    return [replace(a, ahead=True) if isinstance(a, AddEni) else a
+            for a in _add_enis(spec, free[:n], [0] * n, prefixes=False)]
+
+
 def _capacity(spec: NodeSpec, enis: Sequence[EniView], managed: Sequence[EniView]) -> int:
     """Slots the node could ever hold: managed ENIs plus ENIs it may still attach."""
     return (len(managed) + len(free_device_indices(spec.limits, enis))) * slots_per_eni(spec.limits)
@@ -370,7 +401,11 @@ def plan_full(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage = PoolUs
 
 def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan:
     """Keep ``warm_ip_target`` (or ``warm_eni_target`` ENIs' worth) free IPs, at least
-    ``minimum_ip_target`` in total; trim surplus the agent confirmed unused."""
+    ``minimum_ip_target`` in total; trim surplus the agent confirmed unused.
+
+    ``attached_enis`` ENIs stay attached ahead, empty but for what the IP targets put
+    on them: a burst then waits for one AssignPrivateIpAddresses per ENI (in parallel),
+    not a new ENI's chain. A trim gives back IPs only, never those ENIs."""
     t = spec.targets
     slots = slots_per_eni(spec.limits)
     managed = managed_enis(spec.cluster, enis)
@@ -404,6 +439,7 @@ def plan_warm(spec: NodeSpec, enis: Sequence[EniView], usage: PoolUsage) -> Plan
         chosen = tuple(sorted(candidates[:surplus]))
         if chosen:
             actions.append(RequestRelease(chosen))
+    actions += _enis_ahead(spec, enis, managed, actions, usage)
     return Plan(tuple(actions))
 
 

@@ -78,6 +78,20 @@ class Settings:
     minimum_ip_target: int = 0
     warm_eni_target: int = 1
     warm_prefix_target: int = 1
+    # Warm mode: ENIs (the primary included) kept attached ahead of demand, with no
+    # secondary IP beyond what the targets above want, so that a burst grows the pool by
+    # AssignPrivateIpAddresses alone (~0.15 s, all ENIs in parallel) instead of waiting
+    # for a new ENI's CreateNetworkInterface + AttachNetworkInterface (~2-3 s). -1
+    # (default): every ENI the instance type allows, i.e. enough for its max pods; N:
+    # at most N; 0: only the ENIs the IP targets need (the AWS VPC CNI's warm mode).
+    # The cost: each ENI held takes one address of the subnet (its primary IP) and one
+    # ENI of the account's regional quota (5,000 by default). They never delay a join
+    # (they come once the node is READY, from the warm-pool scan's pass, at background
+    # priority) and never break a node: one that fails (subnet or quota short) is
+    # logged with a Warning Event, the node keeps its IPs, and none is tried again for
+    # 5 minutes (30 s after a temporary failure). IPs, the subnet's scarce resource,
+    # stay on the warm targets; a trim gives back IPs, never these ENIs.
+    warm_attached_enis: int = -1
     ip_cooldown_seconds: float = 30.0
     eni_gc_grace_seconds: float = 600.0
     reconcile_interval_seconds: float = 60.0
@@ -136,6 +150,8 @@ class Settings:
         for name in ("warm_ip_target", "minimum_ip_target", "warm_eni_target", "warm_prefix_target"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.warm_attached_enis < -1:
+            raise ConfigError("warm_attached_enis must be -1 (every ENI), 0 or a count")
         if self.lock_replicas < 0:
             raise ConfigError("lock_replicas must not be negative")
         for name in ("lease_duration_seconds", "watcher_dedup_seconds"):

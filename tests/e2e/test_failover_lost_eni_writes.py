@@ -37,7 +37,9 @@ from vpcnet_sim.runtime import CniError, PodRuntime
 
 pytestmark = pytest.mark.timeout(900)
 
+# No ENIs held ahead: the burst's growth must be a new ENI (the record the failover loses).
 WARM = {"VPCNET_MODE": "warm", "VPCNET_WARM_IP_TARGET": "2", "VPCNET_MINIMUM_IP_TARGET": "0",
+        "VPCNET_WARM_ATTACHED_ENIS": "0",
         "VPCNET_BROKER_VISIBILITY_TIMEOUT_SECONDS": "3600", "VPCNET_TASK_TIME_LIMIT_SECONDS": "300"}
 
 

@@ -51,8 +51,10 @@ LATER_DEMAND = 20  # needs the node's last ENI as well (m5.large: 3 ENIs x 9 pod
 
 
 def _warm(settings: Settings) -> Settings:
+    # No ENIs held ahead: the demand needs new ENIs' chains (test_control_enis_ahead
+    # covers the default, where it needs assigns only).
     return settings.with_(mode=Mode.WARM, warm_ip_target=WARM, minimum_ip_target=6,
-                          ip_cooldown_seconds=30)
+                          ip_cooldown_seconds=30, warm_attached_enis=0)
 
 
 @pytest.fixture

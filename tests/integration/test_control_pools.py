@@ -42,8 +42,9 @@ def check_ec2(ctx: ControlContext, ec2: Ec2Emulator, node: str, iid: str) -> Non
 def test_warm_mode_holds_warm_and_minimum_targets(
     control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World, kube_emulator: KubeEmulator,
 ) -> None:
+    # No ENIs held ahead (the AWS VPC CNI's warm mode): a second ENI comes with its IPs.
     ctx = context_for(control_settings.with_(mode=Mode.WARM, warm_ip_target=4, minimum_ip_target=6,
-                                             ip_cooldown_seconds=30))
+                                             ip_cooldown_seconds=30, warm_attached_enis=0))
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "w", "m5.large")
     provision_node(ctx, "w", iid, az)

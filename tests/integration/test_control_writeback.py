@@ -120,8 +120,10 @@ class Monitor:
 
 @pytest.fixture
 def ctx(control_settings: Settings) -> Iterator[ControlContext]:
+    # No ENIs held ahead: a pool that grows past the primary needs new ENIs' chains.
     yield context_for(control_settings.with_(mode=Mode.WARM, warm_ip_target=4,
-                                             minimum_ip_target=6, ip_cooldown_seconds=30))
+                                             minimum_ip_target=6, ip_cooldown_seconds=30,
+                                             warm_attached_enis=0))
 
 
 def test_a_pass_writes_the_node_state_once_after_its_last_ec2_mutation(

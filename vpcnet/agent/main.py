@@ -353,14 +353,18 @@ class Agent:
             # Read only when needed: ENIs with /80s route IPv6 via the node's gateway.
             ipv6_gateway=self.hostnet.ipv6_default_gateway() if any(e.ipv6_prefixes for e in present) else None,
         )
-        self.hostnet.ensure(plan)
-        diff = self.ipam.set_enis(present)  # only programmed ENIs feed the pool
-        for alloc in diff.vanished:
-            log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
-        diff6 = self.ipam6.set_enis(present)
-        for alloc6 in diff6.vanished:
-            log.error("IPv6 %s of %s: its /80 %s left the node's ENIs while assigned",
-                      alloc6.ip, alloc6.key, alloc6.prefix)
+        # Only programmed ENIs feed the pool. When the host side is the one the last pass
+        # programmed (the same links, tables and rules: a pod IP is in none of them),
+        # the write only moved addresses: waiting ADDs get them now, not after the host
+        # pass (its netlink dumps take 20-200 ms with a burst's pods on the node), which
+        # still runs, for drift.
+        if self.programmed is not None and _host_side(self.programmed.plan) == _host_side(plan):
+            log.debug("host plan unchanged: the pool follows the ENIs before the host pass")
+            self._feed_pools(present)
+            self.hostnet.ensure(plan)
+        else:
+            self.hostnet.ensure(plan)
+            self._feed_pools(present)
         if state is not None:
             confirmed = self.ipam.confirm_release(state.release_req)
             confirmed6 = self.ipam6.confirm_release(state.release_req6)
@@ -393,6 +397,16 @@ class Agent:
                 log.info("conflist written to %s", path)
         self.ready = ready
         self.serving = bool(present) and (ready or self.serving)
+
+    def _feed_pools(self, present: tuple[EniRecord, ...]) -> None:
+        """Both pools follow the programmed ENIs."""
+        diff = self.ipam.set_enis(present)
+        for alloc in diff.vanished:
+            log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
+        diff6 = self.ipam6.set_enis(present)
+        for alloc6 in diff6.vanished:
+            log.error("IPv6 %s of %s: its /80 %s left the node's ENIs while assigned",
+                      alloc6.ip, alloc6.key, alloc6.prefix)
 
     def _checked_against_node(
         self, desired: tuple[EniRecord, ...], links: dict[str, str]
@@ -504,6 +518,13 @@ class Agent:
             self.sync.report(report)
         except StateError as e:
             log.debug("agent report deferred: %s", e)
+
+
+def _host_side(plan: HostPlan) -> HostPlan:
+    """``plan`` without the ENIs' pod addresses (IPv4 IPs and /28s): no link, table or
+    rule of the host depends on them (a pod's own rule is made at its ADD)."""
+    return replace(plan, links=tuple(
+        replace(link, eni=replace(link.eni, ips=(), prefixes=())) for link in plan.links))
 
 
 def write_status(path: Path, report: AgentReport, now: float) -> None:

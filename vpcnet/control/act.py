@@ -10,6 +10,10 @@ priority and node ticket, the node's call attribution. Within a lane actions kee
 order. A failing lane stops the others from starting another action, but an action
 under way completes (a chain is one action: nothing is left half-created), and every
 lane's result is kept, so the pass can write back what it did before it raises.
+
+A lane of an ENI held ahead (``Lane.ahead``, warm mode) is best effort: its failure
+stops no other lane and fails no pass (``Acted.ahead_failure``, for the pass to log and
+back off), unless it is the loss of the node's lock.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from vpcnet.control.common import Deadline
 from vpcnet.control.fanout import submit_here
 from vpcnet.control.lanes import Lane, plan_lanes
 from vpcnet.control.view import EniView, InstanceView, created_at_tag, eni_description
-from vpcnet.errors import Ec2PermanentError, PermanentError, TemporaryError
+from vpcnet.errors import Ec2PermanentError, LockHeld, PermanentError, TemporaryError
 from vpcnet.plan import (
     Action,
     AddEni,
@@ -68,6 +72,8 @@ class Acted:
     # Some lane's ClientToken names an ENI that is gone (GC deleted it, or the lane
     # discarded it): a retry must mint new tokens, not replay that one.
     retire_epoch: bool = False
+    # The first failure of a lane of an ENI held ahead: not the pass's (``failure``).
+    ahead_failure: Exception | None = None
 
     @property
     def finished(self) -> bool:
@@ -90,6 +96,7 @@ class _Progress:
         self._enis = {e.eni_id: e for e in enis}
         self._released: list[Releasable] = []
         self._failures: list[Exception] = []
+        self._ahead_failures: list[Exception] = []
         self._halted = False
         self._token_spent = False
 
@@ -123,13 +130,20 @@ class _Progress:
         with self._lock:
             self._failures.append(e)
 
+    def fail_ahead(self, e: Exception) -> None:
+        """A lane of an ENI held ahead failed: the other lanes go on."""
+        with self._lock:
+            self._ahead_failures.append(e)
+
     def snapshot(self) -> Acted:
         with self._lock:
             failures = tuple(self._failures)
+            ahead = tuple(self._ahead_failures)
             return Acted(tuple(self._enis.values()), tuple(self._released),
                          failures[0] if failures else None,
                          self._token_spent
-                         or any(isinstance(f, StaleClientToken) for f in failures))
+                         or any(isinstance(f, StaleClientToken) for f in failures + ahead),
+                         ahead[0] if ahead else None)
 
 
 def act(ec2: Ec2, spec: NodeSpec, inst: InstanceView, plan: Plan, deadline: Deadline, *,
@@ -178,8 +192,16 @@ def _run_lane(ec2: Ec2, spec: NodeSpec, lane: Lane, deadline: Deadline, progress
         try:
             deadline.check(type(a).__name__)
             _do(ec2, spec, a, progress)
+        except LockHeld as e:
+            progress.fail(e)  # the lock is lost: no lane may go on, ahead or not
+            return
         except Exception as e:
-            progress.fail(e)
+            if lane.ahead:
+                log.warning("an ENI held ahead failed; the pass goes on", node=spec.node_name,
+                            device_index=getattr(a, "device_index", None), error=str(e))
+                progress.fail_ahead(e)
+            else:
+                progress.fail(e)
             return
 
 

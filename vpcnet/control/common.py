@@ -85,7 +85,8 @@ class Deadline:
 
 def targets(ctx: ControlContext) -> Targets:
     s = ctx.settings
-    return Targets(s.warm_ip_target, s.minimum_ip_target, s.warm_eni_target, s.warm_prefix_target)
+    return Targets(s.warm_ip_target, s.minimum_ip_target, s.warm_eni_target, s.warm_prefix_target,
+                   s.warm_attached_enis)
 
 
 _FILL_WAIT_SECONDS = 5.0

@@ -33,6 +33,12 @@ class Lane:
         return any(isinstance(a, AddEni) for a in self.actions)
 
     @property
+    def ahead(self) -> bool:
+        """An ENI held ahead of demand (``AddEni.ahead``): best effort, its failure is not
+        the pass's."""
+        return bool(self.actions) and all(isinstance(a, AddEni) and a.ahead for a in self.actions)
+
+    @property
     def grows_pool(self) -> bool:
         """Adds addresses (or a /80) to an existing ENI: what pods waiting on the node need
         first."""

@@ -31,17 +31,34 @@ at most ``MAX_ROUNDS`` in all. Each round that calls EC2 records its own epoch b
 acting (the previous round, finished, cleared its epoch), so every round's ClientTokens
 are its own and a round killed and re-run replays its own. A hand-over or a demand the
 last round could not take is reported (``Outcome.again``): the task sends one more pass.
+
+Warm mode's ENIs held ahead (``Settings.warm_attached_enis``) are a nice-to-have that
+must never break a node: they are planned only once the node is READY (a join stays
+DescribeInstances + Assign; the warm-pool scan's next pass, background priority, adds
+them), and a failure of theirs (a subnet or ENI quota too small) fails neither the pass
+nor the node: it is logged, a Warning Event goes out, the other lanes' work is written
+back as usual, and no ENI ahead is tried again for the node for
+``ENIS_AHEAD_BACKOFF_SECONDS`` (30 s after a temporary failure;
+``NodeRecord.enis_ahead_after``, in the store).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vpcnet.aws.calls import attributed_to
 from vpcnet.control.act import Acted, act
-from vpcnet.control.common import EVENT_NORMAL, Deadline, log, node_lock, surface_error
+from vpcnet.control.common import (
+    EVENT_NORMAL,
+    EVENT_WARNING,
+    Deadline,
+    log,
+    node_lock,
+    surface_error,
+)
 from vpcnet.control.context import ControlContext
 from vpcnet.control.gather import gather
 from vpcnet.control.inputs import ProvisionInputs
@@ -64,6 +81,7 @@ from vpcnet.errors import (
 from vpcnet.plan import Plan, PoolUsage, join_calls, plan_node
 from vpcnet.state.claims import HANDED_OVER, HELD_BY_OTHER_WORK, PassHandover
 from vpcnet.state.lock import Lease
+from vpcnet.state.records import ENIS_AHEAD_AFTER_FIELD
 
 # Rounds one pass runs at most under its lock (the first included): a burst arrives
 # within a few rounds; a node whose demand keeps growing beyond gets a new pass (the
@@ -71,6 +89,17 @@ from vpcnet.state.lock import Lease
 MAX_ROUNDS = 4
 # A further round starts only while this share of the work budget is left.
 _ROUND_BUDGET_SHARE = 0.5
+# After an ENI held ahead failed for good (a subnet without addresses, the account's
+# ENI quota or the instance's attachments spent), the node's next try at one waits this
+# long: those rarely come back sooner, and each try costs EC2 calls the limiter shares
+# with every node. A temporary failure (5xx, throttling, the work budget) waits less.
+ENIS_AHEAD_BACKOFF_SECONDS = 300.0
+ENIS_AHEAD_RETRY_SECONDS = 30.0
+
+
+def enis_ahead_backoff(err: Exception) -> float:
+    """How long the node adds no ENI held ahead after ``err`` failed one."""
+    return ENIS_AHEAD_BACKOFF_SECONDS if isinstance(err, PermanentError) else ENIS_AHEAD_RETRY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +259,8 @@ def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
         inputs = dataclasses.replace(inputs, epoch=f"{inputs.epoch}.{len(epochs)}")
     epochs.add(inputs.epoch)
     planned_for = _wanted(inputs.usage)
-    spec = inputs.spec()
+    ahead = inputs.previous is not None and inputs.previous.may_hold_enis_ahead(time.time())
+    spec = dataclasses.replace(inputs.spec(), enis_ahead=ahead)
     plan = plan_node(spec, inputs.instance.enis, inputs.usage)
     if plan.touches_ec2:
         ctx.state.record_intent(node, intent_fields(inputs), lock_token=token)
@@ -248,6 +278,8 @@ def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
 
     acted = act(ctx.ec2, spec, inputs.instance, plan, deadline,
                 on_pools_grown=pools_grown if wants_early_write(inputs, plan) else None)
+    if acted.ahead_failure is not None:
+        _enis_ahead_failed(ctx, node, acted.ahead_failure, token)
     if acted.failure is not None:
         _write_back_failed(ctx, node, inputs, plan, acted, early[0][0] if early else None, token)
         raise acted.failure
@@ -289,6 +321,27 @@ def _write_back_failed(ctx: ControlContext, node: str, inputs: ProvisionInputs, 
     except VpcnetError as e:
         log.warning("cannot write back a failed pass; the next pass re-reads EC2",
                     node=node, error=str(e))
+
+
+def _enis_ahead_failed(ctx: ControlContext, node: str, err: Exception, token: str) -> None:
+    """An ENI held ahead failed: logged, a Warning Event, and none tried again for the
+    node before the back-off ends. Never raises: the pass goes on with its other work (a
+    lost back-off write only means an earlier retry)."""
+    backoff = enis_ahead_backoff(err)
+    until = time.time() + backoff
+    log.warning("an ENI held ahead failed; none is tried again before the back-off ends",
+                node=node, error=str(err), backoff_seconds=backoff)
+    try:
+        ctx.state.record_intent(node, {ENIS_AHEAD_AFTER_FIELD: f"{until:.3f}"}, lock_token=token)
+    except VpcnetError as e:
+        log.warning("cannot record the back-off of the ENIs held ahead", node=node, error=str(e))
+    try:
+        ctx.kube.emit_event(node, "EnisAheadFailed",
+                            f"an ENI held ahead (warm mode) could not be added: {err}; the node "
+                            f"keeps its IPs, the next try in {backoff:g}s",
+                            EVENT_WARNING)
+    except (PermanentError, TemporaryError) as e:
+        log.warning("cannot emit event", node=node, reason="EnisAheadFailed", error=str(e))
 
 
 def _write_back(ctx: ControlContext, node: str, wb: WriteBack, token: str) -> int | None:

@@ -7,6 +7,7 @@ only nodes whose plan is not empty get a provisioning pass (which re-reads EC2).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from vpcnet.control.common import log, targets
@@ -57,6 +58,7 @@ def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
         targets=targets(ctx),
         ip_family=family,
         ipv6_subnet_cidr=first.subnet_ipv6_cidr,
+        enis_ahead=record.may_hold_enis_ahead(time.time()),  # READY, no failure backing off
     )
     try:
         plan = plan_node(spec, [view_from_record(ctx.cluster, r) for r in st.enis], usage)

@@ -88,7 +88,10 @@ Added by the control plane (workers/beat):
   time, by the Redis server's clock, a scan enqueued that task; dedups beat's follow-ups,
   claimed in one script by ``vpcnet.state.claims``, field name ``followup_field``) and
   ``no_growth`` (why the pool cannot grow — ENI/IP limits reached — or empty when it can;
-  the agent fails an ADD at once instead of waiting when nothing else can give it an IP).
+  the agent fails an ADD at once instead of waiting when nothing else can give it an IP)
+  and ``enis_ahead_after`` (unix time before which warm mode adds no ENI held ahead: one
+  failed; written fenced by that pass, kept by the write-back; lost, it only means an
+  earlier retry).
 """
 
 from __future__ import annotations

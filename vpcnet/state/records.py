@@ -175,6 +175,8 @@ class AgentRecord:
 
 # For a point read of one field (HGET) where reading the whole hash would cost too much.
 PHASE_FIELD = "phase"
+# The node hash's back-off of the ENIs held ahead (``NodeRecord.enis_ahead_after``).
+ENIS_AHEAD_AFTER_FIELD = "enis_ahead_after"
 
 
 def parse_phase(raw: Any) -> NodePhase | None:
@@ -189,8 +191,8 @@ class NodeRecord:
 
     The provisioning write-back sets the fields of :meth:`to_redis`; ``version`` is
     stamped by the store's write itself (``vpcnet.state.control``), ``no_free_ips`` by
-    the warm-pool scan, and the ``queued:<task>`` claims belong to
-    ``vpcnet.state.claims`` (not read here).
+    the warm-pool scan, ``enis_ahead_after`` by a pass whose ENI held ahead failed, and
+    the ``queued:<task>`` claims belong to ``vpcnet.state.claims`` (not read here).
     """
 
     instance_id: str = ""
@@ -212,7 +214,16 @@ class NodeRecord:
     # which fails an ADD at once instead of waiting when no IP can come.
     no_growth: str = ""
     no_free_ips: bool = False
+    # Unix time before which warm mode adds no ENI held ahead (an earlier one failed:
+    # the subnet or the account's ENI quota may be short); 0: none pending. Set by the
+    # pass that saw the failure (``ENIS_AHEAD_AFTER_FIELD``), never by the write-back.
+    enis_ahead_after: float = 0.0
     version: StoreVersion = StoreVersion()
+
+    def may_hold_enis_ahead(self, now: float) -> bool:
+        """Warm mode may add ENIs held ahead: the node is READY (they never delay a
+        join) and no failure of theirs is backing off."""
+        return self.phase is NodePhase.READY and self.enis_ahead_after <= now
 
     @classmethod
     def from_redis(cls, raw: RedisHash) -> NodeRecord:
@@ -231,6 +242,7 @@ class NodeRecord:
             plan_calls=f.get("plan_calls", ""),
             no_growth=f.get("no_growth", ""),
             no_free_ips=f.get("no_free_ips") == "1",
+            enis_ahead_after=_float(f.get(ENIS_AHEAD_AFTER_FIELD, "")),
             version=StoreVersion.from_fields(f),
         )
 

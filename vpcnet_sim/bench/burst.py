@@ -82,6 +82,10 @@ class BurstResult:
     ec2_calls: dict[str, int] = field(default_factory=dict)  # node ready -> end of burst 2
     ec2_calls_first: dict[str, int] = field(default_factory=dict)  # of which burst 1
     join_seconds: float = 0.0
+    # Warm mode: node ready -> its ENIs held ahead attached and programmed by the agent
+    # (the warm-pool scan's pass adds them once the node is READY); the burst starts
+    # then, on a warm node. None: not warm mode, or they did not come in time.
+    enis_ahead_seconds: float | None = None
     assign_rtt: dict[str, float] = field(default_factory=dict)  # burst 1, see round_trips
     assign_rtt_cooldown: dict[str, float] = field(default_factory=dict)  # burst 2
 
@@ -96,6 +100,7 @@ class BurstResult:
             "warm_ip_target": self.warm_ip_target,
             "cooldown_seconds": self.cooldown_seconds,
             "join_seconds": self.join_seconds,
+            "enis_ahead_seconds": self.enis_ahead_seconds,
             "add_wall_ms": self.first.wall_ms,
             "add_p50_ms": self.first.p50_ms,
             "add_p99_ms": self.first.p99_ms,
@@ -193,12 +198,47 @@ def ready_node(mode: str, instance_type: str, warm_ip_target: int, cooldown_seco
             wait_for(ready, JOIN_TIMEOUT_SECONDS, f"{node.name} ready", interval=0.1)
             join = round(time.monotonic() - t0, 2)
             say(f"{node.name} ({instance_type}, {mode}) ready in {join}s")
+            ahead = _wait_enis_ahead(stack, node.name, node.instance_id, say) if mode == "warm" else None
             conflist = sorted(conf_dir.glob("*.conflist"))[0]
             runtime = PodRuntime(conflist, [bin_dir, REF_PLUGIN_DIR], f"{prefix}p-",
                                  timeout=PLUGIN_TIMEOUT_SECONDS)
-            yield ReadyNode(stack, runtime, prefix, join)
+            yield ReadyNode(stack, runtime, prefix, join, ahead)
     finally:
         teardown_prefix(prefix)
+
+
+# How long a warm node's ENIs held ahead may take after it is ready: the warm-pool
+# scan's interval (10 s) and a chain (~2.5 s), with room.
+ENIS_AHEAD_TIMEOUT_SECONDS = 30.0
+
+
+def _wait_enis_ahead(stack: Any, node: str, instance_id: str,
+                     say: Callable[[str], None]) -> float | None:
+    """Seconds until the node holds every ENI its type allows (the default
+    ``warm_attached_enis``), the store's write says so and the agent programmed that
+    write; None on timeout."""
+    from vpcnet.state.records import AgentRecord, NodeRecord
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < ENIS_AHEAD_TIMEOUT_SECONDS:
+        view = stack.ec2.instance_view(instance_id)
+        want = (view.get("limits") or {}).get("max_enis", 0)
+        if len(view["enis"]) >= want:
+            client = stack.redis.client()
+            try:
+                keys = stack.keys.node(node)
+                record = NodeRecord.from_redis(client.hgetall(keys.node))
+                agent = AgentRecord.from_redis(client.hgetall(keys.agent))
+                written = int(client.hlen(keys.enis))
+            finally:
+                client.close()
+            if written >= want and agent.has_programmed(record.version):
+                ahead = round(time.monotonic() - t0, 2)
+                say(f"{node}: {len(view['enis'])} ENIs held ahead, programmed, {ahead}s after ready")
+                return ahead
+        time.sleep(0.1)
+    say(f"{node}: ENIs held ahead not all attached {ENIS_AHEAD_TIMEOUT_SECONDS:g}s after ready")
+    return None
 
 
 @dataclass
@@ -207,6 +247,7 @@ class ReadyNode:
     runtime: Any  # vpcnet_sim.runtime.PodRuntime
     prefix: str
     join_seconds: float
+    enis_ahead_seconds: float | None = None
 
     def burst(self, pods: int, label: str) -> tuple[BurstStats, list[Any]]:
         """``pods`` concurrent ADDs, each in a fresh pod namespace made beforehand."""
@@ -268,6 +309,7 @@ def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
                          BurstStats(pods), BurstStats(pods), BurstStats(pods))
     with ready_node(mode, instance_type, warm_ip_target, cooldown_seconds, workdir, say) as n:
         result.join_seconds = n.join_seconds
+        result.enis_ahead_seconds = n.enis_ahead_seconds
         n.stack.ec2.reset_counters()
         say(f"burst 1: {pods} concurrent ADDs")
         result.first, first_pods = n.burst(pods, "a")
