@@ -39,6 +39,8 @@ class ControlContext:
     profiles: dict[str, Profile] = field(default_factory=dict)
     # Per-node lock: short TTL renewed by a heartbeat, so a killed worker frees it fast.
     lock_ttl_seconds: float = 20.0
+    # Zones whose subnets this process read ahead of a pass (vpcnet.control.gather).
+    zones_read: set[str] = field(default_factory=set)
 
     @property
     def cluster(self) -> str:
