@@ -106,14 +106,23 @@ def _limits_meanwhile(ctx: ControlContext, instance_type: str) -> Future[Instanc
 
 def _zone_subnets_meanwhile(ctx: ControlContext, zone: str) -> Future[None]:
     """Cache every subnet of ``zone`` (one DescribeSubnets), in a thread, the first time
-    this process meets the zone. Its error is logged, not raised: the pass then reads its
-    subnet by id, as it did before."""
+    this process meets the zone; later passes get the same read (done, or in flight).
+    Its error is logged, not raised: the pass then reads its subnet by id, as it did
+    before, and the next pass in the zone tries the zone again."""
     done: Future[None] = Future()
-    if not zone or zone in ctx.zones_read:
+    if not zone:
         done.set_result(None)
         return done
-    ctx.zones_read.add(zone)
+    with ctx.zones_lock:
+        earlier = ctx.zones_read.get(zone)
+        if earlier is not None:
+            return earlier
+        ctx.zones_read[zone] = done
     run = contextvars.copy_context().run
+
+    def forget() -> None:
+        with ctx.zones_lock:
+            ctx.zones_read.pop(zone, None)
 
     def read() -> None:
         try:
@@ -122,10 +131,10 @@ def _zone_subnets_meanwhile(ctx: ControlContext, zone: str) -> Future[None]:
             for s in found:
                 ctx.state.store_subnet(s.subnet_id, s.cidr, s.availability_zone, s.ipv6_cidr)
         except VpcnetError as e:
-            ctx.zones_read.discard(zone)
+            forget()
             log.info("zone's subnets not read ahead", zone=zone, error=str(e))
         except BaseException as e:  # never the pass's error
-            ctx.zones_read.discard(zone)
+            forget()
             log.warning("zone's subnets not read ahead", zone=zone, error=repr(e))
         finally:
             done.set_result(None)
