@@ -9,6 +9,7 @@ the watcher can name a task without loading Celery's machinery.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 PROVISION_NODE = "vpcnet.provision_node"
@@ -36,6 +37,36 @@ QUEUE_OF: Mapping[str, str] = MappingProxyType({
     WARM_POOL: SCAN_QUEUE,
 })
 TASKS = tuple(QUEUE_OF)
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    """One kind of worker process: the queues it consumes (``celery worker -Q``) and its
+    threads (None: ``VPCNET_WORKER_CONCURRENCY``)."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int | None = None
+
+    def args(self) -> list[str]:
+        """The ``celery -A workers worker`` arguments that make a worker this pool."""
+        out = ["-Q", ",".join(self.queues)]
+        if self.concurrency is not None:
+            out += ["--concurrency", str(self.concurrency)]
+        return out
+
+
+# Which worker process consumes which queue. A Celery worker has one pool of threads for
+# every queue it consumes, and with acks late and a prefetch of one per thread it takes
+# no message at all while its threads are busy: a node_ready that shares a worker with a
+# join storm's provisioning waits for a provisioning task to end, whatever its queue.
+# Celery has no concurrency per queue (its maintainers' answer: one worker per queue,
+# celery/celery#1599), so the scan queue gets a worker process of its own with a few
+# threads (node_ready takes milliseconds; beat's scans are one at a time), and the EC2
+# worker consumes only the EC2 queue. The worker Deployment runs one of each per pod.
+EC2_WORKERS = WorkerPool("ec2", (EC2_QUEUE,))
+SCAN_WORKERS = WorkerPool("scan", (SCAN_QUEUE,), concurrency=4)
+WORKER_POOLS = (EC2_WORKERS, SCAN_WORKERS)
 
 # Tasks whose first argument is a node name.
 NODE_TASKS = frozenset({PROVISION_NODE, RELEASE_NODE, NODE_READY})

@@ -14,6 +14,7 @@ NODES = 8
 REQUIRED = {
     "nodes", "nodes_ready", "seconds", "lower_bound_seconds", "ratio", "ec2_calls_per_node",
     "min_ec2_calls_per_node", "throttled_surfaced", "leaked_enis", "duplicate_ips",
+    "lower_bound_at_share_seconds", "ratio_at_share", "p50_of_total", "scan_worker_concurrency",
 }
 
 
@@ -39,6 +40,8 @@ def test_storm_small_full_mode(tmp_path: Path) -> None:
     for action, n in minimum.items():
         assert result["ec2_calls"].get(action, 0) >= NODES * n, (action, result["ec2_calls"])
     assert result["lower_bound_seconds"] >= 0 and plot.stat().st_size > 0
+    # node_ready ran on the scan queue's own worker, as the Deployment runs it.
+    assert result["scan_worker_concurrency"] >= 1 and "worker-scan" in result["peak_rss_mb"]
 
 
 def test_storm_small_prefix_mode_time_scaled(tmp_path: Path) -> None:
@@ -61,3 +64,6 @@ def test_storm_small_prefix_mode_time_scaled(tmp_path: Path) -> None:
     assert abs(result["lower_bound_seconds"] - result["one_node_chain_seconds"]) < 1e-3
     assert result["min_calls_by_action"] == MIN_CALLS[("m5.large", "prefix")]
     assert result["throttled_by_ec2"] == 0 and result["leaked_enis"] == 0
+    # 8 joins fit in every bucket even at the default share: both bounds are the chain.
+    assert result["lower_bound_at_share_seconds"] == result["lower_bound_seconds"]
+    assert result["ratio_at_share"] == result["ratio"]

@@ -60,3 +60,51 @@ def test_the_first_node_reads_its_limits_and_subnet_at_once(
     provision_node(ctx, "n1", iid, az)
     assert counters.snapshot()["calls"]["DescribeSubnets"] == 1
     assert counters.snapshot()["calls"]["DescribeInstanceTypes"] == 1
+
+
+class HoldsInstancesUntilFacts(Counters):
+    """Answers DescribeInstances only once a DescribeInstanceTypes and a DescribeSubnets
+    have arrived (or the hold ran out), and records which it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types_arrived = threading.Event()
+        self.subnets_arrived = threading.Event()
+        self.met: list[bool] = []
+
+    def call(self, action: str) -> None:
+        super().call(action)
+        if action == "DescribeSubnets":
+            self.subnets_arrived.set()
+        elif action == "DescribeInstanceTypes":
+            self.types_arrived.set()
+        elif action == "DescribeInstances":
+            self.met.append(self.types_arrived.wait(HOLD_SECONDS)
+                            and self.subnets_arrived.wait(HOLD_SECONDS))
+
+
+def test_the_first_node_reads_its_facts_while_describe_instances_is_in_flight(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    """The type from the Node's instance-type label, the subnet as every subnet of the
+    node's zone: both read while DescribeInstances is in flight, not after it (one round
+    trip less on a cluster's first join); one call each, and the pass reads no subnet by
+    id afterwards (the zone's read cached it)."""
+    counters = HoldsInstancesUntilFacts()
+    ec2_emulator.call_counters = counters
+    ctx = context_for(control_settings)
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.large")
+
+    out = provision_node(ctx, "n1", iid, az)
+
+    assert out.phase == NodePhase.PROVISIONED.value
+    assert counters.met[:1] == [True]
+    calls = counters.snapshot()["calls"]
+    assert calls["DescribeInstanceTypes"] == calls["DescribeSubnets"] == 1
+    # A second node in the zone reads neither (cached), and no zone again (this process).
+    iid2 = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n2", "m5.large")
+    assert provision_node(ctx, "n2", iid2, az).phase == NodePhase.PROVISIONED.value
+    calls = counters.snapshot()["calls"]
+    assert calls["DescribeInstanceTypes"] == calls["DescribeSubnets"] == 1

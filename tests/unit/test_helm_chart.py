@@ -209,7 +209,8 @@ def test_image_reaches_every_vpcnet_container_and_not_redis(helm: Helm) -> None:
                 continue
             assert (c["image"], c["imagePullPolicy"]) == ("registry.example/vpcnet:1.2.3", "Always")
             seen += 1
-    assert seen == 6  # watcher, worker, beat, credentials, install-cni, agent (flower disabled)
+    # watcher, worker, scan-worker, beat, credentials, install-cni, agent (flower disabled)
+    assert seen == 7
 
 
 def test_resources_per_component(helm: Helm) -> None:

@@ -48,3 +48,24 @@ def test_a_time_scaled_clock_scales_the_bound() -> None:
     plain, _ = lower_bound(calls, 5000, AWS)
     fast, _ = lower_bound(calls, 5000, AWS.time_scaled(10.0))
     assert fast == pytest.approx(plain / 10)
+
+
+def test_the_bound_at_a_rate_share_is_the_limiters_share_of_each_bucket() -> None:
+    """``--rate-share 0.95``: vpcnet may use floor(50 * 0.95) = 47 attach tokens refilling
+    4.75/s, so the bucket-bound part is (3000 - 47) / 4.75; the call and 'attached' after
+    it are not affected."""
+    calls = MIN_CALLS[("m5.xlarge", "full")]
+    full, _ = lower_bound(calls, 1000, AWS)
+    at_share, by_action = lower_bound(calls, 1000, AWS, 0.95)
+    assert by_action["AttachNetworkInterface"] == pytest.approx(
+        (3000 - 47) / 4.75 + ATTACH + ATTACHED)
+    assert at_share == by_action["AttachNetworkInterface"]
+    # The floor the full-rate ratio of a bucket-bound storm has at this share.
+    assert at_share / full == pytest.approx(1 / 0.95, abs=0.002)
+    # A share of 1 is AWS's full buckets.
+    assert lower_bound(calls, 1000, AWS, 1.0)[0] == full
+
+
+def test_a_rate_share_does_not_change_a_lone_nodes_chain() -> None:
+    calls = MIN_CALLS[("m5.xlarge", "full")]
+    assert lower_bound(calls, 1, AWS, 0.95)[0] == pytest.approx(lower_bound(calls, 1, AWS)[0])

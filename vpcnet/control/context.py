@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +41,10 @@ class ControlContext:
     profiles: dict[str, Profile] = field(default_factory=dict)
     # Per-node lock: short TTL renewed by a heartbeat, so a killed worker frees it fast.
     lock_ttl_seconds: float = 20.0
+    # Zones whose subnets this process read (or reads) ahead of a pass, and that read
+    # (vpcnet.control.gather): a pass that meets a read in flight waits for it.
+    zones_read: dict[str, Future[None]] = field(default_factory=dict)
+    zones_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def cluster(self) -> str:

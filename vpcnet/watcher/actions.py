@@ -119,9 +119,10 @@ class NodeActions:
             self._seen[name] = plan.projection
             return
         ok = True
+        # The taint goes on before any task is sent (no node_ready may race it); the
+        # instance-id label, which no task needs, after: a join's provisioning does not
+        # wait for that patch's round trip.
         try:
-            if plan.labels:
-                self._kube.set_labels(name, plan.labels)
             if plan.add_taint:
                 self._kube.ensure_taint(name, NOT_READY_TAINT, TaintEffect.NO_SCHEDULE)
                 log.info("node.tainted", node=name, taint=NOT_READY_TAINT)
@@ -133,6 +134,13 @@ class NodeActions:
             ok = self._enqueue_provision(node, plan_provision(node)) and ok
         if plan.node_ready:
             ok = self.enqueue_ready(name) and ok
+        try:
+            if plan.labels:
+                self._kube.set_labels(name, plan.labels)
+        except VpcnetError as e:
+            ok = False
+            ACTION_ERRORS.labels("patch_node").inc()
+            log.warning("node.patch_failed", node=name, error=str(e))
         if ok:
             self._seen[name] = plan.projection
             self._backoff.reset(name)

@@ -27,6 +27,7 @@ from vpcnet.domain import IpFamily, NodePhase
 from vpcnet.settings import Settings
 from vpcnet.state.keys import ClusterKeys
 from vpcnet.state.records import PHASE_FIELD, parse_phase
+from vpcnet.tasknames import EC2_WORKERS, SCAN_WORKERS
 from vpcnet.wellknown import NOT_READY_TAINT
 from vpcnet_sim.embedded.procs import ManagedProcess, RedisServer, free_port, wait_for
 
@@ -66,6 +67,10 @@ class StackOptions:
     ec2_throttle: bool = True
     worker_processes: int = 1
     worker_concurrency: int = 16
+    # >0: the production layout (``vpcnet.tasknames.WORKER_POOLS``): the workers consume
+    # only the EC2 queue and one more worker, with this many threads, the scan queue
+    # (node_ready never waits behind provisioning). 0: the workers consume every queue.
+    scan_worker_concurrency: int = 0
     beat: bool = True
     flower: bool = True
     watcher_replicas: int = 1
@@ -138,6 +143,7 @@ class EmbeddedStack:
         self.log_dir = opts.workdir / "logs"
         self.redis: StackRedis = RedisServer(opts.workdir / "redis")
         self.procs: list[ManagedProcess] = []
+        self._worker_hostnames: dict[str, str] = {}  # worker process name -> Celery hostname
         self.nodes: dict[str, SimNode] = {}
         self.ec2: Any = None  # vpcnet_sim.ec2.Ec2Emulator
         self.kube: Any = None  # vpcnet_sim.kube.KubeEmulator | vpcnet_sim.embedded.kubeapi.KubeApiServer
@@ -288,13 +294,27 @@ class EmbeddedStack:
 
     def start_control_plane(self) -> None:
         celery = _bin("celery")
-        for i in range(self.opts.worker_processes):
+        split = self.opts.scan_worker_concurrency > 0
+        workers = [
+            (f"worker-{i}", self._worker_hostname(i),
+             [*(["-Q", ",".join(EC2_WORKERS.queues)] if split else []),
+              "--concurrency", str(self.opts.worker_concurrency)])
+            for i in range(self.opts.worker_processes)
+        ]
+        if split:
+            workers.append((
+                "worker-scan", f"scan0@{self.opts.cluster}",
+                ["-Q", ",".join(SCAN_WORKERS.queues),
+                 "--concurrency", str(self.opts.scan_worker_concurrency)],
+            ))
+        for name, hostname, pool_args in workers:
+            self._worker_hostnames[name] = hostname
             self._spawn(
-                f"worker-{i}",
+                name,
                 [
                     celery, "-A", "workers", "worker",
-                    "--hostname", self._worker_hostname(i),
-                    "--concurrency", str(self.opts.worker_concurrency),
+                    "--hostname", hostname,
+                    *pool_args,
                     "--loglevel", "INFO",
                     "--events",
                 ],
@@ -421,8 +441,8 @@ class EmbeddedStack:
         alive may still be importing, or (a Celery worker) waiting a second for
         neighbours to sync with, and a benchmark must not count that as vpcnet's time."""
         workers = [
-            (p, WORKER_READY_MARKER.format(hostname=self._worker_hostname(int(p.name.removeprefix("worker-")))))
-            for p in self.procs if p.name.startswith("worker-")
+            (p, WORKER_READY_MARKER.format(hostname=self._worker_hostnames[p.name]))
+            for p in self.procs if p.name in self._worker_hostnames
         ]
         watchers = [p for p in self.procs if p.name.startswith("watcher-")]
 

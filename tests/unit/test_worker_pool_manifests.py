@@ -1,0 +1,47 @@
+"""The worker Deployment runs the worker pools of ``vpcnet.tasknames.WORKER_POOLS``: every
+queue is consumed by exactly one kind of worker, the EC2 worker does not consume the scan
+queue (node_ready would wait behind provisioning for its threads), and the scan worker has
+its own few threads."""
+
+from __future__ import annotations
+
+from tests.unit.manifests_render import BASE, find, pod_spec, render
+from tests.unit.test_manifests import containers
+from vpcnet.tasknames import EC2_WORKERS, QUEUES, SCAN_QUEUE, SCAN_WORKERS, WORKER_POOLS
+
+
+def _queues_and_threads(args: list[str]) -> tuple[tuple[str, ...], int | None]:
+    queues: tuple[str, ...] = ()
+    threads = None
+    for i, a in enumerate(args):
+        if a in ("-Q", "--queues"):
+            queues = tuple(args[i + 1].split(","))
+        elif a.startswith("--concurrency="):
+            threads = int(a.split("=", 1)[1])
+    return queues, threads
+
+
+def test_every_queue_has_exactly_one_pool_and_the_scan_queue_its_own() -> None:
+    consumed = [q for pool in WORKER_POOLS for q in pool.queues]
+    assert sorted(consumed) == sorted(QUEUES)
+    assert SCAN_WORKERS.queues == (SCAN_QUEUE,) and SCAN_QUEUE not in EC2_WORKERS.queues
+    assert SCAN_WORKERS.concurrency is not None and SCAN_WORKERS.concurrency >= 1
+
+
+def test_the_worker_deployment_runs_one_worker_per_pool() -> None:
+    spec = pod_spec(find(render(BASE), "Deployment", "vpcnet-workers"))
+    workers = [c for c in containers(spec) if c["args"][:4] == ["celery", "-A", "workers", "worker"]]
+    # Without -Q a worker consumes every queue: none may.
+    got = sorted(_queues_and_threads(c["args"]) for c in workers)
+    want = sorted((p.queues, p.concurrency) for p in WORKER_POOLS)
+    assert got == want
+    # Each its own Celery hostname and metrics port (host network: one pod's containers
+    # share the ports).
+    assert len({a for c in workers for a in c["args"] if a.startswith("--hostname=")}) == len(workers)
+    ports = [p["containerPort"] for c in workers for p in c["ports"]]
+    assert len(set(ports)) == len(ports)
+
+
+def test_pool_args() -> None:
+    assert EC2_WORKERS.args() == ["-Q", "ec2"]
+    assert SCAN_WORKERS.args() == ["-Q", "vpcnet", "--concurrency", str(SCAN_WORKERS.concurrency)]
