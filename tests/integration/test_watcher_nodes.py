@@ -137,6 +137,23 @@ def test_deleted_node_is_released(
     assert [t.args for t in tasks_named(broker, RELEASE_NODE)] == [["n1", "i-0ddd"]]
 
 
+def test_the_watcher_reaches_a_version_moved_by_another_kind_through_bookmarks(
+    start_watcher: StartWatcher, kube_sim: KubeEmulator, kube: KubeClient, broker: redis.Redis[bytes]
+) -> None:
+    """The resourceVersion also moves for Events and Leases, which a node watch never
+    sends: only a BOOKMARK (every 1 s in the fixture) tells the watcher it has seen every
+    change up to it. Before, bookmarks were dropped and ``settle`` could wait forever
+    whenever the watcher's own Lease renewal came last (a flake in CI under load)."""
+    w = start_watcher()
+    kube_sim.add_node("n1", provider_id="aws:///us-east-1a/i-0eee")
+    wait_for(lambda: provisions(broker), what="a provision task")
+    settle(w, kube_sim)
+    events = w.stats.events
+    kube.emit_event("n1", "Test", "moves the resourceVersion, changes no node")
+    settle(w, kube_sim)
+    assert w.stats.events == events  # a bookmark is not a node event
+
+
 def test_changes_hidden_by_410_gone_are_caught_by_the_relist(
     start_watcher: StartWatcher, kube_sim: KubeEmulator, broker: redis.Redis[bytes]
 ) -> None:

@@ -18,7 +18,7 @@ import structlog
 from vpcnet.errors import VpcnetError, WatchExpired
 from vpcnet.kube.client import KubeClient, NodeWatch
 from vpcnet.kube.metrics import RELISTS
-from vpcnet.kube.types import NodeObj, NodeWatchEvent, WatchEventType
+from vpcnet.kube.types import NodeObj, NodeWatchEvent
 
 log = structlog.get_logger("vpcnet.watcher")
 
@@ -103,8 +103,10 @@ class NodeSource:
                 events += 1
                 if event.resource_version:
                     rv = event.resource_version
-                if event.type is not WatchEventType.BOOKMARK:
-                    self._on_event(event)
+                # BOOKMARKs too: their version says every change before it was delivered
+                # (a consumer that tracks how far it has seen needs them, since the
+                # version also moves for changes of other kinds: Leases, Events).
+                self._on_event(event)
         finally:
             with self._lock:
                 self._watch = None

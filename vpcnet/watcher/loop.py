@@ -224,6 +224,9 @@ class Watcher:
         self.stats.lists += 1
 
     def _on_event(self, event: NodeWatchEvent) -> None:
+        if event.type is WatchEventType.BOOKMARK:  # no change of a node up to its version
+            self.stats.last_resource_version = event.resource_version or self.stats.last_resource_version
+            return
         self.stats.events += 1
         WATCH_EVENTS.labels(event.type.value).inc()
         node = event.node

@@ -13,7 +13,7 @@ class WatcherStats:
     lists: int = 0
     resyncs: int = 0  # full passes over every node done while leading
     events: int = 0
-    last_resource_version: str = ""  # of the last watch event handled
+    last_resource_version: str = ""  # of the last watch event handled, BOOKMARKs included
     enqueued: Counter[str] = field(default_factory=Counter)
     deduplicated: Counter[str] = field(default_factory=Counter)
     warnings: int = 0
