@@ -86,8 +86,8 @@ class Settings:
     # at most N; 0: only the ENIs the IP targets need (the AWS VPC CNI's warm mode).
     # The cost: each ENI held takes one address of the subnet (its primary IP) and one
     # ENI of the account's regional quota (5,000 by default). They never delay a join
-    # (they come once the node is READY, from the warm-pool scan's pass, at background
-    # priority) and never break a node: one that fails (subnet or quota short) is
+    # (they come once the node is READY, from the pass node_ready sends, at background
+    # priority; the warm-pool scan's otherwise) and never break a node: one that fails (subnet or quota short) is
     # logged with a Warning Event, the node keeps its IPs, and none is tried again for
     # 5 minutes (30 s after a temporary failure). IPs, the subnet's scarce resource,
     # stay on the warm targets; a trim gives back IPs, never these ENIs.

@@ -91,7 +91,13 @@ def release_node(self: ControlTask, node_name: str, instance_id: str) -> dict[st
 def node_ready(self: ControlTask, node_name: str) -> bool:
     self.clear_followup(node_name)
     with foreground(node_name):
-        return ready.node_ready(self.context, node_name)
+        is_ready = ready.node_ready(self.context, node_name)
+    if is_ready:  # what the pool wants now that the node is READY (its ENIs held ahead)
+        try:
+            _send(self.context, warmpool.scan_node(self.context, node_name), background_scan=True)
+        except VpcnetError as e:  # the warm-pool scan sends it later; the node is READY
+            log.warning("no pool pass after ready", node=node_name, error=str(e))
+    return is_ready
 
 
 def _send(ctx: ControlContext, followups: list[Followup], *, background_scan: bool = False) -> int:

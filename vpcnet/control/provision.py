@@ -34,8 +34,8 @@ last round could not take is reported (``Outcome.again``): the task sends one mo
 
 Warm mode's ENIs held ahead (``Settings.warm_attached_enis``) are a nice-to-have that
 must never break a node: they are planned only once the node is READY (a join stays
-DescribeInstances + Assign; the warm-pool scan's next pass, background priority, adds
-them), and a failure of theirs (a subnet or ENI quota too small) fails neither the pass
+DescribeInstances + Assign; the pass node_ready sends, background priority, adds
+them, or the warm-pool scan's should that be lost), and a failure of theirs (a subnet or ENI quota too small) fails neither the pass
 nor the node: it is logged, a Warning Event goes out, the other lanes' work is written
 back as usual, and no ENI ahead is tried again for the node for
 ``ENIS_AHEAD_BACKOFF_SECONDS`` (30 s after a temporary failure;

@@ -32,6 +32,13 @@ def warm_pool_scan(ctx: ControlContext) -> list[Followup]:
     return out
 
 
+def scan_node(ctx: ControlContext, node: str) -> list[Followup]:
+    """The warm-pool scan of one node: node_ready runs it for a node it made READY,
+    whose ENIs held ahead (warm mode) are planned only from then on, so that they come
+    with the next pass and not the next scan (~10 s later)."""
+    return list(_scan_node(ctx, node))
+
+
 def _scan_node(ctx: ControlContext, node: str) -> Iterator[Followup]:
     st = ctx.state.read_node(node)
     if st is None or st.phase not in (NodePhase.PROVISIONED, NodePhase.READY) or not st.enis:
