@@ -30,8 +30,12 @@ def test_persistent_throttling_retries_no_sooner_than_its_delay_then_succeeds(
 ) -> None:
     az = ec2_world.azs[0]
     iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "m5.large")
-    # EC2 throttles the pass's first call every time the adapter tries it, then recovers.
-    ec2_emulator.set_faults(rules=[{"action": "*", "code": "RequestLimitExceeded", "count": ADAPTER_TRIES}])
+    # EC2 throttles the pass's first call (DescribeInstances) every time the adapter tries
+    # it, then recovers. Not "*": the facts a first node reads ahead meanwhile (instance
+    # type, the zone's subnets) would take the faults, and a failed read ahead is only
+    # logged, never the pass's error.
+    ec2_emulator.set_faults(rules=[{"action": "DescribeInstances", "code": "RequestLimitExceeded",
+                                    "count": ADAPTER_TRIES}])
     celery_procs.start_worker("w1")
     sent = task_client.send_task(PROVISION_NODE, args=["n1", iid, az])
     out = sent.get(timeout=120)

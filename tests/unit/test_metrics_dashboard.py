@@ -104,8 +104,10 @@ def test_scrape_annotations_match_the_ports_the_processes_serve() -> None:
         w = find(docs, kind, name)
         ann = w["spec"]["template"]["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == port, name
-        (c,) = pod_spec(w)["containers"]
-        assert {"name": "metrics", "containerPort": int(port), "protocol": "TCP"} in c["ports"], name
+        # The one container serving the annotated port (the workers pod's scan worker
+        # serves another, its declared scan-metrics port; see the test below).
+        (c,) = [c for c in pod_spec(w)["containers"]
+                if {"name": "metrics", "containerPort": int(port), "protocol": "TCP"} in c.get("ports", [])]
         env = {e["name"]: e.get("value") for e in c.get("env", [])}
         args = c["args"]
         served = (
@@ -113,3 +115,11 @@ def test_scrape_annotations_match_the_ports_the_processes_serve() -> None:
             or next((a.split("=", 1)[1] for a in args if a.startswith("--metrics-port=")), None)
         )
         assert served == port, name
+
+
+def test_every_workers_container_serves_the_metrics_port_it_declares() -> None:
+    w = find(render(BASE), "Deployment", "vpcnet-workers")
+    for c in pod_spec(w)["containers"]:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        (declared,) = [p["containerPort"] for p in c["ports"] if p["name"].endswith("metrics")]
+        assert env["VPCNET_METRICS_PORT"] == str(declared), c["name"]
