@@ -39,7 +39,7 @@ class Echo:
         return {"ok": True, "echo": raw.decode()}
 
 
-def send(path: Path, payload: bytes) -> dict[str, Any]:
+def send_raw(path: Path, payload: bytes) -> bytes:
     """One request as the plugin sends it: write all, half-close, read the reply to EOF."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(30)
@@ -49,7 +49,12 @@ def send(path: Path, payload: bytes) -> dict[str, Any]:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    reply: dict[str, Any] = json.loads(data)
+    return data
+
+
+def send(path: Path, payload: bytes) -> dict[str, Any]:
+    """``send_raw``, its JSON reply decoded."""
+    reply: dict[str, Any] = json.loads(send_raw(path, payload))
     return reply
 
 
@@ -156,18 +161,6 @@ def test_a_failure_before_serving_removes_the_socket_and_says_why(sock_path: Pat
     # A client fails at once (the plugin then spools DELs, answers ADD with 11).
     with pytest.raises(FileNotFoundError):
         send(sock_path, b"anyone?")
-
-
-def send_raw(path: Path, payload: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(path))
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 def test_raw_frames_go_to_raw_answer_up_to_their_own_limit(sock_path: Path) -> None:
