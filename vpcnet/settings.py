@@ -224,6 +224,12 @@ class AgentSettings:
                 raise ConfigError(f"invalid CIDR {c!r}") from e
 
     @property
+    def agent_socket(self) -> str:
+        """The socket as the conflist's ``agentSocket`` and the launcher name it (absolute):
+        the agent's fast path serves only configs that name exactly this one."""
+        return os.path.abspath(self.socket_path)
+
+    @property
     def status_path(self) -> str:
         """Where the agent writes its status for ``vpcnet agent --check-ready``."""
         return self.status_file or os.path.join(

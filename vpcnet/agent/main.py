@@ -384,7 +384,7 @@ class Agent:
             path = self.conflist_path
             bin_dir = Path(self.settings.cni_bin_dir)
             doc = conflist.plan_conflist(
-                agent_socket=os.path.abspath(self.settings.socket_path),
+                agent_socket=self.settings.agent_socket,
                 log_file=self.settings.log_file,
                 mtu=self.settings.mtu,
                 chained_plugins=self.settings.chained_plugins,
@@ -486,7 +486,7 @@ class Agent:
         # The socket as the conflist names it: the launcher's fast path hands each
         # invocation to this agent, which runs the plugin's code in-process.
         plugin = install_plugin(Path(self.settings.cni_bin_dir), Path(self.settings.cni_runtime_dir),
-                                agent_socket=os.path.abspath(self.settings.socket_path))
+                                agent_socket=self.settings.agent_socket)
         log.info("CNI plugin installed at %s", plugin)
         self._plugin_installed = True
 

@@ -66,7 +66,7 @@ class CniServer:
         # invocation, for configs naming this agent's socket, log file and spool (see
         # inprocess). Without it, raw frames are answered "fallback".
         self.inprocess = (
-            InProcess(self.dispatcher.handle, plugin_main, os.path.abspath(settings.socket_path),
+            InProcess(self.dispatcher.handle, plugin_main, settings.agent_socket,
                       settings.log_file, os.path.abspath(self.spool.directory))
             if plugin_main is not None else None
         )
