@@ -406,17 +406,23 @@ def _roundtrip(path: str, data: bytes, timeout: float) -> bytes:
 
 
 def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
-    """Write the DEL for the agent to pick up; CniError 11 when even that fails."""
+    """Write the DEL for the agent to pick up; CniError 11 when even that fails.
+
+    The temporary file's name is unique (mkstemp), not the pid's: the agent's in-process
+    fast path runs many plugins in one process, and two DELs of one attachment spooled at
+    once must each land whole. A failed write leaves no temporary file behind.
+    """
     import os  # rare path: the agent is down
+    import tempfile
 
     directory = p.pending_dir(conf)
     name = p.pending_name(req["containerId"], req["ifname"])
     target = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     req["spooledAt"] = time.time()
+    tmp = None
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)  # 0600
         try:
             os.write(fd, p.dumps(req).encode())
             os.fsync(fd)
@@ -424,6 +430,11 @@ def _spool(req: dict[str, Any], conf: dict[str, Any]) -> str:
             os.close(fd)
         os.replace(tmp, target)
     except OSError as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # gone already (replaced) or the directory is unwritable: nothing to undo
         raise CniError(p.ERR_TRY_AGAIN, "vpcnet agent unreachable and DEL could not be spooled", str(e)) from e
     return target
 
