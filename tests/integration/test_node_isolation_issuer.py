@@ -5,7 +5,9 @@ on node A gets A's credential and only A's; other tokens are refused; passwords 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -90,6 +92,18 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
             yield Issuer(server, tokens, clock, users, http.url)
         finally:
             http.stop()
+
+
+def test_a_server_stopped_before_it_served_returns_and_frees_its_port(issuer: Issuer) -> None:
+    # `vpcnet credentials` stops its server from a signal, which may come before the serve.
+    server = CredentialServer(CredentialIssuer(issuer.tokens, issuer.users, agent_username=AGENT_SA))
+    port = server.port
+    stopper = threading.Thread(target=server.stop, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop() of a server never started blocked"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
 
 
 def post(url: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, object]]:

@@ -121,6 +121,10 @@ class CredentialServer:
         self._httpd = _Server((host, port), issuer, ssl_context)
         self.scheme = "https" if ssl_context is not None else "http"
         self._thread: threading.Thread | None = None
+        # Set once serve_forever runs or is about to: socketserver's shutdown() waits for
+        # a serve_forever loop to end, forever when none was started (a signal before
+        # the serve, or a caller that only built the server).
+        self._serving = threading.Event()
 
     @property
     def port(self) -> int:
@@ -134,13 +138,16 @@ class CredentialServer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="credentials",
                                         daemon=True)
+        self._serving.set()
         self._thread.start()
 
     def serve_forever(self) -> None:
+        self._serving.set()
         self._httpd.serve_forever()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._serving.is_set():
+            self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(5)
