@@ -106,8 +106,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    import redis
-
     from vpcnet.credentials.issuer import CredentialIssuer
     from vpcnet.credentials.kube_review import kube_reviewer
     from vpcnet.credentials.policy import service_account_username
@@ -116,6 +114,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from vpcnet.settings import Settings
     from vpcnet.state.acl import check_cluster_name
     from vpcnet.state.acl_users import NodeAclUsers
+    from vpcnet.state.connection import connect
 
     namespace, sep, name = args.agent_service_account.partition("/")
     if not sep or not namespace or not name:
@@ -123,7 +122,9 @@ def _build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     context = tls_context(args.tls_cert, args.tls_key, args.listen)
     settings = Settings.from_env()
     check_cluster_name(settings.cluster_name)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    # Through connect(), like every component: a redis+sentinel:// URL follows the primary
+    # the sentinels name, where the agents log in.
+    client = connect(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     users = NodeAclUsers(client, settings.cluster_name, ttl_seconds=args.ttl_seconds,
                          grace_seconds=args.grace_seconds)
     kube = KubeClient.from_settings(settings, component="credentials")
