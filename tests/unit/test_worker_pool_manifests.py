@@ -1,4 +1,4 @@
-"""The worker Deployment and docker-compose.yml run the worker pools of
+"""The worker Deployments and docker-compose.yml run the worker pools of
 ``vpcnet.tasknames.WORKER_POOLS``: every queue is consumed by exactly one kind of worker,
 the EC2 worker does not consume the scan queue (node_ready would wait behind provisioning
 for its threads), and the scan worker has its own few threads."""
@@ -41,13 +41,20 @@ def test_every_queue_has_exactly_one_pool_and_the_scan_queue_its_own() -> None:
     assert SCAN_WORKERS.concurrency is not None and SCAN_WORKERS.concurrency >= 1
 
 
-def test_the_worker_deployment_runs_one_worker_per_pool() -> None:
-    spec = pod_spec(find(render(BASE), "Deployment", "vpcnet-workers"))
-    workers = [c for c in containers(spec) if c["args"][:4] == ["celery", "-A", "workers", "worker"]]
-    assert _pools([c["args"] for c in containers(spec)]) == WANT
-    # Each its own Celery hostname and metrics port (host network: one pod's containers
-    # share the ports).
-    assert len({a for c in workers for a in c["args"] if a.startswith("--hostname=")}) == len(workers)
+WORKER_DEPLOYMENTS = ("vpcnet-workers", "vpcnet-scan-workers")
+
+
+def test_the_worker_deployments_run_one_worker_per_pool() -> None:
+    docs = render(BASE)
+    specs = [pod_spec(find(docs, "Deployment", name)) for name in WORKER_DEPLOYMENTS]
+    assert _pools([c["args"] for spec in specs for c in containers(spec)]) == WANT
+    # One pool per pod: a pod's scrape annotation names one metrics port (see
+    # test_metrics_dashboard), and each pool scales on its own.
+    assert all(len(_pools([c["args"] for c in containers(spec)])) == 1 for spec in specs)
+    workers = [c for spec in specs for c in containers(spec) if c["args"][:4] == ["celery", "-A", "workers", "worker"]]
+    # Each its own Celery hostname and metrics port (host network: pods on one node share
+    # the ports, so an EC2 and a scan worker can share a node).
+    assert len({a.split("@")[0] for c in workers for a in c["args"] if a.startswith("--hostname=")}) == len(workers)
     ports = [p["containerPort"] for c in workers for p in c["ports"]]
     assert len(set(ports)) == len(ports)
 
