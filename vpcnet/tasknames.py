@@ -63,7 +63,8 @@ class WorkerPool:
 # Celery has no concurrency per queue (its maintainers' answer: one worker per queue,
 # celery/celery#1599), so the scan queue gets a worker process of its own with a few
 # threads (node_ready takes milliseconds; beat's scans are one at a time), and the EC2
-# worker consumes only the EC2 queue. The worker Deployment runs one of each per pod.
+# worker consumes only the EC2 queue. Each pool has pods of its own (Deployments
+# vpcnet-workers and vpcnet-scan-workers; docker-compose: workers and scan-workers).
 EC2_WORKERS = WorkerPool("ec2", (EC2_QUEUE,))
 SCAN_WORKERS = WorkerPool("scan", (SCAN_QUEUE,), concurrency=4)
 WORKER_POOLS = (EC2_WORKERS, SCAN_WORKERS)

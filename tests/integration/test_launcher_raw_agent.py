@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.cni import ScriptedAgent
 from vpcnet.agent.cniserver import inprocess
 from vpcnet.install.launcher import build_launcher, embed_argv
 
@@ -32,40 +32,6 @@ sys.exit(3)
 """
 
 
-class RawAgent:
-    """Accepts raw frames on a unix socket and answers each with ``reply`` (bytes, or None:
-    close without answering)."""
-
-    def __init__(self, path: Path) -> None:
-        self.frames: list[bytes] = []
-        self.reply: bytes | None = inprocess.FALLBACK_MAGIC
-        self.hold = threading.Event()  # set: keep each connection open, unanswered, until released
-        self.release = threading.Event()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-                self.frames.append(data)
-                if self.hold.is_set():
-                    self.release.wait(60)
-                if self.reply is not None:
-                    try:
-                        conn.sendall(self.reply)
-                    except OSError:  # the launcher gave up waiting
-                        pass
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return build_launcher(tmp_path_factory.mktemp("launcher-build")).read_bytes()
@@ -75,6 +41,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def sock_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vpcnet-l-") as d:  # sun_path: < 108 bytes
         yield Path(d)
+
+
+@pytest.fixture
+def agent(scripted_agent: Callable[[Path], ScriptedAgent], sock_dir: Path) -> ScriptedAgent:
+    """The raw agent at sock_dir/agent.sock; answers "fallback" unless a test says otherwise."""
+    a = scripted_agent(sock_dir / "agent.sock")
+    a.reply = inprocess.FALLBACK_MAGIC
+    return a
 
 
 def launcher(template: bytes, where: Path, sock: str | None) -> str:
@@ -103,8 +77,9 @@ def executed(stdout: bytes, stdin: bytes = STDIN, env: dict[str, str] | None = N
     assert report["argv"] == ["fixed", "extra"]
 
 
-def test_a_done_answer_is_printed_with_its_exit_status(template: bytes, sock_dir: Path) -> None:
-    agent = RawAgent(sock_dir / "agent.sock")
+def test_a_done_answer_is_printed_with_its_exit_status(
+    template: bytes, sock_dir: Path, agent: ScriptedAgent
+) -> None:
     agent.reply = inprocess.encode_done(7, b'{"cniVersion":"1.1.0"}\n')
     assert run(launcher(template, sock_dir, str(sock_dir / "agent.sock"))) == (7, b'{"cniVersion":"1.1.0"}\n')
     (frame,) = agent.frames
@@ -121,9 +96,8 @@ def test_a_done_answer_is_printed_with_its_exit_status(template: bytes, sock_dir
     inprocess.DONE_MAGIC[:-1],
 ])
 def test_anything_but_a_done_answer_execs_the_plugin_with_stdin_put_back(
-    template: bytes, sock_dir: Path, reply: bytes | None
+    template: bytes, sock_dir: Path, agent: ScriptedAgent, reply: bytes | None
 ) -> None:
-    agent = RawAgent(sock_dir / "agent.sock")
     agent.reply = reply
     rc, out = run(launcher(template, sock_dir, str(sock_dir / "agent.sock")))
     assert rc == 3
@@ -143,8 +117,9 @@ def test_no_agent_at_the_socket_execs_the_plugin(template: bytes, sock_dir: Path
     executed(out, b"", {"CNI_COMMAND": "DEL"})
 
 
-def test_an_environment_above_the_allowance_is_left_to_the_plugin(template: bytes, sock_dir: Path) -> None:
-    agent = RawAgent(sock_dir / "agent.sock")
+def test_an_environment_above_the_allowance_is_left_to_the_plugin(
+    template: bytes, sock_dir: Path, agent: ScriptedAgent
+) -> None:
     env = dict(ENV, CNI_ARGS="K=" + "v" * inprocess.ENV_ALLOWANCE)
     rc, out = run(launcher(template, sock_dir, str(sock_dir / "agent.sock")), env=env)
     assert rc == 3
@@ -152,16 +127,16 @@ def test_an_environment_above_the_allowance_is_left_to_the_plugin(template: byte
     assert agent.frames == []
 
 
-def test_without_a_socket_the_launcher_only_execs(template: bytes, sock_dir: Path) -> None:
-    agent = RawAgent(sock_dir / "agent.sock")
+def test_without_a_socket_the_launcher_only_execs(
+    template: bytes, sock_dir: Path, agent: ScriptedAgent
+) -> None:
     rc, out = run(launcher(template, sock_dir, None))
     assert rc == 3
     executed(out)
     assert agent.frames == []
 
 
-def test_a_closed_stdin_is_left_closed(template: bytes, sock_dir: Path) -> None:
-    agent = RawAgent(sock_dir / "agent.sock")
+def test_a_closed_stdin_is_left_closed(template: bytes, sock_dir: Path, agent: ScriptedAgent) -> None:
     plugin = launcher(template, sock_dir, str(sock_dir / "agent.sock"))
     # The exec'd program sees no fd 0 at all (as without the fast path), and nothing was sent.
     proc = subprocess.run([plugin], env=ENV, capture_output=True, timeout=60, close_fds=True,
@@ -169,7 +144,9 @@ def test_a_closed_stdin_is_left_closed(template: bytes, sock_dir: Path) -> None:
     assert proc.returncode != 0 and agent.frames == []
 
 
-def test_without_memfd_stdin_is_put_back_through_a_pipe(tmp_path: Path, sock_dir: Path) -> None:
+def test_without_memfd_stdin_is_put_back_through_a_pipe(
+    tmp_path: Path, sock_dir: Path, agent: ScriptedAgent
+) -> None:
     """The launcher compiled with memfd_create failing (an old kernel, a seccomp filter):
     the pipe fed by a child carries more than a pipe's buffer."""
     shim = tmp_path / "no_memfd.h"
@@ -180,7 +157,6 @@ def test_without_memfd_stdin_is_put_back_through_a_pipe(tmp_path: Path, sock_dir
     binary = tmp_path / "launcher-no-memfd"
     subprocess.run(["cc", "-static", "-Os", "-Wall", "-Werror", "-include", str(shim), "-o", str(binary),
                     str(SOURCE)], check=True, capture_output=True, timeout=120)
-    agent = RawAgent(sock_dir / "agent.sock")  # answers "fallback"
     plugin = launcher(binary.read_bytes(), sock_dir, str(sock_dir / "agent.sock"))
     for stdin in (STDIN, b""):
         rc, out = run(plugin, stdin=stdin)
@@ -189,14 +165,15 @@ def test_without_memfd_stdin_is_put_back_through_a_pipe(tmp_path: Path, sock_dir
     assert len(agent.frames) == 2
 
 
-def test_an_agent_that_never_answers_is_given_up_on(tmp_path: Path, sock_dir: Path) -> None:
+def test_an_agent_that_never_answers_is_given_up_on(
+    tmp_path: Path, sock_dir: Path, agent: ScriptedAgent
+) -> None:
     """The reply timeout (REPLY_TIMEOUT_SECONDS, built as 1 s here) ends in the plugin."""
     from vpcnet.install.launcher import SOURCE
 
     binary = tmp_path / "launcher-1s"
     subprocess.run(["cc", "-static", "-Os", "-Wall", "-Werror", "-DREPLY_TIMEOUT_SECONDS=1", "-o", str(binary),
                     str(SOURCE)], check=True, capture_output=True, timeout=120)
-    agent = RawAgent(sock_dir / "agent.sock")
     agent.hold.set()
     agent.reply = inprocess.encode_done(0, b"too late")
     try:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fixtures.cni import ScriptedAgent
 from vpcnet.cni import plugin
 from vpcnet.cni import protocol as p
 
@@ -32,29 +31,11 @@ ADD_REPLY = {"ok": True, "ip": "10.0.1.7", "hostIf": "vpc0123456789ab", "hostMac
 GOOD_NETNS = "/run/netns/none"
 
 
-class YesAgent:
-    """A real socket that answers every request as a healthy agent would, and counts them."""
+class YesAgent(ScriptedAgent):
+    """Answers every request as a healthy agent would."""
 
-    def __init__(self, path: Path) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(64)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-                req = json.loads(data)
-                self.requests.append(req)
-                conn.sendall(json.dumps(ADD_REPLY if req.get("command") == "ADD" else {"ok": True}).encode())
+    def answer(self, frame: bytes) -> bytes:
+        return json.dumps(ADD_REPLY if json.loads(frame).get("command") == "ADD" else {"ok": True}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[YesAgent, 
     root = tmp_path_factory.mktemp("fuzz")
     a = YesAgent(root / "agent.sock")
     yield a, root
-    a.sock.close()
+    a.close()
 
 
 # -- the oracle: what the spec (SPEC.md, and the plugin's documented config) requires -------

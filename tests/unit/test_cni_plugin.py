@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.cni import ScriptedAgent
 from vpcnet.cni import plugin
 from vpcnet.cni import protocol as p
 
@@ -27,42 +26,9 @@ ADD_REPLY = {
 }
 
 
-class ScriptedAgent:
-    """A unix-socket server that records requests and answers with ``reply``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.requests: list[dict[str, Any]] = []
-        self.reply: Any = {"ok": True}
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(16)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-                self.requests.append(json.loads(data))
-                reply = self.reply if isinstance(self.reply, bytes) else json.dumps(self.reply).encode()
-                conn.sendall(reply)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[ScriptedAgent]:
-    a = ScriptedAgent(tmp_path / "agent.sock")
-    yield a
-    a.close()
+def agent(scripted_agent: Callable[[Path], ScriptedAgent], tmp_path: Path) -> ScriptedAgent:
+    return scripted_agent(tmp_path / "agent.sock")
 
 
 def run(env: dict[str, str], conf: Any) -> tuple[int, Any]:

@@ -24,7 +24,7 @@ from vpcnet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
-SERVICES = {"redis", "ec2", "kube", "workers", "beat", "flower", "watcher"}
+SERVICES = {"redis", "ec2", "kube", "workers", "scan-workers", "beat", "flower", "watcher"}
 CHART = REPO / "manifests" / "helm" / "vpcnet"
 
 
@@ -84,7 +84,7 @@ def test_vpcnet_commands_parse_with_the_real_cli() -> None:
             assert argv[1:3] == ["-A", "workers"], name
 
 
-@pytest.mark.parametrize("service", ["workers", "beat", "flower", "watcher"])
+@pytest.mark.parametrize("service", ["workers", "scan-workers", "beat", "flower", "watcher"])
 def test_environment_is_valid_settings(service: str) -> None:
     env = config()["services"][service]["environment"]
     vpcnet_env = {k: v for k, v in env.items() if k.startswith("VPCNET_")}
@@ -106,7 +106,7 @@ def test_kubeconfig_points_at_the_kube_emulator() -> None:
     server = urlsplit(kubeconfig["clusters"][0]["cluster"]["server"])
     kube_port = flag(cfg["services"]["kube"]["command"], "--port")
     assert (server.hostname, str(server.port)) == ("kube", kube_port)
-    for name in ("workers", "watcher"):
+    for name in ("workers", "scan-workers", "watcher"):  # node_ready patches the node
         svc = cfg["services"][name]
         assert svc["environment"]["VPCNET_KUBECONFIG"] in [c["target"] for c in svc["configs"]]
 

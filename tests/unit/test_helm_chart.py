@@ -20,6 +20,7 @@ from tests.fixtures.helm import CHART, Helm, HelmFailed, build_helm
 from tests.unit.helm_compare import HELM_LABELS, Key, by_key, differences, key, without_helm_labels
 from tests.unit.manifests_render import BASE, OVERLAYS, find, pod_spec, render, workloads
 from tests.unit.test_manifests import K8S_VERSIONS, containers
+from tests.unit.test_metrics_dashboard import scrape_problems, served_metrics_ports
 from vpcnet.settings import AgentSettings, Settings
 
 EXTERNAL_REDIS = next(o for o in OVERLAYS if o.name == "external-redis")
@@ -230,6 +231,14 @@ def test_resources_per_component(helm: Helm) -> None:
     base_workers = pod_spec(find(render(BASE), "Deployment", "vpcnet-workers"))["containers"][0]
     chart_workers = pod_spec(find(docs, "Deployment", "vpcnet-workers"))["containers"][0]
     assert chart_workers["resources"] == base_workers["resources"]
+
+
+def test_metrics_ports_reach_the_scrape_annotations(helm: Helm) -> None:
+    docs = helm.template({"workers": {"metricsPort": 9901, "scan": {"metricsPort": 9903, "replicas": 3}}})
+    assert scrape_problems(docs) == []
+    assert served_metrics_ports(find(docs, "Deployment", "vpcnet-workers")) == {"worker": {"9901"}}
+    scan = find(docs, "Deployment", "vpcnet-scan-workers")
+    assert served_metrics_ports(scan) == {"scan-worker": {"9903"}} and scan["spec"]["replicas"] == 3
 
 
 def test_namespace_moves_every_object_and_the_lease_with_it(helm: Helm) -> None:

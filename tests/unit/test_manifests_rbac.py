@@ -37,6 +37,7 @@ COMPONENTS: dict[str, tuple[str, list[str]]] = {
 WORKLOAD_SA = {
     "vpcnet-watcher": "vpcnet-watcher",
     "vpcnet-workers": "vpcnet-workers",
+    "vpcnet-scan-workers": "vpcnet-workers",  # node_ready patches the node
     "vpcnet-agent": "vpcnet-agent",
     "vpcnet-beat": "vpcnet-beat",
     "vpcnet-flower": "vpcnet-flower",

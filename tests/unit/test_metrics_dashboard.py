@@ -4,6 +4,7 @@ at the ports the processes serve."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -13,7 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import vpcnet.kube.metrics as watcher_metrics
 import vpcnet.observability.metrics as worker_metrics
-from tests.unit.manifests_render import BASE, MANIFESTS, find, pod_spec, render
+from tests.unit.manifests_render import BASE, MANIFESTS, find, pod_spec, render, workloads
 from vpcnet.observability.agent import AgentCollector
 from vpcnet.observability.collectors import ClusterPoolCollector, QueueCollector
 
@@ -94,32 +95,57 @@ def test_dashboard_ships_as_a_configmap_for_the_grafana_sidecar() -> None:
     assert json.loads(cm["data"]["grafana-dashboard.json"]) == dashboard()
 
 
-def test_scrape_annotations_match_the_ports_the_processes_serve() -> None:
+def served_metrics_ports(workload: dict[str, Any]) -> dict[str, set[str]]:
+    """Container name -> the metrics ports it declares or tells its process to serve."""
+    out: dict[str, set[str]] = {}
+    for c in pod_spec(workload)["containers"]:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        ports = {str(p["containerPort"]) for p in c.get("ports", []) if p["name"].endswith("metrics")}
+        ports |= {env[k] for k in ("VPCNET_METRICS_PORT", "VPCNET_AGENT_METRICS_PORT") if env.get(k)}
+        ports |= {a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--metrics-port=")}
+        if ports:
+            out[c["name"]] = ports
+    return out
+
+
+def scrape_problems(docs: tuple[dict[str, Any], ...]) -> list[str]:
+    """Each pod whose metrics an annotation-based scrape misses. ``prometheus.io/port``
+    names one port per pod, so every metrics port a pod serves must be that one; the
+    port is named ``metrics`` (what a PodMonitor's ``port:`` selects)."""
+    problems = []
+    for w in workloads(docs):
+        name = w["metadata"]["name"]
+        served = served_metrics_ports(w)
+        ann = w["spec"]["template"]["metadata"].get("annotations", {})
+        if not served:
+            continue
+        if ann.get("prometheus.io/scrape") != "true":
+            problems.append(f"{name}: serves metrics but is not annotated for scraping")
+            continue
+        for container, ports in served.items():
+            if ports != {ann["prometheus.io/port"]}:
+                problems.append(f"{name}/{container}: serves {sorted(ports)}, "
+                                f"annotation names {ann['prometheus.io/port']}")
+        named = {p["name"] for c in pod_spec(w)["containers"] for p in c.get("ports", [])
+                 if str(p["containerPort"]) == ann["prometheus.io/port"]}
+        if named != {"metrics"}:
+            problems.append(f"{name}: the scraped port is named {sorted(named)}, not metrics")
+    return problems
+
+
+def test_scrape_annotations_name_every_metrics_port_the_pods_serve() -> None:
     docs = render(BASE)
-    expected = {"vpcnet-watcher": "9810", "vpcnet-workers": "9811", "vpcnet-agent": "9812"}
-    for (kind, name), port in zip(
-        (("Deployment", "vpcnet-watcher"), ("Deployment", "vpcnet-workers"), ("DaemonSet", "vpcnet-agent")),
-        expected.values(), strict=True,
-    ):
-        w = find(docs, kind, name)
-        ann = w["spec"]["template"]["metadata"]["annotations"]
-        assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == port, name
-        # The one container serving the annotated port (the workers pod's scan worker
-        # serves another, its declared scan-metrics port; see the test below).
-        (c,) = [c for c in pod_spec(w)["containers"]
-                if {"name": "metrics", "containerPort": int(port), "protocol": "TCP"} in c.get("ports", [])]
-        env = {e["name"]: e.get("value") for e in c.get("env", [])}
-        args = c["args"]
-        served = (
-            env.get("VPCNET_METRICS_PORT") or env.get("VPCNET_AGENT_METRICS_PORT")
-            or next((a.split("=", 1)[1] for a in args if a.startswith("--metrics-port=")), None)
-        )
-        assert served == port, name
+    assert scrape_problems(docs) == []
+    annotated = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
+                 for w in workloads(docs) if served_metrics_ports(w)}
+    assert annotated == {"vpcnet-watcher": "9810", "vpcnet-workers": "9811", "vpcnet-agent": "9812",
+                         "vpcnet-scan-workers": "9813"}
 
 
-def test_every_workers_container_serves_the_metrics_port_it_declares() -> None:
-    w = find(render(BASE), "Deployment", "vpcnet-workers")
-    for c in pod_spec(w)["containers"]:
-        env = {e["name"]: e.get("value") for e in c.get("env", [])}
-        (declared,) = [p["containerPort"] for p in c["ports"] if p["name"].endswith("metrics")]
-        assert env["VPCNET_METRICS_PORT"] == str(declared), c["name"]
+def test_scrape_problems_sees_a_second_metrics_port_in_one_pod() -> None:
+    docs = copy.deepcopy(render(BASE))
+    workers = find(docs, "Deployment", "vpcnet-workers")
+    (c,) = pod_spec(workers)["containers"]
+    pod_spec(workers)["containers"].append(
+        dict(copy.deepcopy(c), name="second", env=[{"name": "VPCNET_METRICS_PORT", "value": "9899"}]))
+    assert scrape_problems(docs) == ["vpcnet-workers/second: serves ['9811', '9899'], annotation names 9811"]

@@ -10,11 +10,14 @@ watcher     ``--metrics-port`` (9810)               ``vpcnet_watcher_*`` (``vpcn
                                                     from Redis: ``vpcnet_node_pool_ips``,
                                                     ``vpcnet_node_capacity_ips``, ``vpcnet_nodes``,
                                                     ``vpcnet_node_agent_*``
-worker      ``VPCNET_METRICS_PORT`` (9811)          ``vpcnet_ec2_*``, ``vpcnet_task*``,
-                                                    ``vpcnet_node_provisioning_seconds``,
+worker      ``VPCNET_METRICS_PORT`` (9811; the      ``vpcnet_ec2_*``, ``vpcnet_task*``,
+            scan workers' pods 9813)                ``vpcnet_node_provisioning_seconds``,
                                                     ``vpcnet_queue_*``
 agent       ``VPCNET_AGENT_METRICS_PORT`` (9812)    ``vpcnet_agent_*``
 ==========  =====================================  ==========================================
+
+Each pod serves one of these ports, the one its ``prometheus.io/port`` annotation names
+(the annotation takes one port per pod), and names it ``metrics``.
 
 Submodules are imported where needed (the agent must not import Celery, the CNI plugin
 imports none of this): ``logs`` (``configure_logging``), ``metrics`` (metric objects),
