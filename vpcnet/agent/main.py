@@ -401,6 +401,8 @@ class Agent:
     def _feed_pools(self, present: tuple[EniRecord, ...]) -> None:
         """Both pools follow the programmed ENIs."""
         diff = self.ipam.set_enis(present)
+        if diff.added_ips:
+            log.info("pool: %d IPs added, %d ADDs waiting", len(diff.added_ips), self.ipam.demand)
         for alloc in diff.vanished:
             log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
         diff6 = self.ipam6.set_enis(present)
