@@ -18,6 +18,13 @@ the Assign round trip (``assign_rtt_ms``: p50 and max of the AssignPrivateIpAddr
 calls of the first burst, from arrival to answer as the emulator's call log saw them;
 ``cooldown_assign_rtt_ms`` for the second), the unit of issue 13's warm-burst target
 "p99 time-to-IP <= one Assign round trip + 1 s". Nothing here asserts a time.
+
+``--timeline`` tells each burst's story on stderr (``timeline``: the ADDs done per 100 ms
+and every EC2 call, arrival and answer, in ms from the burst's first ADD): the rounds of
+the control plane and what the ADDs waited for. ``--keep-logs DIR`` keeps the stack's
+process logs (the agent's ``cni ADD`` lines say where each ADD's time went: ``ip_ms``,
+``checkpoint_ms``, ``netlink_ms``; its ``pool: N IPs added`` lines when a round's IPs
+reached the pool) to line up with it.
 """
 
 from __future__ import annotations
