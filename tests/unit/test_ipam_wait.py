@@ -105,3 +105,28 @@ def test_the_growth_outlook_turning_hopeless_ends_the_wait() -> None:
         pool.poke()
         with pytest.raises(PoolExhausted, match="ENI and IP limits reached"):
             waiting.result(10)
+
+
+def test_the_demand_is_the_shortfall_that_the_free_ips_do_not_cover() -> None:
+    """IPs arriving for waiting ADDs take them out of the demand at once, before the
+    waiters wake to take them: the mirror never reports (and publishes) a demand the
+    pool already covers, which would send a provisioning pass for nothing or have it
+    assign those ADDs' IPs a second time."""
+    pool = Ipam(cooldown_seconds=30.0)
+    pool.set_enis([eni(["10.0.0.5"])])
+    pool.allocate(key(0))
+    seen: list[int] = []
+    pool.add_demand_listener(seen.append)  # called under the pool's lock, in order
+    with ThreadPoolExecutor(3) as ex:
+        futures: list[Future[Allocation]] = []
+        for n in (1, 2, 3):
+            futures.append(ex.submit(pool.allocate, key(n), wait=60.0, can_grow=lambda: ""))
+            wait_until(lambda n=n: pool.demand == n, f"{n} waiting")
+        # Two IPs come: one ADD is left short, whichever order the waiters wake in.
+        pool.set_enis([eni(["10.0.0.5", "10.0.0.6", "10.0.0.7"])])
+        assert {futures[0].result(10).ip, futures[1].result(10).ip} == {IP("10.0.0.6"), IP("10.0.0.7")}
+        assert pool.demand_report() == (1, 3)
+        pool.set_enis([eni(["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])])
+        assert futures[2].result(10).ip == IP("10.0.0.8")
+    assert seen == [1, 2, 3, 1, 0]  # never 2: the two covered ADDs were not demand
+    assert pool.demand == 0

@@ -17,8 +17,9 @@ leaving the cooldown within the wait, or any IP while the pool can still grow
 (``can_grow`` returns "" — the control plane may add IPs). Waiters are served in
 arrival order; each sleeps on one condition until the next cooldown deadline, a new IP
 (``set_enis``) or its own deadline, never longer. One that no IP can reach in time
-fails at once, saying why (``PoolExhausted``). While the pool can grow, the number of
-waiters is the node's *demand*, reported to demand listeners (the Redis mirror).
+fails at once, saying why (``PoolExhausted``). While the pool can grow, the waiters the
+free IPs do not cover are the node's *demand*, reported to demand listeners (the Redis
+mirror).
 
 The key is the CNI attachment key (container id, ifname): allocating again for the
 same key returns the same IP. IPs the control plane asks back (``release-req``) are
@@ -266,6 +267,7 @@ class Ipam:
                 self._generation += 1
             for alloc in diff.vanished:
                 self._emit(IpamChange(ChangeKind.VANISH, alloc.ip, alloc))
+            self._update_demand()  # new free IPs cover waiters
             self._cond.notify_all()  # new IPs, or a new outlook for the waiters
             return diff
 
@@ -362,7 +364,13 @@ class Ipam:
         return s.cool_heap[0][0] if s.cool_heap else None
 
     def _update_demand(self) -> None:
-        demand = sum(1 for w in self._waiters if w.grows)
+        # The shortfall: the first ``len(free)`` in line take the free IPs as they wake
+        # (``_wait``), so they wait for nothing more. Counted from the IPs, not from the
+        # waiters leaving the line, a pool that grew for them stops being demand at
+        # once, before the mirror can report it again (a provisioning pass for nothing,
+        # or their IPs assigned a second time).
+        covered = len(self._s.free)
+        demand = sum(1 for i, w in enumerate(self._waiters) if w.grows and i >= covered)
         if demand != self._demand:
             self._demand = demand
             for cb in self._demand_listeners:

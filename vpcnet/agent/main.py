@@ -126,6 +126,7 @@ class Agent:
         self._vpc_cidrs: tuple[IPv4Net, ...] = ()
         self._plugin_installed = not settings.install_plugin
         self._last_full_mirror = 0.0
+        self._host_ensured_at = -float("inf")  # monotonic, of the last host pass
         self._node_fields: Mapping[str, str] = {}  # the control plane's, as last read
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -215,26 +216,28 @@ class Agent:
         self._start_cni_server()
         self.sync.start()
         try:
+            woken = False
             while not self._stop.is_set():
-                wait = self.reconcile()
-                self._wait(wait)
+                wait = self.reconcile(woken=woken)
+                woken = self._wait(wait)
                 self.wake.clear()
         finally:
             self._shutdown()
         return 0
 
-    def _wait(self, seconds: float) -> None:
-        """Until woken, ``seconds`` passed or a link the last pass missed appeared."""
+    def _wait(self, seconds: float) -> bool:
+        """Until woken, ``seconds`` passed or a link the last pass missed appeared; True
+        when woken (a publish: the store changed)."""
         awaited = self._awaited_links()
         if not awaited:
-            self.wake.wait(seconds)
-            return
+            return self.wake.wait(seconds)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.wake.wait(min(_LINK_POLL_SECONDS, left)):
-                return
+                return True
             if self._link_appeared(awaited):
-                return
+                return False
+        return False
 
     def _awaited_links(self) -> dict[str, str]:
         """MAC -> ENI id of the ENIs the last pass found without a link (none after a
@@ -273,10 +276,11 @@ class Agent:
 
     # -- the converging pass ---------------------------------------------------------
 
-    def reconcile(self) -> float:
-        """One pass; returns how long to wait before the next one (unless woken)."""
+    def reconcile(self, *, woken: bool = False) -> float:
+        """One pass; returns how long to wait before the next one (unless woken).
+        ``woken``: the pass was woken by a publish (see ``_host_pass_due``)."""
         try:
-            self._reconcile()
+            self._reconcile(woken)
             self.error = ""
         except PermanentError as e:
             # The node cannot take pods until a human or the control plane fixes this.
@@ -296,7 +300,7 @@ class Agent:
             return _RETRY_SECONDS
         return self.settings.resync_seconds
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, woken: bool) -> None:
         state = self._read_state()
         if state is not None:
             self._node_fields = dict(state.node)
@@ -357,13 +361,16 @@ class Agent:
         # programmed (the same links, tables and rules: a pod IP is in none of them),
         # the write only moved addresses: waiting ADDs get them now, not after the host
         # pass (its netlink dumps take 20-200 ms with a burst's pods on the node), which
-        # still runs, for drift.
+        # runs for drift only when due (``_host_pass_due``).
         if self.programmed is not None and _host_side(self.programmed.plan) == _host_side(plan):
             log.debug("host plan unchanged: the pool follows the ENIs before the host pass")
             self._feed_pools(present)
-            self.hostnet.ensure(plan)
+            if self._host_pass_due(woken):
+                self._ensure_host(plan)
+            else:
+                log.debug("host pass skipped: a woken pass that only moved addresses")
         else:
-            self.hostnet.ensure(plan)
+            self._ensure_host(plan)
             self._feed_pools(present)
         if state is not None:
             confirmed = self.ipam.confirm_release(state.release_req)
@@ -398,9 +405,27 @@ class Agent:
         self.ready = ready
         self.serving = bool(present) and (ready or self.serving)
 
+    def _ensure_host(self, plan: HostPlan) -> None:
+        self.hostnet.ensure(plan)
+        self._host_ensured_at = time.monotonic()
+
+    def _host_pass_due(self, woken: bool) -> bool:
+        """Whether a pass whose host side is unchanged runs the host pass (drift repair).
+        Not in a pass woken by a publish while the last host pass is recent and the last
+        pass succeeded: during a burst each round's write wakes a pass, and a host pass
+        there (hundreds of ms with a burst's ADDs in this process) would hold the next
+        round's IPs back from the waiting ADDs. The periodic pass (not woken), any pass
+        after a failed one, and any pass a resync interval after the last host pass run
+        it, so drift is repaired within a resync interval as before."""
+        if not woken or self.error:
+            return True
+        return time.monotonic() - self._host_ensured_at >= self.settings.resync_seconds
+
     def _feed_pools(self, present: tuple[EniRecord, ...]) -> None:
         """Both pools follow the programmed ENIs."""
         diff = self.ipam.set_enis(present)
+        if diff.added_ips:
+            log.info("pool: %d IPs added, %d ADDs waiting", len(diff.added_ips), self.ipam.demand)
         for alloc in diff.vanished:
             log.error("IP %s of %s left the node's ENIs while assigned", alloc.ip, alloc.key)
         diff6 = self.ipam6.set_enis(present)

@@ -26,10 +26,12 @@ agent over a second or more, and a new ENI's chain takes ~3 s). Before it lets t
 go it looks again: when the node's pods and waiting ADDs outgrew what it planned for, or
 another pass was handed to it (``vpcnet.state.claims.PassHandover``: a pass that finds
 the lock held by a provisioning pass hands its work over instead of retrying 2 s later),
-it runs another round, a whole pass from a fresh read, inside the same lock and fence,
-at most ``MAX_ROUNDS`` in all. Each round that calls EC2 records its own epoch before
-acting (the previous round, finished, cleared its epoch), so every round's ClientTokens
-are its own and a round killed and re-run replays its own. A hand-over or a demand the
+it runs another round inside the same lock and fence, at most ``MAX_ROUNDS`` in all: a
+whole pass planned from the ENIs the round before left and a fresh read of Redis, with
+no DescribeInstances of its own (``vpcnet.control.regather`` says why that is sound).
+Each round that calls EC2 records its own epoch before acting (the previous round,
+finished, cleared its epoch), so every round's ClientTokens are its own and a round
+killed and re-run replays its own. A hand-over or a demand the
 last round could not take is reported (``Outcome.again``): the task sends one more pass.
 
 Warm mode's ENIs held ahead (``Settings.warm_attached_enis``) are a nice-to-have that
@@ -62,6 +64,8 @@ from vpcnet.control.common import (
 from vpcnet.control.context import ControlContext
 from vpcnet.control.gather import gather
 from vpcnet.control.inputs import ProvisionInputs
+from vpcnet.control.regather import regather
+from vpcnet.control.view import EniView
 from vpcnet.control.writeback import (
     WriteBack,
     intent_fields,
@@ -202,7 +206,7 @@ def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandove
     node = ref.name
     deadline = Deadline(ctx.work_budget_seconds)
     epochs: set[str] = set()
-    out, planned_for = _pass(ctx, ref, token, deadline, epochs)
+    out, planned_for, last = _pass(ctx, ref, token, deadline, epochs)
     while True:
         grew = _demand_outgrew(ctx, node, planned_for)
         wanted = handover.take_wanted(node, token)
@@ -213,7 +217,7 @@ def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandove
             return dataclasses.replace(out, again=True)
         log.info("another round for the demand that arrived during the pass", node=node,
                  round=out.rounds + 1, demand_grew=grew, handed_over=wanted)
-        more, planned_for = _pass(ctx, ref, token, deadline, epochs)
+        more, planned_for, last = _pass(ctx, ref, token, deadline, epochs, after=last)
         out = _merged(out, more)
 
 
@@ -248,12 +252,20 @@ def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
     return _pass(ctx, ref, token, Deadline(ctx.work_budget_seconds), set())[0]
 
 
+# What a finished round leaves the next round of the same holding to plan from: its
+# inputs and the instance's ENIs as its act step left them (``vpcnet.control.regather``).
+_Left = tuple[ProvisionInputs, tuple[EniView, ...]]
+
+
 def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
-          epochs: set[str]) -> tuple[Outcome, int]:
-    """One round: the outcome, and the addresses it planned for (``_wanted``).
-    ``epochs``: the fresh epochs of this holding's earlier rounds (each round's own)."""
+          epochs: set[str], after: _Left | None = None) -> tuple[Outcome, int, _Left]:
+    """One round: the outcome, the addresses it planned for (``_wanted``) and what it
+    left. ``epochs``: the fresh epochs of this holding's earlier rounds (each round's
+    own); ``after``: what the round before it in this holding left (no DescribeInstances
+    then)."""
     node = ref.name
-    inputs = gather(ctx, ref)
+    inputs = gather(ctx, ref) if after is None else regather(ctx, *after)
+    calls_of = join_calls if after is None else Plan.ec2_calls
     if inputs.epoch in epochs and not (inputs.previous and inputs.previous.pass_epoch):
         # Only a clock that did not move between two rounds: a fresh epoch of its own.
         inputs = dataclasses.replace(inputs, epoch=f"{inputs.epoch}.{len(epochs)}")
@@ -290,16 +302,17 @@ def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
     generation = _write_back(ctx, node, wb, token)
     if generation is None and early:
         generation = early[0][1]
+    left = (inputs, acted.enis)
     if generation is None:
         previous = inputs.previous.version.generation if inputs.previous else 0
-        return Outcome(node, phase, len(plan.actions), False, previous, join_calls(plan)), planned_for
+        return Outcome(node, phase, len(plan.actions), False, previous, calls_of(plan)), planned_for, left
     if plan.touches_ec2 and not inputs.was_ready:
         pod_ips = sum(len(r.pod_ips()) for r in wb.enis)
         ipv6 = sum(len(r.ipv6_prefixes) for r in wb.enis)
         extra = f", {ipv6} IPv6 /80" if ipv6 else ""
         _event(ctx, node, "Provisioned",
                f"{len(wb.enis)} ENIs, {pod_ips} pod IPs{extra} ({spec.mode.value}, {spec.ip_family.value})")
-    return Outcome(node, phase, len(plan.actions), True, generation, join_calls(plan)), planned_for
+    return Outcome(node, phase, len(plan.actions), True, generation, calls_of(plan)), planned_for, left
 
 
 def _write_back_failed(ctx: ControlContext, node: str, inputs: ProvisionInputs, plan: Plan,

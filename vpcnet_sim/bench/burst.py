@@ -18,6 +18,13 @@ the Assign round trip (``assign_rtt_ms``: p50 and max of the AssignPrivateIpAddr
 calls of the first burst, from arrival to answer as the emulator's call log saw them;
 ``cooldown_assign_rtt_ms`` for the second), the unit of issue 13's warm-burst target
 "p99 time-to-IP <= one Assign round trip + 1 s". Nothing here asserts a time.
+
+``--timeline`` tells each burst's story on stderr (``timeline``: the ADDs done per 100 ms
+and every EC2 call, arrival and answer, in ms from the burst's first ADD): the rounds of
+the control plane and what the ADDs waited for. ``--keep-logs DIR`` keeps the stack's
+process logs (the agent's ``cni ADD`` lines say where each ADD's time went: ``ip_ms``,
+``checkpoint_ms``, ``netlink_ms``; its ``pool: N IPs added`` lines when a round's IPs
+reached the pool) to line up with it.
 """
 
 from __future__ import annotations
@@ -139,6 +146,28 @@ def round_trips(calls: Sequence[LoggedCall], since: float = -math.inf) -> dict[s
     return {"count": len(rtts), "p50": round(percentile(rtts, 50), 1), "max": round(max(rtts), 1)}
 
 
+def timeline(runs: Sequence[tuple[float, float, int, str]], calls: Sequence[LoggedCall],
+             step: float = 0.1) -> list[str]:
+    """A burst's story, in ms from its first ADD's start: the ADDs finished in each
+    ``step`` (and how many so far), every EC2 call that arrived meanwhile (arrival and
+    answer). ``runs`` as ``_stats`` takes them, ``calls`` on the same monotonic clock."""
+    if not runs:
+        return []
+    t0 = min(r[0] for r in runs)
+    last_start = max(r[0] for r in runs) - t0
+    events: list[tuple[float, str]] = [(last_start, f"last of {len(runs)} ADDs started")]
+    end = max(r[1] for r in runs)
+    for c in calls:
+        if t0 <= c.received <= end:
+            events.append((c.received - t0, f"{c.action} (answered +{(c.answered - t0) * 1000:.0f})"))
+    done: Counter[int] = Counter(int((r[1] - t0) / step) for r in runs)
+    total = 0
+    for bucket in sorted(done):
+        total += done[bucket]
+        events.append(((bucket + 1) * step, f"{done[bucket]} ADDs done ({total})"))
+    return [f"+{t * 1000:6.0f} ms  {what}" for t, what in sorted(events, key=lambda e: e[0])]
+
+
 def _stats(pods: int, runs: Sequence[tuple[float, float, int, str]]) -> BurstStats:
     """From (start, end, CNI code or 0, message) per ADD."""
     out = BurstStats(pods)
@@ -248,6 +277,7 @@ class ReadyNode:
     prefix: str
     join_seconds: float
     enis_ahead_seconds: float | None = None
+    last_runs: list[tuple[float, float, int, str]] = field(default_factory=list)  # the last burst's
 
     def burst(self, pods: int, label: str) -> tuple[BurstStats, list[Any]]:
         """``pods`` concurrent ADDs, each in a fresh pod namespace made beforehand."""
@@ -263,7 +293,9 @@ class ReadyNode:
             except CniError as e:
                 return start, time.perf_counter(), e.code, str(e)[:300]
 
-        return _stats(pods, _concurrently(pods, add)), batch
+        runs = _concurrently(pods, add)
+        self.last_runs = runs
+        return _stats(pods, runs), batch
 
     def delete(self, batch: Sequence[Any]) -> None:
         _concurrently(len(batch), lambda i: _delete(self.runtime, batch[i]))
@@ -300,7 +332,9 @@ class ReadyNode:
 
 def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
               cooldown_seconds: float, workdir: Path,
-              say: Callable[[str], None] = lambda _: None) -> BurstResult:
+              say: Callable[[str], None] = lambda _: None,
+              story: Callable[[str], None] | None = None) -> BurstResult:
+    """``story``: told each burst's ``timeline``, line by line."""
     for name in ("ptp", "host-local"):
         if not (REF_PLUGIN_DIR / name).exists():
             raise BenchError(f"reference plugin {REF_PLUGIN_DIR / name} missing "
@@ -315,6 +349,9 @@ def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
         result.first, first_pods = n.burst(pods, "a")
         result.ec2_calls_first = n.ec2_calls()
         result.assign_rtt = round_trips(n.assign_calls())
+        if story is not None:
+            for line in timeline(n.last_runs, n.stack.ec2.calls()):
+                story(line)
         say(f"  wall {result.first.wall_ms} ms, p99 {result.first.p99_ms} ms, failed "
             f"{result.first.failed}; {_describe_rtt(result.assign_rtt)}; DEL all")
         n.delete(first_pods)
@@ -325,6 +362,9 @@ def run_burst(pods: int, mode: str, instance_type: str, warm_ip_target: int,
         result.ec2_calls = n.ec2_calls()
         # The log runs on from the reset: the second burst's calls arrived after its start.
         result.assign_rtt_cooldown = round_trips(n.assign_calls(), since=second_start)
+        if story is not None:
+            for line in timeline(n.last_runs, n.stack.ec2.calls()):
+                story(line)
         n.delete(second_pods)
         for pod in first_pods + second_pods:
             n.runtime.remove_netns(pod)
@@ -400,6 +440,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--cooldown", type=float, default=30.0,
                         help="IP cooldown seconds (VPCNET_IP_COOLDOWN_SECONDS, default 30)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    parser.add_argument("--timeline", action="store_true",
+                        help="tell each burst's timeline on stderr (ADDs done, EC2 calls)")
+    parser.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
+                        help="copy the stack's process logs to DIR at the end")
     parser.set_defaults(func=main)
 
 
@@ -421,11 +465,14 @@ def main(args: argparse.Namespace) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="vpcnet-burst-"))
     try:
-        result = run_burst(args.pods, args.mode, instance_type, warm, args.cooldown, workdir, say)
+        result = run_burst(args.pods, args.mode, instance_type, warm, args.cooldown, workdir, say,
+                           story=say if args.timeline else None)
     except BenchError as e:
         print(f"bench burst: {e}", file=sys.stderr)
         return 1
     finally:
+        if args.keep_logs is not None and (workdir / "logs").is_dir():
+            shutil.copytree(workdir / "logs", args.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
     summary = result.summary()
     if not args.json:

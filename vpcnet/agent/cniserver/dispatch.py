@@ -95,6 +95,9 @@ class Dispatcher:
                 "ok" if reply.get("ok") else f"error {reply.get('code')}: {reply.get('details') or reply.get('msg')}",
                 ms,
                 extra={"command": req.command, "code": code, "ms": round(ms, 2),
+                       "ip_ms": round(clock.spent("ip") * 1000, 2),
+                       "checkpoint_ms": round(clock.spent("checkpoint") * 1000, 2),
+                       "netlink_ms": round(clock.spent("netlink") * 1000, 2),
                        **{k: reply[k] for k in ("eni", "ip", "ip6") if k in reply}},
             )
         return reply

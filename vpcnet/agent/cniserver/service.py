@@ -107,7 +107,8 @@ class CniService:
         self.replay_spooled(req.key)  # a DEL spooled for this key must go first
         self._await_dying(req.key)  # and the veth of its last DEL must be gone
         self._check_netns(req.netns)
-        alloc, alloc6, taken = self._allocate(req)
+        with self.clock.timed("ip"):
+            alloc, alloc6, taken = self._allocate(req)
         spec = _pod_spec(req, alloc, alloc6, req.mtu or self.settings.mtu)
         # Durable first: nothing is programmed for an IP the checkpoint does not hold.
         # Should the agent die after the fsync, the restarted agent knows the IP is

@@ -22,7 +22,8 @@ class RequestTiming:
 
 
 class PhaseClock:
-    """Seconds spent per phase ("checkpoint", "netlink") by the request of this thread.
+    """Seconds spent per phase ("ip": getting the addresses, "checkpoint", "netlink")
+    by the request of this thread.
 
     Per thread: each request runs on its own thread, from ``reset`` to ``spent``.
     """
@@ -31,7 +32,7 @@ class PhaseClock:
         self._phase = threading.local()
 
     def reset(self) -> None:
-        self._phase.checkpoint = self._phase.netlink = 0.0
+        self._phase.ip = self._phase.checkpoint = self._phase.netlink = 0.0
 
     def spent(self, phase: str) -> float:
         return float(getattr(self._phase, phase))
