@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import redis
 from tests.fixtures import watcher as fx
 from tests.fixtures.watcher import queued, wait_for, watcher_env
 from vpcnet.kube.client import KubeClient
+from vpcnet.kube.watchstate import TaskSender
 from vpcnet.settings import Settings
 from vpcnet.tasknames import QUEUES
 
@@ -59,3 +61,13 @@ def test_the_queues_are_declared_before_the_watcher_leads_and_before_any_node(
     for q in QUEUES:
         assert broker.exists(f"_kombu.binding.{q}"), f"queue {q} not declared at start"
         assert not queued(broker, q)  # declared by the start, not by a send
+
+
+def test_a_broker_that_cannot_be_reached_is_left_for_the_first_send(
+    watcher_settings: Settings,
+) -> None:
+    """The watcher still starts (it lists, watches and leads; its sends retry later)."""
+    unreachable = replace(watcher_settings, broker_url="redis://127.0.0.1:1/0")
+    sender = TaskSender(unreachable)
+    sender.warm()  # logs and returns
+    sender.close()

@@ -61,7 +61,7 @@ class TaskSender:
         try:
             amqp.send_task_message  # noqa: B018 - builds Celery's sender (a cached property)
             with self._app.producer_or_acquire() as producer:
-                producer.connection.ensure_connection(max_retries=1)
+                producer.connection.ensure_connection(max_retries=0)
                 for name in QUEUES:
                     producer.maybe_declare(amqp.queues[name])
                 events = self._app.events.Dispatcher(producer.connection, enabled=False)
