@@ -1,6 +1,8 @@
 """node_ready waits out the last moment of the pass that holds the node's lock: the agent
 reports the pass's write-back while the pass is still finishing (in prefix and warm
-modes, within milliseconds), and a LockHeld retry costs 2 s of a lone node's join."""
+modes, within milliseconds), and a LockHeld retry costs 2 s of a lone node's join. That
+last moment holds no Kubernetes round trip: the pass's Provisioned Event goes out after
+the lock is let go."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from vpcnet.control.ready import LOCK_WAIT_SECONDS, node_ready
 from vpcnet.domain import NodePhase
 from vpcnet.errors import LockHeld
 from vpcnet.kube.client import KubeClient
+from vpcnet.kube.types import EventType
 from vpcnet.settings import Settings
 from vpcnet.wellknown import NOT_READY_TAINT
 from vpcnet_sim.ec2 import Ec2Emulator, World
@@ -62,4 +65,35 @@ def test_node_ready_still_retries_behind_a_pass_that_goes_on(
 
     node = kube.read_node("n1")
     assert node is not None and node.has_taint(NOT_READY_TAINT)
+    kube.close()
+
+
+class _LockAtEvents(KubeClient):
+    """The real client, noting whether the node's lock was held as each Event went out."""
+
+    ctx: ControlContext | None = None
+    seen: list[tuple[str, bool]]
+
+    def emit_event(self, node_name: str, reason: str, message: str,
+                   type: str = EventType.NORMAL) -> None:
+        assert self.ctx is not None
+        self.seen.append((reason, self.ctx.state.lock_held(node_name)))
+        super().emit_event(node_name, reason, message, type)
+
+
+def test_the_provisioned_event_goes_out_after_the_pass_lets_the_lock_go(
+    control_settings: Settings, ec2_emulator: Ec2Emulator, ec2_world: World,
+    kube_emulator: KubeEmulator,
+) -> None:
+    az = ec2_world.azs[0]
+    iid = join(ec2_emulator, kube_emulator, ec2_world.subnet_ids[0], az, "n1", "t3.nano")
+    kube = _LockAtEvents.from_settings(control_settings, component="test")
+    kube.seen = []
+    ctx = ControlContext.from_settings(control_settings, kube=kube)
+    kube.ctx = ctx
+
+    provision_node(ctx, "n1", iid, az)
+
+    assert kube.seen == [("Provisioned", False)]
+    assert [e.reason for e in kube.list_node_events("n1")] == ["Provisioned"]
     kube.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.storm_minimums import MIN_CALLS
-from vpcnet_sim.bench.storm import lower_bound, one_node_chain, typical_latency
+from vpcnet_sim.bench.storm import ec2_busy_seconds, lower_bound, one_node_chain, typical_latency
 from vpcnet_sim.ec2 import Ec2SimConfig
 
 AWS = Ec2SimConfig.aws_like()
@@ -69,3 +69,21 @@ def test_the_bound_at_a_rate_share_is_the_limiters_share_of_each_bucket() -> Non
 def test_a_rate_share_does_not_change_a_lone_nodes_chain() -> None:
     calls = MIN_CALLS[("m5.xlarge", "full")]
     assert lower_bound(calls, 1, AWS, 0.95)[0] == pytest.approx(lower_bound(calls, 1, AWS)[0])
+
+
+def test_ec2_busy_time_is_the_union_of_calls_and_attachments_settling() -> None:
+    calls = [
+        ("DescribeInstances", 0.1, 0.2),
+        ("CreateNetworkInterface", 0.3, 0.6),  # two chains in parallel count once
+        ("CreateNetworkInterface", 0.35, 0.65),
+        ("AttachNetworkInterface", 0.7, 1.0),  # then settles until 3.0
+        ("ModifyNetworkInterfaceAttribute", 1.0, 1.2),  # inside the settling
+        ("DescribeNetworkInterfaces", 3.5, 3.6),  # after the end: the bench's own check
+    ]
+    busy = ec2_busy_seconds(calls, attach_delay=2.0, end=3.1)
+    assert busy == pytest.approx(0.1 + 0.35 + 2.3)
+
+
+def test_ec2_busy_time_is_clipped_to_the_run() -> None:
+    assert ec2_busy_seconds([("AttachNetworkInterface", 0.5, 1.0)], 2.0, end=2.0) == pytest.approx(1.5)
+    assert ec2_busy_seconds([], 2.0, end=2.0) == 0.0

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from vpcnet.aws.calls import attributed_to
@@ -93,6 +93,10 @@ from vpcnet.state.records import ENIS_AHEAD_AFTER_FIELD
 MAX_ROUNDS = 4
 # A further round starts only while this share of the work budget is left.
 _ROUND_BUDGET_SHARE = 0.5
+# (reason, message) of a Normal Event about the node; a pass hands its Events to the
+# caller, who emits them once the node's lock is let go (see ``_holding_lock``).
+Announce = Callable[[str, str], None]
+
 # After an ENI held ahead failed for good (a subnet without addresses, the account's
 # ENI quota or the instance's attachments spent), the node's next try at one waits this
 # long: those rarely come back sooner, and each try costs EC2 calls the limiter shares
@@ -184,6 +188,7 @@ def _holding_lock(ctx: ControlContext, ref: NodeRef, handover: PassHandover) -> 
     node = ref.name
     wanted_at_release: list[bool] = []
     acquired = False
+    announced: list[tuple[str, str]] = []
 
     def release(lease: Lease) -> None:
         wanted_at_release.append(handover.release(node, lease.token))
@@ -192,21 +197,28 @@ def _holding_lock(ctx: ControlContext, ref: NodeRef, handover: PassHandover) -> 
         with node_lock(ctx, node, release=release) as token:
             acquired = True
             handover.begin(node, token)
-            out = _rounds(ctx, ref, token, handover)
+            out = _rounds(ctx, ref, token, handover, lambda *event: announced.append(event))
     except LockHeld:
         if acquired:
             raise  # lost while acting: the task retries
         return None
+    finally:
+        # After the lock is let go: the agent may already report the pass's write, and
+        # node_ready waits for this lock before it takes the taint off (an Event is a
+        # Kubernetes round trip, 5-40 ms here, on a lone node's join otherwise).
+        for reason, message in announced:
+            _event(ctx, node, reason, message)
     if any(wanted_at_release) and not out.again:
         out = dataclasses.replace(out, again=True)  # handed over after the last look
     return out
 
 
-def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandover) -> Outcome:
+def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandover,
+            announce: Announce) -> Outcome:
     node = ref.name
     deadline = Deadline(ctx.work_budget_seconds)
     epochs: set[str] = set()
-    out, planned_for, last = _pass(ctx, ref, token, deadline, epochs)
+    out, planned_for, last = _pass(ctx, ref, token, deadline, epochs, announce)
     while True:
         grew = _demand_outgrew(ctx, node, planned_for)
         wanted = handover.take_wanted(node, token)
@@ -217,7 +229,7 @@ def _rounds(ctx: ControlContext, ref: NodeRef, token: str, handover: PassHandove
             return dataclasses.replace(out, again=True)
         log.info("another round for the demand that arrived during the pass", node=node,
                  round=out.rounds + 1, demand_grew=grew, handed_over=wanted)
-        more, planned_for, last = _pass(ctx, ref, token, deadline, epochs, after=last)
+        more, planned_for, last = _pass(ctx, ref, token, deadline, epochs, announce, after=last)
         out = _merged(out, more)
 
 
@@ -249,7 +261,8 @@ def _merged(first: Outcome, later: Outcome) -> Outcome:
 
 def ensure_node(ctx: ControlContext, ref: NodeRef, token: str) -> Outcome:
     """One converging pass; the caller holds the node's lock (``token``)."""
-    return _pass(ctx, ref, token, Deadline(ctx.work_budget_seconds), set())[0]
+    return _pass(ctx, ref, token, Deadline(ctx.work_budget_seconds), set(),
+                 lambda reason, message: _event(ctx, ref.name, reason, message))[0]
 
 
 # What a finished round leaves the next round of the same holding to plan from: its
@@ -258,11 +271,12 @@ _Left = tuple[ProvisionInputs, tuple[EniView, ...]]
 
 
 def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
-          epochs: set[str], after: _Left | None = None) -> tuple[Outcome, int, _Left]:
+          epochs: set[str], announce: Announce,
+          after: _Left | None = None) -> tuple[Outcome, int, _Left]:
     """One round: the outcome, the addresses it planned for (``_wanted``) and what it
     left. ``epochs``: the fresh epochs of this holding's earlier rounds (each round's
-    own); ``after``: what the round before it in this holding left (no DescribeInstances
-    then)."""
+    own); ``announce``: takes the round's Normal Events; ``after``: what the round
+    before it in this holding left (no DescribeInstances then)."""
     node = ref.name
     inputs = gather(ctx, ref) if after is None else regather(ctx, *after)
     calls_of = join_calls if after is None else Plan.ec2_calls
@@ -310,8 +324,8 @@ def _pass(ctx: ControlContext, ref: NodeRef, token: str, deadline: Deadline,
         pod_ips = sum(len(r.pod_ips()) for r in wb.enis)
         ipv6 = sum(len(r.ipv6_prefixes) for r in wb.enis)
         extra = f", {ipv6} IPv6 /80" if ipv6 else ""
-        _event(ctx, node, "Provisioned",
-               f"{len(wb.enis)} ENIs, {pod_ips} pod IPs{extra} ({spec.mode.value}, {spec.ip_family.value})")
+        announce("Provisioned",
+                 f"{len(wb.enis)} ENIs, {pod_ips} pod IPs{extra} ({spec.mode.value}, {spec.ip_family.value})")
     return Outcome(node, phase, len(plan.actions), True, generation, calls_of(plan)), planned_for, left
 
 

@@ -129,6 +129,9 @@ class Watcher:
     def run(self, stop: threading.Event) -> None:
         """Watch and act until ``stop`` is set (then hand the Lease over)."""
         log.info("watcher.start", identity=self.identity, cluster=self.settings.cluster_name)
+        # Before any node is seen or the Lease sought: no join waits for the broker's
+        # connection and Celery's lazy set-up on its first enqueue.
+        self._sender.warm()
         self._source.start()
         self._listener.start()
         if self.elector is not None:

@@ -131,6 +131,14 @@ class StormResult:
     # The same chain at the latencies' means: what a lone join with no overhead of ours
     # takes on average (the bound is the luckiest draw of every call's jitter).
     one_node_typical_chain_seconds: float = 0.0
+    # From the emulator's call log (None with --ec2-process): the seconds of the run
+    # during which EC2 had some call of ours in flight or an attachment settling (its
+    # own time, as realized: latencies with their jitter, its processing), and the rest
+    # of ``seconds``: when EC2 had nothing of ours to do (vpcnet's hops and waits, the
+    # stand-in agent's and this bench's polls). Extra information: the ratio stays
+    # against the bound.
+    ec2_busy_seconds: float | None = None
+    outside_ec2_seconds: float | None = None
 
 
 def min_latency(cfg: Any, step: str) -> float:
@@ -165,6 +173,24 @@ def one_node_chain(calls_per_node: dict[str, int], cfg: Any,
     """One node alone, with full buckets: its longest chain of calls and waits."""
     return (latency(cfg, "DescribeInstances")
             + chain_tail(calls_per_node, cfg, "DescribeInstances", latency))
+
+
+def ec2_busy_seconds(calls: list[tuple[str, float, float]], attach_delay: float,
+                     end: float) -> float:
+    """The length of the union, within [0, ``end``], of every call's (action, arrival,
+    answer) interval and of each attachment's settling (``attach_delay`` after its
+    AttachNetworkInterface was answered): the time EC2 was busy with our work."""
+    spans = [(start, done) for _, start, done in calls]
+    spans += [(done, done + attach_delay) for action, _, done in calls
+              if action == "AttachNetworkInterface"]
+    busy, reached = 0.0, 0.0
+    for start, done in sorted((max(0.0, a), min(end, b)) for a, b in spans):
+        begin = max(start, reached)
+        if done <= begin:
+            continue  # inside what is counted already, or outside [0, end]
+        busy += done - begin
+        reached = done
+    return busy
 
 
 def bound_curve(
@@ -445,6 +471,12 @@ def run_storm(
         if result.seconds and times:
             result.p50_of_total = round(result.p50_node_seconds / result.seconds, 3)
         result.aws_equivalent_seconds = round(result.seconds * time_scale, 1)
+        logged = getattr(stack.ec2, "calls", None)  # the in-process emulator's call log
+        if logged is not None:
+            calls = [(c.action, c.received - t0, c.answered - t0) for c in logged()]
+            busy = ec2_busy_seconds(calls, float(stack.ec2.config.attach_delay), result.seconds)
+            result.ec2_busy_seconds = round(busy, 3)
+            result.outside_ec2_seconds = round(result.seconds - busy, 3)
         result.nodes_error = sum(1 for n in names if stack.node_phase(n) == "error")
         counters = stack.ec2.counters()
         result.ec2_calls = dict(sorted(counters.get("calls", {}).items()))
@@ -573,7 +605,8 @@ def main(args: argparse.Namespace) -> int:
         for k in ("rate_limit_share", "time_scale", "scan_worker_concurrency", "nodes_ready", "nodes_error", "seconds",
                   "lower_bound_seconds", "ratio", "lower_bound_at_share_seconds",
                   "ratio_at_share", "one_node_chain_seconds",
-                  "one_node_typical_chain_seconds", "aws_equivalent_seconds",
+                  "one_node_typical_chain_seconds", "ec2_busy_seconds",
+                  "outside_ec2_seconds", "aws_equivalent_seconds",
                   "p50_node_seconds", "p50_of_total",
                   "p99_node_seconds", "ec2_calls_per_node", "min_ec2_calls_per_node",
                   "throttled_by_ec2", "throttled_surfaced", "failed_tasks", "leaked_enis",
