@@ -94,3 +94,20 @@ def test_lookups_by_id_never_walk_every_reservation(
         ec2.describe_instances(InstanceIds=[UNKNOWN])
     assert exc.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
     assert ec2_emulator.backend.get_instance(first).id == first
+
+
+def test_launch_never_walks_every_reservation(
+    ec2_emulator: Ec2Emulator, fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto looks each new instance up (to attach its root volume) by walking every
+    instance: launching N nodes cost O(N^2)."""
+    def walk(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("walked every reservation")
+
+    monkeypatch.setattr(ec2_emulator.backend, "all_reservations", walk)
+    monkeypatch.setattr(ec2_emulator.backend, "all_instances", walk)
+    iid = ec2_emulator.run_instance("m5.large", name="late")
+    view = ec2_emulator.instance_view(iid)
+    assert view["state"] == "running" and len(view["enis"]) == 1
+    volumes = ec2_emulator.backend.volumes.values()
+    assert any(v.attachment is not None and v.attachment.instance.id == iid for v in volumes)

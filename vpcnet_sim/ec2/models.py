@@ -451,11 +451,17 @@ class SimEc2Backend(EC2Backend):
 
     def get_instance(self, instance_id: str) -> Instance:
         instance = self.instances_by_id.get(instance_id)
-        if instance is None:
-            # moto's run_instances looks its new instance up before we have indexed it
-            found: Instance = super().get_instance(instance_id)
-            return found
-        return instance
+        if instance is not None:
+            return instance
+        # moto's run_instances looks its new instance up (to attach its root volume)
+        # before we have indexed it: it is in the newest reservation.
+        if self.reservations:
+            newest: Reservation = next(reversed(self.reservations.values()))
+            for candidate in newest.instances:
+                if candidate.id == instance_id:
+                    return candidate
+        found: Instance = super().get_instance(instance_id)
+        return found
 
     def _reservations_holding(self, instance_ids: list[str]) -> list[Reservation]:
         """Copies of the reservations holding these (known) instances, each narrowed to
