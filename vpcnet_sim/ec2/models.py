@@ -16,16 +16,19 @@ The backend is not thread-safe (nor is moto): the server serialises access with 
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+from moto.ec2.exceptions import InvalidInstanceIdError
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_network_interfaces import Attachment, NetworkInterface
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.instances import Instance, Reservation
 from moto.ec2.models.subnets import Subnet
+from moto.ec2.utils import filter_reservations
 
 from vpcnet_sim.ec2 import errors
 from vpcnet_sim.ec2.ipam import SubnetPool
@@ -256,6 +259,7 @@ class SimEc2Backend(EC2Backend):
         self._pools6: dict[str, Ipv6SubnetPool] = {}  # only subnets with an IPv6 CIDR
         self._macs: set[str] = set()
         self.instances_by_id: dict[str, SimInstance] = {}
+        self.reservation_of: dict[str, str] = {}  # instance id -> its reservation's id
         self.pending_detach: set[str] = set()
         # CreateNetworkInterface ClientToken -> (request fingerprint, the ENI it made)
         self.client_tokens: dict[str, tuple[str, SimNetworkInterface]] = {}
@@ -418,6 +422,7 @@ class SimEc2Backend(EC2Backend):
             instance.__class__ = SimInstance  # type: ignore[type-abstract]  # moto builds it inline
             assert isinstance(instance, SimInstance)
             self.instances_by_id[instance.id] = instance
+            self.reservation_of[instance.id] = reservation.id
             primary = instance.nics.get(0)
             if isinstance(primary, SimNetworkInterface):
                 primary.attached_at = 0.0  # attached at launch, no "attaching" phase
@@ -439,6 +444,56 @@ class SimEc2Backend(EC2Backend):
                 )
             raise errors.not_found_instance(instance_id)
         return instance
+
+    # moto finds instances by copying every reservation (or walking every instance) on
+    # each call: at thousands of nodes that copy was most of a DescribeInstances under
+    # the backend lock. These answer the same from the instance index.
+
+    def get_instance(self, instance_id: str) -> Instance:
+        instance = self.instances_by_id.get(instance_id)
+        if instance is not None:
+            return instance
+        # moto's run_instances looks its new instance up (to attach its root volume)
+        # before we have indexed it: it is in the newest reservation.
+        if self.reservations:
+            newest: Reservation = next(reversed(self.reservations.values()))
+            for candidate in newest.instances:
+                if candidate.id == instance_id:
+                    return candidate
+        found: Instance = super().get_instance(instance_id)
+        return found
+
+    def _reservations_holding(self, instance_ids: list[str]) -> list[Reservation]:
+        """Copies of the reservations holding these (known) instances, each narrowed to
+        them, by reservation id (the order DescribeInstances answers in)."""
+        wanted = set(instance_ids)
+        holding = {self.reservation_of[i] for i in wanted if i in self.reservation_of}
+        out = []
+        for rid in sorted(holding):
+            reservation = self.reservations.get(rid)
+            if reservation is None:
+                continue
+            narrowed = copy.copy(reservation)
+            narrowed.instances = [i for i in reservation.instances if i.id in wanted]
+            out.append(narrowed)
+        return out
+
+    def get_reservations_by_instance_ids(
+        self, instance_ids: list[str], filters: Any = None
+    ) -> list[Reservation]:
+        for iid in instance_ids:
+            if iid not in self.instances_by_id:
+                raise InvalidInstanceIdError(iid)
+        reservations = self._reservations_holding(instance_ids)
+        return filter_reservations(reservations, filters) if filters is not None else reservations
+
+    def describe_instances(self, filters: Any = None) -> list[Reservation]:
+        ids = (filters or {}).get("instance-id")
+        if not ids:
+            result: list[Reservation] = super().describe_instances(filters)
+            return result
+        # moto matches instance-id exactly (no wildcards): only these can pass.
+        return filter_reservations(self._reservations_holding(list(ids)), filters)
 
     def terminate_instances(self, instance_ids: list[str]) -> list[tuple[Instance, Any]]:
         # AWS deletes DeleteOnTermination ENIs and detaches the others; moto would leave
