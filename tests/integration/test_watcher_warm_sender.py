@@ -10,7 +10,6 @@ redis transport records a declared queue's binding in ``_kombu.binding.<queue>``
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from vpcnet.kube.client import KubeClient
 from vpcnet.kube.watchstate import TaskSender
 from vpcnet.settings import Settings
 from vpcnet.tasknames import QUEUES
+from vpcnet_sim.embedded.procs import stop_process
 
 kube_sim, broker, watcher_settings, kube = fx.kube_sim, fx.broker, fx.watcher_settings, fx.kube
 
@@ -39,12 +39,7 @@ def watcher_proc(watcher_settings: Settings, tmp_path: Path) -> Iterator[subproc
         proc = subprocess.Popen([sys.executable, "-m", "vpcnet.cli.main", "watcher"],
                                 env=env, stdout=log, stderr=log)
     yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    stop_process(proc, grace=10)
 
 
 def test_the_queues_are_declared_before_the_watcher_leads_and_before_any_node(
